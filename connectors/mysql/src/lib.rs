@@ -1,0 +1,123 @@
+//! MySQL / MariaDB connector: discovery over information_schema, a streaming reader (sqlx
+//! `fetch`) and a transactional writer using multi-row INSERT (upsert: `ON DUPLICATE KEY UPDATE`).
+
+mod discovery;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fdi_connector::{
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ReadSpec, Result, SinkWriter,
+    SourceReader, WriteSpec,
+};
+use fdi_sql_core::content::ServerContent;
+use fdi_sql_core::map_sqlx_error;
+use fdi_types::DatasourceType;
+use sqlx::Executor;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+
+/// Builds MySQL connectors from a datasource's `content`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Factory;
+
+impl ConnectorFactory for Factory {
+    fn datasource_type(&self) -> DatasourceType {
+        DatasourceType::Mysql
+    }
+
+    fn validate(&self, content: &serde_json::Value) -> Result<()> {
+        let c = ServerContent::parse(content, &["mysql", "mariadb"])?;
+        connect_options(&c).map(|_| ())
+    }
+
+    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
+        let c = ServerContent::parse(content, &["mysql", "mariadb"])?;
+        let options = connect_options(&c)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(15))
+            .idle_timeout(Duration::from_secs(60))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Literals are escaped with backslashes: make sure the server reads them so.
+                    conn.execute(
+                        "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Ok(Arc::new(MySqlConnector { pool }))
+    }
+}
+
+fn connect_options(c: &ServerContent) -> Result<MySqlConnectOptions> {
+    let mut o = match &c.url {
+        Some(url) => url
+            .replacen("mariadb://", "mysql://", 1)
+            .parse::<MySqlConnectOptions>()
+            .map_err(|e| ConnectorError::user(format!("content.url: {e}")))?,
+        None => MySqlConnectOptions::new()
+            .host(&c.host)
+            .port(c.port.unwrap_or(3306)),
+    };
+    if let Some(u) = &c.user {
+        o = o.username(u);
+    }
+    if let Some(p) = &c.password {
+        o = o.password(p);
+    }
+    if let Some(d) = &c.database {
+        o = o.database(d);
+    }
+    Ok(o.charset("utf8mb4"))
+}
+
+/// One configured MySQL datasource.
+pub struct MySqlConnector {
+    pool: MySqlPool,
+}
+
+#[async_trait]
+impl Connector for MySqlConnector {
+    fn datasource_type(&self) -> DatasourceType {
+        DatasourceType::Mysql
+    }
+
+    async fn test_connect(&self) -> Result<()> {
+        sqlx::raw_sql("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_sqlx_error("", e))
+    }
+
+    async fn list_tables(&self, filter: Option<&str>) -> Result<Vec<String>> {
+        discovery::list_tables(&self.pool, filter).await
+    }
+
+    async fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>> {
+        discovery::columns(&self.pool, table).await
+    }
+
+    async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>> {
+        discovery::describe_query(&self.pool, sql).await
+    }
+
+    async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
+        Ok(Box::new(reader::MySqlReader::open(&self.pool, spec).await?))
+    }
+
+    async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
+        Ok(Box::new(writer::MySqlWriter::new(self.pool.clone(), spec)))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

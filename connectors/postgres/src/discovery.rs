@@ -1,0 +1,147 @@
+//! Tables and columns from PostgreSQL's catalogs; result columns of a custom query.
+
+use fdi_connector::{ColumnInfo, ConnectorError, Result};
+use fdi_sql_core::{Dialect, arrow_mapping, map_sqlx_error, select};
+use sqlx::{Column, Executor, PgPool, Row, SqlSafeStr, Statement, TypeInfo};
+
+use crate::PgConnector;
+
+pub async fn list_tables(c: &PgConnector, filter: Option<&str>) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg_toast%'
+           AND table_schema NOT LIKE 'pg_temp%'
+         ORDER BY table_schema, table_name",
+    )
+    .fetch_all(&c.pool)
+    .await
+    .map_err(|e| map_sqlx_error("list tables", e))?;
+    let needle = filter.map(|f| f.to_lowercase()).filter(|f| !f.is_empty());
+    let mut out = Vec::new();
+    for r in rows {
+        let schema: String = r.try_get(0).map_err(|e| map_sqlx_error("list tables", e))?;
+        let table: String = r.try_get(1).map_err(|e| map_sqlx_error("list tables", e))?;
+        let name = if schema == c.schema {
+            table
+        } else {
+            format!("{schema}.{table}")
+        };
+        if needle
+            .as_ref()
+            .is_none_or(|n| name.to_lowercase().contains(n))
+        {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn columns(c: &PgConnector, table: &str) -> Result<Vec<ColumnInfo>> {
+    let (schema, name) = c.qualify(table);
+    let rows = sqlx::query(
+        "SELECT column_name::text, data_type::text, udt_name::text, character_maximum_length::int8,
+                numeric_precision::int8, numeric_scale::int8, datetime_precision::int8, is_nullable::text = 'YES'
+         FROM information_schema.columns WHERE table_schema::text = $1 AND table_name::text = $2
+         ORDER BY ordinal_position",
+    )
+    .bind(&schema)
+    .bind(&name)
+    .fetch_all(&c.pool)
+    .await
+    .map_err(|e| map_sqlx_error("columns", e))?;
+    if rows.is_empty() {
+        return Err(ConnectorError::user(format!(
+            "table \"{schema}.{name}\" does not exist"
+        )));
+    }
+    let regclass = format!(
+        "{}.{}",
+        Dialect::Postgres.quote_ident(&schema),
+        Dialect::Postgres.quote_ident(&name)
+    );
+    let keys = sqlx::query(
+        "SELECT a.attname::text, i.indisprimary, i.indnatts::int8 FROM pg_index i
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL",
+    )
+    .bind(&regclass)
+    .fetch_all(&c.pool)
+    .await
+    .map_err(|e| map_sqlx_error("keys", e))?;
+    let mut primary = Vec::new();
+    let mut unique = Vec::new();
+    for k in keys {
+        let col: String = k.try_get(0).map_err(|e| map_sqlx_error("keys", e))?;
+        let is_pk: bool = k.try_get(1).map_err(|e| map_sqlx_error("keys", e))?;
+        let natts: i64 = k.try_get(2).map_err(|e| map_sqlx_error("keys", e))?;
+        if is_pk {
+            primary.push(col);
+        } else if natts == 1 {
+            unique.push(col);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let get_err = |e| map_sqlx_error("columns", e);
+        let col: String = r.try_get(0).map_err(get_err)?;
+        let data_type: String = r.try_get(1).map_err(get_err)?;
+        let udt: String = r.try_get(2).map_err(get_err)?;
+        let char_len: Option<i64> = r.try_get(3).map_err(get_err)?;
+        let precision: Option<i64> = r.try_get(4).map_err(get_err)?;
+        let scale: Option<i64> = r.try_get(5).map_err(get_err)?;
+        let dt_precision: Option<i64> = r.try_get(6).map_err(get_err)?;
+        let nullable: bool = r.try_get(7).map_err(get_err)?;
+        let native = if data_type == "USER-DEFINED" || data_type == "ARRAY" {
+            udt.clone()
+        } else {
+            data_type.clone()
+        };
+        let mapping = arrow_mapping(Dialect::Postgres, &native, &udt, precision, scale);
+        let is_numeric = matches!(udt.as_str(), "numeric");
+        out.push(ColumnInfo {
+            primary: primary.contains(&col),
+            unique: unique.contains(&col),
+            name: col,
+            native_type: native,
+            length: char_len.or(if is_numeric { precision } else { None }),
+            decimal_digits: if is_numeric {
+                scale
+            } else {
+                dt_precision.filter(|_| udt.starts_with("time"))
+            },
+            nullable,
+            arrow_type: mapping.arrow_type,
+        });
+    }
+    Ok(out)
+}
+
+/// Result columns of a query, from preparing it (no rows are fetched).
+pub async fn describe_query(pool: &PgPool, sql: &str) -> Result<Vec<ColumnInfo>> {
+    let q = select::trim_query(sql).to_string();
+    if q.is_empty() {
+        return Err(ConnectorError::user("the SQL statement is empty"));
+    }
+    let stmt = pool
+        .prepare(sqlx::AssertSqlSafe(q).into_sql_str())
+        .await
+        .map_err(|e| map_sqlx_error("invalid SQL", e))?;
+    Ok(stmt
+        .columns()
+        .iter()
+        .map(|c| {
+            let native = c.type_info().name().to_ascii_lowercase();
+            let mapping = arrow_mapping(Dialect::Postgres, &native, &native, None, None);
+            ColumnInfo {
+                name: c.name().to_string(),
+                native_type: native,
+                length: None,
+                decimal_digits: None,
+                nullable: true,
+                primary: false,
+                unique: false,
+                arrow_type: mapping.arrow_type,
+            }
+        })
+        .collect())
+}

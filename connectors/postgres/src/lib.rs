@@ -1,0 +1,131 @@
+//! PostgreSQL connector: discovery over the catalogs, a streaming reader (sqlx `fetch`) and a
+//! transactional writer using `COPY ... FROM STDIN` (plain insert) or COPY into a temporary
+//! staging table + `INSERT ... ON CONFLICT` (upsert).
+
+mod discovery;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fdi_connector::{
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ReadSpec, Result, SinkWriter,
+    SourceReader, WriteSpec,
+};
+use fdi_sql_core::content::ServerContent;
+use fdi_sql_core::map_sqlx_error;
+use fdi_types::DatasourceType;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// Builds PostgreSQL connectors from a datasource's `content`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Factory;
+
+impl ConnectorFactory for Factory {
+    fn datasource_type(&self) -> DatasourceType {
+        DatasourceType::Postgresql
+    }
+
+    fn validate(&self, content: &serde_json::Value) -> Result<()> {
+        let c = ServerContent::parse(content, &["postgres", "postgresql"])?;
+        connect_options(&c).map(|_| ())
+    }
+
+    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
+        let c = ServerContent::parse(content, &["postgres", "postgresql"])?;
+        let options = connect_options(&c)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(15))
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
+        Ok(Arc::new(PgConnector {
+            pool,
+            schema: c.schema.unwrap_or_else(|| "public".to_string()),
+        }))
+    }
+}
+
+fn connect_options(c: &ServerContent) -> Result<PgConnectOptions> {
+    let mut o = match &c.url {
+        Some(url) => url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| ConnectorError::user(format!("content.url: {e}")))?,
+        None => PgConnectOptions::new_without_pgpass()
+            .host(&c.host)
+            .port(c.port.unwrap_or(5432)),
+    };
+    if let Some(u) = &c.user {
+        o = o.username(u);
+    }
+    if let Some(p) = &c.password {
+        o = o.password(p);
+    }
+    if let Some(d) = &c.database {
+        o = o.database(d);
+    }
+    Ok(o.application_name("fdi"))
+}
+
+/// One configured PostgreSQL datasource.
+pub struct PgConnector {
+    pool: PgPool,
+    /// Schema of unqualified table names.
+    schema: String,
+}
+
+impl PgConnector {
+    /// `schema.table` for a possibly unqualified name.
+    fn qualify(&self, table: &str) -> (String, String) {
+        match fdi_sql_core::dialect::split_qualified(table) {
+            (Some(s), t) => (s.to_string(), t.to_string()),
+            (None, t) => (self.schema.clone(), t.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for PgConnector {
+    fn datasource_type(&self) -> DatasourceType {
+        DatasourceType::Postgresql
+    }
+
+    async fn test_connect(&self) -> Result<()> {
+        sqlx::raw_sql("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_sqlx_error("", e))
+    }
+
+    async fn list_tables(&self, filter: Option<&str>) -> Result<Vec<String>> {
+        discovery::list_tables(self, filter).await
+    }
+
+    async fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>> {
+        discovery::columns(self, table).await
+    }
+
+    async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>> {
+        discovery::describe_query(&self.pool, sql).await
+    }
+
+    async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
+        Ok(Box::new(reader::PgReader::open(self, spec).await?))
+    }
+
+    async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
+        Ok(Box::new(writer::PgWriter::new(
+            self.pool.clone(),
+            self.qualify(&spec.table),
+            spec,
+        )))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

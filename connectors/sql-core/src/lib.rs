@@ -1,0 +1,19 @@
+//! What the SQL connectors (MySQL, PostgreSQL, SQLite) really share: identifier quoting and
+//! literal escaping per dialect, SELECT building from a table query (columns, filters, order),
+//! native type -> Arrow type mapping, rows -> Arrow builders, Arrow values -> SQL literals / COPY
+//! text, multi-row INSERT / upsert statements, and connection `content` parsing.
+
+pub mod content;
+pub mod dialect;
+pub mod error;
+pub mod insert;
+pub mod literal;
+pub mod reader;
+pub mod rows;
+pub mod select;
+pub mod types;
+
+pub use dialect::Dialect;
+pub use error::{cancelled_or, map_sqlx_error};
+pub use rows::{BatchAssembler, ReadKind};
+pub use types::{ArrowMapping, arrow_mapping};

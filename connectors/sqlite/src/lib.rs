@@ -1,0 +1,134 @@
+//! SQLite connector (`content.url` is a file path): discovery over PRAGMAs, a streaming reader
+//! and a transactional writer using multi-row INSERT (upsert: `ON CONFLICT ... DO UPDATE`).
+
+mod discovery;
+mod reader;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fdi_connector::{
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ReadSpec, Result, SinkWriter,
+    SourceReader, WriteSpec,
+};
+use fdi_sql_core::content::str_field;
+use fdi_sql_core::map_sqlx_error;
+use fdi_types::DatasourceType;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+/// Builds SQLite connectors from a datasource's `content`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Factory;
+
+/// The database file named by `content.url` (a path, optionally prefixed `sqlite://` / `file:`).
+fn file_path(content: &serde_json::Value) -> Result<PathBuf> {
+    if !content.is_object() {
+        return Err(ConnectorError::user("content: must be a JSON object"));
+    }
+    let url = str_field(content, "url")
+        .ok_or_else(|| ConnectorError::user("content.url: required (path of the SQLite file)"))?;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .or_else(|| url.strip_prefix("file:"))
+        .unwrap_or(&url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() {
+        return Err(ConnectorError::user("content.url: empty path"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+impl ConnectorFactory for Factory {
+    fn datasource_type(&self) -> DatasourceType {
+        DatasourceType::Sqlite
+    }
+
+    fn validate(&self, content: &serde_json::Value) -> Result<()> {
+        file_path(content).map(|_| ())
+    }
+
+    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
+        let path = file_path(content)?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(15))
+            .idle_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options);
+        Ok(Arc::new(SqliteConnector { pool, path }))
+    }
+}
+
+/// One configured SQLite file.
+pub struct SqliteConnector {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteConnector {
+    fn check_file(&self) -> Result<()> {
+        if self.path.exists() {
+            Ok(())
+        } else {
+            Err(ConnectorError::user(format!(
+                "content.url: SQLite file {} does not exist",
+                self.path.display()
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for SqliteConnector {
+    fn datasource_type(&self) -> DatasourceType {
+        DatasourceType::Sqlite
+    }
+
+    async fn test_connect(&self) -> Result<()> {
+        self.check_file()?;
+        sqlx::raw_sql("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_sqlx_error("", e))
+    }
+
+    async fn list_tables(&self, filter: Option<&str>) -> Result<Vec<String>> {
+        self.check_file()?;
+        discovery::list_tables(&self.pool, filter).await
+    }
+
+    async fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>> {
+        self.check_file()?;
+        discovery::columns(&self.pool, table).await
+    }
+
+    async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>> {
+        self.check_file()?;
+        discovery::describe_query(&self.pool, sql).await
+    }
+
+    async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
+        self.check_file()?;
+        Ok(Box::new(
+            reader::SqliteReader::open(&self.pool, spec).await?,
+        ))
+    }
+
+    async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
+        self.check_file()?;
+        Ok(Box::new(writer::SqliteWriter::new(self.pool.clone(), spec)))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,446 @@
+//! Normal tasks (reference 5.3.1-5.3.8): create / list / get / update / delete, statistics,
+//! manual run and terminate.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use fdi_engine::Endpoint;
+use fdi_types::{DatasourceType, ErrorCode, ExecuteStatus, TaskDetail, TaskType};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::backend::{self, DatasourceView, NewTask, RunView, TaskView};
+use crate::discovery::connector_for;
+use crate::error::{Error, Result};
+use crate::extract::{JsonBody, Params, PathParams};
+use crate::validate;
+
+#[derive(Deserialize)]
+pub struct TaskBody {
+    #[serde(default)]
+    task: Option<TaskBasic>,
+    #[serde(default)]
+    task_detail: Option<Value>,
+}
+
+/// TaskBasicRequestBody (table 5-109). The table spells `source_data_source_id`, the example
+/// `source_datasource_id`: both are accepted.
+#[derive(Deserialize)]
+pub struct TaskBasic {
+    #[serde(default)]
+    task_name: Option<String>,
+    #[serde(default)]
+    task_type: Option<String>,
+    #[serde(default, alias = "source_data_source_id")]
+    source_datasource_id: Option<String>,
+    #[serde(default, alias = "target_data_source_id")]
+    target_datasource_id: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    task_tag: Option<String>,
+}
+
+/// Everything about a task request that can be checked, including the plan against the live
+/// datasources. Nothing is stored until this passes.
+async fn check_body(
+    s: &AppState,
+    p: &PathParams,
+    b: TaskBody,
+    id: Option<&str>,
+) -> Result<NewTask> {
+    let t = b
+        .task
+        .ok_or_else(|| Error::new(ErrorCode::TaskEmpty, "task"))?;
+    let name = t.task_name.unwrap_or_default();
+    validate::task_name(&name)?;
+    let task_type = TaskType::parse(t.task_type.as_deref().unwrap_or(""))?;
+    if let Some(d) = &t.description {
+        validate::description("task.description", d)?;
+    }
+    let tag = t.task_tag.filter(|t| !t.is_empty());
+    if let Some(tag) = &tag {
+        validate::task_tag(tag)?;
+    }
+    let raw = match b.task_detail {
+        None | Some(Value::Null) => {
+            return Err(Error::new(ErrorCode::TaskDetailEmpty, "task_detail"));
+        }
+        Some(Value::String(s)) => s,
+        Some(v @ Value::Object(_)) => v.to_string(),
+        Some(_) => {
+            return Err(Error::field(
+                "task_detail",
+                "must be a JSON string (RawFormDataRequest)",
+            ));
+        }
+    };
+    let detail = TaskDetail::parse(&raw)?;
+    let src_id = t.source_datasource_id.filter(|x| !x.trim().is_empty());
+    let dst_id = t.target_datasource_id.filter(|x| !x.trim().is_empty());
+    let (Some(src_id), Some(dst_id)) = (src_id, dst_id) else {
+        return Err(Error::new(
+            ErrorCode::SourceOrTargetEmpty,
+            "task.source_datasource_id and task.target_datasource_id are required",
+        ));
+    };
+    let src = backend::ds_get(s, p.project(), p.instance(), &src_id)
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::DatasourceMissing,
+                format!("task.source_datasource_id: {src_id}"),
+            )
+        })?;
+    let dst = backend::ds_get(s, p.project(), p.instance(), &dst_id)
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::DatasourceMissing,
+                format!("task.target_datasource_id: {dst_id}"),
+            )
+        })?;
+    if backend::task_name_taken(s, p.project(), p.instance(), &name, id).await? {
+        return Err(Error::new(
+            ErrorCode::TaskNameExists,
+            format!("task.task_name: {name:?}"),
+        ));
+    }
+    resolve(s, &detail, &src, &dst).await?;
+    Ok(NewTask {
+        name,
+        task_type,
+        source_datasource_id: src.id,
+        target_datasource_id: dst.id,
+        description: t.description,
+        task_tag: tag,
+        task_detail: raw,
+    })
+}
+
+fn endpoint(s: &AppState, d: &DatasourceView) -> Result<Endpoint> {
+    let t = DatasourceType::parse(&d.datasource_type)?;
+    Ok(Endpoint {
+        datasource_type: t,
+        connector: connector_for(s, t, &d.content)?,
+    })
+}
+
+/// `fdi_engine::resolve_plan` against the live datasources: 400 naming the field when a table or
+/// column is missing or a mapping is incompatible.
+async fn resolve(
+    s: &AppState,
+    detail: &TaskDetail,
+    src: &DatasourceView,
+    dst: &DatasourceView,
+) -> Result<()> {
+    let a = endpoint(s, src)?;
+    let b = endpoint(s, dst)?;
+    let r = fdi_engine::resolve_plan(detail, &a, &b).await;
+    a.connector.close().await;
+    b.connector.close().await;
+    r.map(|_| ()).map_err(Error::from)
+}
+
+/// Names and apps of the datasources a task points at, for responses.
+struct Ends {
+    ds: HashMap<String, DatasourceView>,
+}
+
+impl Ends {
+    async fn load(s: &AppState, p: &PathParams) -> Result<Self> {
+        let ds = backend::ds_all(s, p.project(), p.instance())
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        Ok(Self { ds })
+    }
+    fn get(&self, id: &str) -> Option<&DatasourceView> {
+        self.ds.get(id)
+    }
+    fn field<'a>(&'a self, id: &str, f: impl Fn(&'a DatasourceView) -> &'a str) -> &'a str {
+        self.get(id).map(f).unwrap_or("")
+    }
+}
+
+/// TaskBasicRsp (table 5-111): `task_type` and `status` lowercase as the example.
+fn task_json(s: &AppState, t: &TaskView, ends: &Ends, last: Option<&RunView>) -> Value {
+    let running = s.runs.is_running(&t.id);
+    let mut v = json!({
+        "task_id": t.id,
+        "task_name": t.name,
+        "task_type": t.task_type.as_response_str(),
+        "status": if running { "running" } else { "stop" },
+        "source_datasource_id": t.source_datasource_id,
+        "target_datasource_id": t.target_datasource_id,
+        "source_datasource_name": ends.field(&t.source_datasource_id, |d| &d.name),
+        "target_datasource_name": ends.field(&t.target_datasource_id, |d| &d.name),
+        "source_app_id": ends.field(&t.source_datasource_id, |d| &d.app_id),
+        "target_app_id": ends.field(&t.target_datasource_id, |d| &d.app_id),
+        "source_app_name": ends.field(&t.source_datasource_id, |d| &d.app_name),
+        "target_app_name": ends.field(&t.target_datasource_id, |d| &d.app_name),
+        "created_date": t.created_ms,
+        "last_modified_date": t.updated_ms,
+        "task_mode": "NORMAL",
+        "execute_status": last.map(|r| r.execute_status.as_str()).unwrap_or(ExecuteStatus::Unstarted.as_str()),
+        "repulling_snapshot": false,
+    });
+    if let Some(d) = t.description.as_deref().filter(|d| !d.is_empty()) {
+        v["description"] = json!(d);
+    }
+    if let Some(tag) = t.task_tag.as_deref().filter(|d| !d.is_empty()) {
+        v["task_tag"] = json!(tag);
+    }
+    v
+}
+
+async fn full_json(s: &AppState, p: &PathParams, t: &TaskView) -> Result<Value> {
+    let ends = Ends::load(s, p).await?;
+    let last = backend::last_run(s, &t.id).await?;
+    Ok(json!({ "task": task_json(s, t, &ends, last.as_ref()), "task_detail": t.task_detail }))
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    p: PathParams,
+    JsonBody(b): JsonBody<TaskBody>,
+) -> Result<Json<Value>> {
+    let new = check_body(&s, &p, b, None).await?;
+    let t = backend::task_create(&s, p.project(), p.instance(), new).await?;
+    Ok(Json(full_json(&s, &p, &t).await?))
+}
+
+pub(crate) async fn load(s: &AppState, p: &PathParams) -> Result<TaskView> {
+    let id = p.get("task_id");
+    backend::task_get(s, p.project(), p.instance(), id)
+        .await?
+        .ok_or_else(|| Error::new(ErrorCode::TaskNotFound, format!("task_id: {id}")))
+}
+
+pub async fn get(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+    let t = load(&s, &p).await?;
+    Ok(Json(full_json(&s, &p, &t).await?))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    p: PathParams,
+    JsonBody(b): JsonBody<TaskBody>,
+) -> Result<Json<Value>> {
+    let old = load(&s, &p).await?;
+    let new = check_body(&s, &p, b, Some(&old.id)).await?;
+    let t = backend::task_update(&s, p.project(), p.instance(), &old.id, new).await?;
+    Ok(Json(full_json(&s, &p, &t).await?))
+}
+
+pub async fn delete(State(s): State<AppState>, p: PathParams) -> Result<StatusCode> {
+    let t = load(&s, &p).await?;
+    if s.runs.is_running(&t.id) {
+        return Err(Error::new(
+            ErrorCode::TaskRunning,
+            format!(
+                "task_id: {} has a run in progress; terminate it first",
+                t.id
+            ),
+        ));
+    }
+    backend::task_delete(&s, p.project(), p.instance(), &t.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `execute_statuses` / `execute_status`: one status or a comma-separated list (FDI.3050).
+pub(crate) fn parse_statuses(q: &Params) -> Result<Option<Vec<ExecuteStatus>>> {
+    let Some(raw) = q.str_any(&["execute_statuses", "execute_status"]) else {
+        return Ok(None);
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            ExecuteStatus::parse(s).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidExecuteStatus,
+                    format!("execute_statuses: {s:?}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// BriefTaskRespBean (table 5-119) as the example spells it.
+fn brief_json(s: &AppState, t: &TaskView, ends: &Ends, last: Option<&RunView>) -> Value {
+    let running = s.runs.is_running(&t.id);
+    let mut v = json!({
+        "task_id": t.id,
+        "task_name": t.name,
+        "task_type": t.task_type.as_str(),
+        "status": if running { 1 } else { 0 },
+        "created_date": t.created_ms.to_string(),
+        "version": "1",
+        "last_modified_time": t.updated_ms,
+        "execute_status": last.map(|r| r.execute_status.as_str()).unwrap_or(ExecuteStatus::Unstarted.as_str()),
+        "source_app_id": ends.field(&t.source_datasource_id, |d| &d.app_id),
+        "target_app_id": ends.field(&t.target_datasource_id, |d| &d.app_id),
+        "source_instance_id": ends.field(&t.source_datasource_id, |d| &d.instance_id),
+        "target_instance_id": ends.field(&t.target_datasource_id, |d| &d.instance_id),
+        "ext_type": Value::Null,
+    });
+    if let Some(tag) = t.task_tag.as_deref().filter(|d| !d.is_empty()) {
+        v["task_tag"] = json!(tag);
+    }
+    v
+}
+
+pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result<Json<Value>> {
+    let (skip, limit) = q.page_paging(10, 1000)?;
+    let status = q.i64("status")?;
+    if status.is_some_and(|x| !(0..=1).contains(&x)) {
+        return Err(Error::field("status", "must be 0 or 1"));
+    }
+    let task_type = q.str("task_type").map(TaskType::parse).transpose()?;
+    let statuses = parse_statuses(&q)?;
+    let sort_field = q.str("sort_field").map(|x| x.to_ascii_uppercase());
+    if let Some(f) = &sort_field
+        && f != "CREATED_DATE"
+        && f != "STATUS"
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidSort,
+            format!("sort_field: {f:?} (expected CREATED_DATE or STATUS)"),
+        ));
+    }
+    let ascending = match q.str("sort_type").map(|x| x.to_ascii_uppercase()) {
+        None => false,
+        Some(x) if x == "ASC" => true,
+        Some(x) if x == "DESC" => false,
+        Some(x) => {
+            return Err(Error::new(
+                ErrorCode::InvalidSort,
+                format!("sort_type: {x:?} (expected ASC or DESC)"),
+            ));
+        }
+    };
+    if let Some(mode) = q.str("task_mode")
+        && !mode.eq_ignore_ascii_case("NORMAL")
+        && !matches!(mode.to_ascii_uppercase().as_str(), "CDC" | "FLOW")
+    {
+        return Err(Error::field(
+            "task_mode",
+            format!("{mode:?} (expected NORMAL, CDC or FLOW)"),
+        ));
+    }
+    let only_other_modes = q
+        .str("task_mode")
+        .is_some_and(|m| !m.eq_ignore_ascii_case("NORMAL"));
+
+    let ends = Ends::load(&s, &p).await?;
+    let tasks = backend::task_all(&s, p.project(), p.instance()).await?;
+    let mut rows = Vec::new();
+    for t in tasks {
+        if only_other_modes {
+            continue;
+        }
+        let eq = |param: &str, v: &str| q.str(param).is_none_or(|x| x == v);
+        if !eq("task_id", &t.id)
+            || !q.str("task_name").is_none_or(|n| t.name.contains(n))
+            || !task_type.is_none_or(|tt| tt == t.task_type)
+            || !eq("source_datasource_id", &t.source_datasource_id)
+            || !eq("target_datasource_id", &t.target_datasource_id)
+            || !q
+                .str("datasource_id")
+                .is_none_or(|d| d == t.source_datasource_id || d == t.target_datasource_id)
+            || !eq(
+                "source_app_id",
+                ends.field(&t.source_datasource_id, |d| &d.app_id),
+            )
+            || !eq(
+                "target_app_id",
+                ends.field(&t.target_datasource_id, |d| &d.app_id),
+            )
+            || !eq("task_tag", t.task_tag.as_deref().unwrap_or(""))
+        {
+            continue;
+        }
+        let running = s.runs.is_running(&t.id);
+        if status.is_some_and(|st| (st == 1) != running) {
+            continue;
+        }
+        let last = backend::last_run(&s, &t.id).await?;
+        let exec = last
+            .as_ref()
+            .map(|r| r.execute_status)
+            .unwrap_or(ExecuteStatus::Unstarted);
+        if statuses.as_ref().is_some_and(|v| !v.contains(&exec)) {
+            continue;
+        }
+        rows.push((t, last, running));
+    }
+    rows.sort_by(|a, b| {
+        let o = if sort_field.as_deref() == Some("STATUS") {
+            a.2.cmp(&b.2).then(a.0.created_ms.cmp(&b.0.created_ms))
+        } else {
+            a.0.created_ms.cmp(&b.0.created_ms)
+        };
+        if ascending { o } else { o.reverse() }
+    });
+    let total = rows.len();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(skip as usize)
+        .take(limit as usize)
+        .map(|(t, last, _)| brief_json(&s, t, &ends, last.as_ref()))
+        .collect();
+    Ok(Json(
+        json!({ "total": total, "size": page.len(), "entities": page }),
+    ))
+}
+
+/// Counts of normal tasks by their last run's outcome (CDC tasks: none yet).
+pub async fn statistics(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+    let (mut running, mut abnormal, mut terminated, mut completed) = (0, 0, 0, 0);
+    for t in backend::task_all(&s, p.project(), p.instance()).await? {
+        if s.runs.is_running(&t.id) {
+            running += 1;
+            continue;
+        }
+        match backend::last_run(&s, &t.id)
+            .await?
+            .map(|r| r.execute_status)
+        {
+            Some(ExecuteStatus::Running | ExecuteStatus::Waiting) => running += 1,
+            Some(ExecuteStatus::Error) => abnormal += 1,
+            Some(ExecuteStatus::Cancelled) => terminated += 1,
+            Some(ExecuteStatus::Success) => completed += 1,
+            Some(ExecuteStatus::Unstarted) | None => {}
+        }
+    }
+    let zero = json!({"running_tasks_count": 0, "abnormal_tasks_count": 0, "terminated_tasks_count": 0, "completed_tasks_count": 0});
+    Ok(Json(json!({
+        "common_task_details": {
+            "running_tasks_count": running,
+            "abnormal_tasks_count": abnormal,
+            "terminated_tasks_count": terminated,
+            "completed_tasks_count": completed,
+        },
+        "cdc_task_details": zero,
+    })))
+}
+
+pub async fn run(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+    let t = load(&s, &p).await?;
+    let tracking_id = backend::start_run(&s, p.project(), p.instance(), &t).await?;
+    Ok(Json(
+        json!({ "message": "success", "tracking_id": tracking_id }),
+    ))
+}
+
+pub async fn terminate(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+    let t = load(&s, &p).await?;
+    backend::terminate(&s, &t).await?;
+    Ok(Json(json!({ "message": "success" })))
+}

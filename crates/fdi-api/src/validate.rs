@@ -1,0 +1,121 @@
+//! Field rules of the reference that need no I/O.
+
+use fdi_types::ErrorCode;
+
+use crate::error::{Error, Result};
+
+/// Task name: 3-100 characters, starts with a letter or digit, then letters, digits, `.`, `_`, `-`
+/// (FDI.3157).
+pub fn task_name(name: &str) -> Result<()> {
+    let ok = (3..=100).contains(&name.chars().count())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::InvalidTaskName,
+            format!("task.task_name: {name:?}"),
+        ))
+    }
+}
+
+/// Task tag: 4-64 letters, digits, `-`, `_` (FDI.3557).
+pub fn task_tag(tag: &str) -> Result<()> {
+    let ok = (4..=64).contains(&tag.chars().count())
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::InvalidTaskTag,
+            format!("task.task_tag: {tag:?} (4-64 letters, digits, - or _)"),
+        ))
+    }
+}
+
+/// Description: at most 1024 characters (FDI.3142).
+pub fn description(field: &str, d: &str) -> Result<()> {
+    if d.chars().count() > 1024 {
+        Err(Error::new(ErrorCode::DescriptionTooLong, field))
+    } else {
+        Ok(())
+    }
+}
+
+/// Datasource name: 1-255 characters, not only spaces, none of `& < > " ' ( )` (reference 5.1.1).
+pub fn datasource_name(name: &str) -> Result<()> {
+    const FORBIDDEN: &[char] = &['&', '<', '>', '"', '\'', '(', ')'];
+    if name.trim().is_empty() {
+        return Err(Error::field(
+            "datasource_name",
+            "is required and cannot be only spaces",
+        ));
+    }
+    if name.chars().count() > 255 {
+        return Err(Error::field(
+            "datasource_name",
+            "must be at most 255 characters",
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c)) {
+        return Err(Error::field(
+            "datasource_name",
+            format!("cannot contain {c:?} (forbidden: & < > \" ' ( ))"),
+        ));
+    }
+    Ok(())
+}
+
+/// App name: Chinese or English letters, digits, `-`, `_`, `.`, spaces and ASCII/full-width
+/// parentheses (apps reference 4.1.3), 1-64 characters.
+pub fn app_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::field("name", "is required"));
+    }
+    if name.chars().count() > 64 {
+        return Err(Error::field("name", "must be at most 64 characters"));
+    }
+    let ok = name.chars().all(|c| {
+        c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | '(' | ')' | '（' | '）')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::field(
+            "name",
+            format!("{name:?}: only letters, digits, - _ . spaces and parentheses"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(task_name("abc").is_ok());
+        assert!(task_name("a.b_c-d9").is_ok());
+        for bad in ["ab", "_x1", "has space", &"x".repeat(101), "名字名字"] {
+            assert_eq!(task_name(bad).unwrap_err().0.code, "FDI.3157", "{bad}");
+        }
+        assert!(task_tag("ab-_9").is_ok());
+        assert_eq!(task_tag("abc").unwrap_err().0.code, "FDI.3557");
+        assert_eq!(task_tag("a b c d").unwrap_err().0.code, "FDI.3557");
+        assert!(datasource_name("ok name 1").is_ok());
+        assert!(datasource_name("bad<name>").is_err());
+        assert!(datasource_name("   ").is_err());
+        assert_eq!(
+            description("d", &"x".repeat(1025)).unwrap_err().0.code,
+            "FDI.3142"
+        );
+    }
+}

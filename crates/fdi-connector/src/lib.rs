@@ -1,0 +1,200 @@
+//! The SPI every connector implements.
+//!
+//! A [`ConnectorFactory`] turns a datasource's `content` (JSON, secrets already decrypted) into a
+//! [`Connector`]: discovery (tables, columns, test-connect, test-sql) plus [`SourceReader`] and
+//! [`SinkWriter`] halves. Readers push Arrow `RecordBatch`es into a bounded channel; writers take
+//! batches whose columns are already named and typed as the target's columns.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use fdi_types::{DatasourceType, WhereCondition};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Why a connector call failed. `kind` says whose fault it is; `retryable` is a hint.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub retryable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad configuration or input from the user (bad content, missing table, bad SQL).
+    User,
+    /// The external system failed (connection refused, server error).
+    External,
+    /// A bug or unexpected state in fdi.
+    Internal,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl ConnectorError {
+    pub fn user(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::User, message: message.into(), retryable: false }
+    }
+    pub fn external(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::External, message: message.into(), retryable: true }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Internal, message: message.into(), retryable: false }
+    }
+    pub fn cancelled() -> Self {
+        Self { kind: ErrorKind::Cancelled, message: "cancelled".into(), retryable: false }
+    }
+}
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+/// One column as discovery reports it (the API's column info fields) plus its Arrow type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The database's own type name, e.g. `varchar`, `numeric`, `bigint`.
+    pub native_type: String,
+    pub length: Option<i64>,
+    pub decimal_digits: Option<i64>,
+    pub nullable: bool,
+    pub primary: bool,
+    pub unique: bool,
+    /// How the column travels between reader and writer.
+    pub arrow_type: DataType,
+}
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceQuery {
+    /// A table (optionally `schema.table`), with selected columns (empty = all, in table order),
+    /// filters and order.
+    Table {
+        table: String,
+        columns: Vec<String>,
+        filters: Vec<WhereCondition>,
+        order_by: Option<OrderBy>,
+    },
+    /// A user's custom query (`isAddSql` + `querySql`), run as written.
+    Sql(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderBy {
+    pub column: String,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    pub query: SourceQuery,
+    /// Rows per RecordBatch.
+    pub batch_rows: usize,
+}
+
+/// How rows land in the target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteMode {
+    Insert,
+    /// Insert or update on `keys` (the target's primary/unique key, all mapped).
+    /// With `part_update`, only columns whose value changed are updated (same result, fewer writes
+    /// where the database can tell).
+    Upsert { keys: Vec<String>, part_update: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteSpec {
+    pub table: String,
+    /// Target columns in the order of the batches' columns; batches arrive already cast to each
+    /// column's `arrow_type`.
+    pub columns: Vec<ColumnInfo>,
+    pub mode: WriteMode,
+    /// Empty the table (in the same transaction when the database allows it) before loading.
+    pub clear_table: bool,
+}
+
+/// What a writer did with one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub rows: u64,
+    pub bytes: u64,
+    pub dirty_rows: u64,
+}
+
+pub type BatchSender = mpsc::Sender<RecordBatch>;
+
+#[async_trait]
+pub trait SourceReader: Send {
+    /// The schema of the batches this reader will send (known before the first row).
+    fn schema(&self) -> SchemaRef;
+
+    /// Stream every row into `out`, in batches of about `batch_rows`, until done, an error, or
+    /// `cancel` fires (then return `ErrorKind::Cancelled` promptly). Returns rows read.
+    async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait SinkWriter: Send {
+    /// Open the transaction (and clear the table if asked). Called once before any `write`.
+    async fn begin(&mut self) -> Result<()>;
+    /// Write one batch inside the transaction.
+    async fn write(&mut self, batch: RecordBatch) -> Result<WriteStats>;
+    /// Make everything written visible. Only after this returns Ok may a run report success.
+    async fn commit(&mut self) -> Result<()>;
+    /// Discard everything written since `begin`. Idempotent.
+    async fn abort(&mut self) -> Result<()>;
+}
+
+/// One configured datasource.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn datasource_type(&self) -> DatasourceType;
+    /// Open a connection and run a trivial statement. The error message carries the driver's cause.
+    async fn test_connect(&self) -> Result<()>;
+    /// Table names (schema-qualified where the database has schemas other than the default),
+    /// filtered by a case-insensitive substring when given.
+    async fn list_tables(&self, filter: Option<&str>) -> Result<Vec<String>>;
+    /// Columns of a table in table order. A missing table is `ErrorKind::User`.
+    async fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>>;
+    /// Prepare/describe a query without fetching all of it; returns its result columns.
+    async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>>;
+    async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>>;
+    async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>>;
+    /// Close pools.
+    async fn close(&self) {}
+}
+
+/// Builds connectors of one datasource type from a datasource's `content`.
+pub trait ConnectorFactory: Send + Sync {
+    fn datasource_type(&self) -> DatasourceType;
+    /// Check `content` without connecting (required fields, formats). Errors name the field,
+    /// e.g. `content.url: ...`.
+    fn validate(&self, content: &serde_json::Value) -> Result<()>;
+    /// Build a connector (lazily connecting pools are fine).
+    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>>;
+    /// Names of `content` fields that are secrets (encrypted at rest, masked in responses).
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["password", "sk", "ssl_password", "secret", "token"]
+    }
+}
+
+/// All factories the binary was built with.
+#[derive(Default, Clone)]
+pub struct ConnectorRegistry {
+    factories: Vec<Arc<dyn ConnectorFactory>>,
+}
+
+impl ConnectorRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn register(&mut self, f: Arc<dyn ConnectorFactory>) {
+        self.factories.push(f);
+    }
+    pub fn get(&self, t: DatasourceType) -> Option<Arc<dyn ConnectorFactory>> {
+        self.factories.iter().find(|f| f.datasource_type() == t).cloned()
+    }
+}

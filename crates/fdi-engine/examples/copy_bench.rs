@@ -1,0 +1,87 @@
+//! Copy one table through the engine with the real connectors and print throughput and peak RSS.
+//!
+//! `copy_bench <pg|mysql> <source_table> <pg|mysql> <target_table>` (tables must exist; the
+//! target is cleared in the run's transaction). Prints one line:
+//! `rows=<n> secs=<s> bytes=<b> peak_rss_kb=<kb> status=<SUCCESS|...>`.
+
+use std::time::Instant;
+
+use fdi_connector::ConnectorFactory;
+use fdi_engine::{Endpoint, EngineOptions, RunRequest};
+use fdi_types::{DatasourceType, TaskDetail};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn endpoint(kind: &str) -> Result<Endpoint, String> {
+    let host = |port: u16, user: &str| json!({"host": "127.0.0.1", "port": port, "user": user, "database": "test"});
+    match kind {
+        "pg" => Ok(Endpoint {
+            datasource_type: DatasourceType::Postgresql,
+            connector: fdi_connector_postgres::Factory
+                .create(&host(5432, "postgres"))
+                .map_err(|e| e.to_string())?,
+        }),
+        "mysql" => Ok(Endpoint {
+            datasource_type: DatasourceType::Mysql,
+            connector: fdi_connector_mysql::Factory
+                .create(&host(3306, "root"))
+                .map_err(|e| e.to_string())?,
+        }),
+        other => Err(format!("unknown endpoint {other} (pg or mysql)")),
+    }
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 5 {
+        return Err("usage: copy_bench <pg|mysql> <source_table> <pg|mysql> <target_table>".into());
+    }
+    let detail = TaskDetail::parse(
+        &json!({"sourceSelectedDatasource": {"sourceTable": args[2]}, "targetSelectedDatasource": {"targetTable": args[4], "isSupportClearTab": true}})
+            .to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut options = EngineOptions::default();
+    if let Some(b) = std::env::var("FDI_BATCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.batch_rows = b;
+    }
+    let req = RunRequest {
+        task_id: "bench".into(),
+        run_id: fdi_types::new_id(),
+        detail,
+        source: endpoint(&args[1])?,
+        target: endpoint(&args[3])?,
+        cancel: CancellationToken::new(),
+        options,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let t0 = Instant::now();
+    let out = fdi_engine::run(req, tx).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = drain.await;
+    println!(
+        "rows={} secs={secs:.3} bytes={} peak_rss_kb={} status={} remarks={:?}",
+        out.rows_written,
+        out.bytes_written,
+        peak_rss_kb(),
+        out.status.as_str(),
+        out.remarks
+    );
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! One run of one normal task: resolve the plan (adapter), stream source batches through a
+//! bounded channel, map/cast columns, write, commit; report ordered steps as [`RunEvent`]s.
+//!
+//! Public surface used by the server/scheduler:
+//! - [`resolve_plan`]: checks a task_detail against the real source and target (tables, columns,
+//!   type compatibility). Used at task create/update (errors become 400 naming the field) and as
+//!   the ADAPTER step of each run.
+//! - [`run`]: executes one run and returns its [`RunOutcome`]; emits [`RunEvent`]s as it goes.
+
+mod mapping;
+mod plan;
+mod runner;
+
+use std::sync::Arc;
+
+use fdi_connector::Connector;
+use fdi_types::{
+    ApiError, DatasourceType, ExecuteStatus, Position, PositionStatus, StepCode, TaskDetail,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A source/target pair ready to run.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub datasource_type: DatasourceType,
+    pub connector: Arc<dyn Connector>,
+}
+
+/// Tuning knobs; defaults are what the server uses.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Rows per RecordBatch.
+    pub batch_rows: usize,
+    /// Batches in flight between reader and writer (bounds memory).
+    pub channel_batches: usize,
+    /// How often a RUNNING run reports progress (102 / 502 steps updated).
+    pub progress_interval: std::time::Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            batch_rows: 8192,
+            channel_batches: 4,
+            progress_interval: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct RunRequest {
+    pub task_id: String,
+    /// The run's tracking id.
+    pub run_id: String,
+    pub detail: TaskDetail,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub cancel: CancellationToken,
+    pub options: EngineOptions,
+}
+
+/// One step of the run's trace, as the monitor log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub code: StepCode,
+    pub position: Position,
+    pub position_status: PositionStatus,
+    /// Plugin name, e.g. `adapter`, `mysqlreader`, `pgwriter`.
+    pub stage: String,
+    pub data_count: u64,
+    pub dirty_data_count: u64,
+    pub data_bytes: u64,
+    pub begin_ms: i64,
+    pub end_ms: i64,
+    pub remarks: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// A new step (append to the run's ordered steps).
+    Step(StepRecord),
+    /// Progress counters while RUNNING (update the run's live counts and the current 102/502 step).
+    Progress {
+        position: Position,
+        rows_read: u64,
+        rows_written: u64,
+        dirty_rows: u64,
+        bytes_written: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// SUCCESS, ERROR or CANCELLED.
+    pub status: ExecuteStatus,
+    /// Last position reached and its status (e.g. WRITER / TASK_END).
+    pub position: Position,
+    pub position_status: PositionStatus,
+    /// The run's detail status code (e.g. 901 on success, 103/503 on errors, 16 on terminate).
+    pub status_code: StepCode,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub dirty_rows: u64,
+    pub bytes_written: u64,
+    pub read_ms: i64,
+    pub write_ms: i64,
+    pub remarks: String,
+}
+
+/// What `resolve_plan` found: the column pairs that will be moved and how.
+#[derive(Debug, Clone)]
+pub struct ResolvedPlan {
+    pub source_columns: Vec<String>,
+    pub target_columns: Vec<String>,
+    pub upsert_keys: Vec<String>,
+}
+
+/// Check a task_detail against the live source and target. Errors are 400s naming the field
+/// (e.g. `task_detail.mappingTable[2].targetColumn: column "x" does not exist in table "t"`).
+pub async fn resolve_plan(
+    detail: &TaskDetail,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Result<ResolvedPlan, ApiError> {
+    let plan = plan::build(detail, source, target, EngineOptions::default().batch_rows)
+        .await
+        .map_err(|e| e.error)?;
+    Ok(ResolvedPlan {
+        source_columns: plan.pairs.iter().map(|p| p.source.name.clone()).collect(),
+        target_columns: plan.pairs.iter().map(|p| p.target.name.clone()).collect(),
+        upsert_keys: plan.upsert_keys,
+    })
+}
+
+pub use mapping::convertible;
+
+/// Execute one run. Never panics on connector errors: they end the run as ERROR with the cause
+/// in `remarks`. Cancellation ends it CANCELLED with nothing committed.
+pub async fn run(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -> RunOutcome {
+    use tracing::Instrument;
+    let span = tracing::info_span!("run", task_id = %req.task_id, run_id = %req.run_id);
+    runner::execute(req, events).instrument(span).await
+}

@@ -1,0 +1,466 @@
+//! The adapter's work: check a task_detail against the live source and target and decide what
+//! is read, how columns pair up, and how rows land.
+
+use fdi_connector::{
+    ColumnInfo, ConnectorError, ErrorKind, OrderBy, ReadSpec, SourceQuery, WriteMode, WriteSpec,
+};
+use fdi_types::{ApiError, ErrorCode, TaskDetail};
+
+use crate::Endpoint;
+use crate::mapping::convertible;
+
+/// Which side a plan error is about (decides the step code of a failed run: 103 or 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanError {
+    pub side: Side,
+    pub error: ApiError,
+}
+
+const SRC: &str = "task_detail.sourceSelectedDatasource";
+const DST: &str = "task_detail.targetSelectedDatasource";
+
+fn field_error(side: Side, code: ErrorCode, field: &str, reason: impl AsRef<str>) -> PlanError {
+    PlanError {
+        side,
+        error: ApiError::new(code, format!("{field}: {}", reason.as_ref())),
+    }
+}
+
+fn connector_error(side: Side, field: &str, e: ConnectorError) -> PlanError {
+    let code = match e.kind {
+        ErrorKind::User => ErrorCode::InvalidParameters,
+        _ => ErrorCode::InvalidDatasource,
+    };
+    field_error(side, code, field, e.message)
+}
+
+/// One source column moved into one target column.
+#[derive(Debug, Clone)]
+pub struct ColumnPair {
+    /// Index of the source column in the reader's batches.
+    pub source_index: usize,
+    pub source: ColumnInfo,
+    pub target: ColumnInfo,
+}
+
+/// Everything a run needs, decided before any row moves.
+#[derive(Debug, Clone)]
+pub struct ExecPlan {
+    pub read: ReadSpec,
+    pub pairs: Vec<ColumnPair>,
+    pub batch_number: Option<ColumnInfo>,
+    pub write: WriteSpec,
+    pub upsert_keys: Vec<String>,
+}
+
+fn qualified(schema: Option<&str>, table: &str) -> String {
+    match schema {
+        Some(s) if !s.trim().is_empty() && !table.contains('.') => format!("{}.{table}", s.trim()),
+        _ => table.to_string(),
+    }
+}
+
+fn find<'a>(cols: &'a [ColumnInfo], name: &str) -> Option<&'a ColumnInfo> {
+    cols.iter()
+        .find(|c| c.name == name)
+        .or_else(|| cols.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
+}
+
+fn missing(kind: &str, name: &str, table: &str) -> String {
+    format!("column \"{name}\" does not exist in {kind} table \"{table}\"")
+}
+
+/// Build the plan of a run; see [`crate::resolve_plan`].
+pub async fn build(
+    detail: &TaskDetail,
+    source: &Endpoint,
+    target: &Endpoint,
+    batch_rows: usize,
+) -> Result<ExecPlan, PlanError> {
+    let s = &detail.source;
+    let t = &detail.target;
+
+    // Source: a table or a custom query, and the columns it offers.
+    let (source_name, source_all, query_sql) = if s.is_add_sql {
+        let q = s.query_sql.clone().unwrap_or_default();
+        if q.trim().is_empty() {
+            return Err(field_error(
+                Side::Source,
+                ErrorCode::SqlEmpty,
+                &format!("{SRC}.querySql"),
+                "is empty",
+            ));
+        }
+        let cols = source.connector.test_sql(&q).await.map_err(|e| PlanError {
+            side: Side::Source,
+            error: ApiError::new(
+                ErrorCode::InvalidSql,
+                format!("{SRC}.querySql: {}", e.message),
+            ),
+        })?;
+        ("(querySql)".to_string(), cols, Some(q))
+    } else {
+        let table = s
+            .table
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                field_error(
+                    Side::Source,
+                    ErrorCode::SourceOrTargetEmpty,
+                    &format!("{SRC}.sourceTable"),
+                    "required",
+                )
+            })?;
+        let table = qualified(s.schema.as_deref(), table);
+        let cols = source
+            .connector
+            .columns(&table)
+            .await
+            .map_err(|e| connector_error(Side::Source, &format!("{SRC}.sourceTable"), e))?;
+        (table, cols, None)
+    };
+
+    let target_table = t
+        .table
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            field_error(
+                Side::Target,
+                ErrorCode::SourceOrTargetEmpty,
+                &format!("{DST}.targetTable"),
+                "required",
+            )
+        })?;
+    let target_table = qualified(t.schema.as_deref(), target_table);
+    let target_all = target
+        .connector
+        .columns(&target_table)
+        .await
+        .map_err(|e| connector_error(Side::Target, &format!("{DST}.targetTable"), e))?;
+
+    // Selected columns must exist.
+    let mut selected_source = Vec::new();
+    for (i, c) in s.columns.iter().enumerate() {
+        let col = find(&source_all, &c.field_name).ok_or_else(|| {
+            field_error(
+                Side::Source,
+                ErrorCode::InvalidParameters,
+                &format!("{SRC}.sourceSelectedColumnList[{i}]"),
+                missing("source", &c.field_name, &source_name),
+            )
+        })?;
+        selected_source.push(col.clone());
+    }
+    let mut selected_target = Vec::new();
+    for (i, c) in t.columns.iter().enumerate() {
+        let col = find(&target_all, &c.field_name).ok_or_else(|| {
+            field_error(
+                Side::Target,
+                ErrorCode::InvalidParameters,
+                &format!("{DST}.targetSelectedColumnList[{i}]"),
+                missing("target", &c.field_name, &target_table),
+            )
+        })?;
+        selected_target.push(col.clone());
+    }
+
+    // Pairs (source column, target column, the field that defined them).
+    let mut raw_pairs: Vec<(ColumnInfo, ColumnInfo, String)> = Vec::new();
+    if !detail.mapping.is_empty() {
+        for (i, m) in detail.mapping.iter().enumerate() {
+            let field = format!("task_detail.mappingTable[{i}]");
+            let src = find(&source_all, m.source_column.trim()).ok_or_else(|| {
+                field_error(
+                    Side::Source,
+                    ErrorCode::InvalidMapping,
+                    &format!("{field}.sourceColumn"),
+                    missing("source", &m.source_column, &source_name),
+                )
+            })?;
+            let dst = find(&target_all, m.target_column.trim()).ok_or_else(|| {
+                field_error(
+                    Side::Target,
+                    ErrorCode::InvalidMapping,
+                    &format!("{field}.targetColumn"),
+                    missing("target", &m.target_column, &target_table),
+                )
+            })?;
+            raw_pairs.push((src.clone(), dst.clone(), field));
+        }
+    } else if !selected_source.is_empty() && !selected_target.is_empty() {
+        if selected_source.len() != selected_target.len() {
+            return Err(field_error(
+                Side::Target,
+                ErrorCode::InvalidMapping,
+                &format!("{DST}.targetSelectedColumnList"),
+                format!(
+                    "{} target columns for {} source columns (they pair by position)",
+                    selected_target.len(),
+                    selected_source.len()
+                ),
+            ));
+        }
+        for (i, (a, b)) in selected_source.iter().zip(&selected_target).enumerate() {
+            raw_pairs.push((
+                a.clone(),
+                b.clone(),
+                format!("{DST}.targetSelectedColumnList[{i}]"),
+            ));
+        }
+    } else if !selected_source.is_empty() {
+        for (i, a) in selected_source.iter().enumerate() {
+            let field = format!("{SRC}.sourceSelectedColumnList[{i}]");
+            let b = find(&target_all, &a.name).ok_or_else(|| {
+                field_error(
+                    Side::Target,
+                    ErrorCode::InvalidMapping,
+                    &field,
+                    missing("target", &a.name, &target_table),
+                )
+            })?;
+            raw_pairs.push((a.clone(), b.clone(), field));
+        }
+    } else if !selected_target.is_empty() {
+        for (i, b) in selected_target.iter().enumerate() {
+            let field = format!("{DST}.targetSelectedColumnList[{i}]");
+            let a = find(&source_all, &b.name).ok_or_else(|| {
+                field_error(
+                    Side::Source,
+                    ErrorCode::InvalidMapping,
+                    &field,
+                    missing("source", &b.name, &source_name),
+                )
+            })?;
+            raw_pairs.push((a.clone(), b.clone(), field));
+        }
+    } else {
+        for a in &source_all {
+            if let Some(b) = find(&target_all, &a.name)
+                && t.batch_number_column
+                    .as_deref()
+                    .is_none_or(|bn| !bn.eq_ignore_ascii_case(&b.name))
+            {
+                raw_pairs.push((a.clone(), b.clone(), format!("{SRC}.sourceTable")));
+            }
+        }
+        if raw_pairs.is_empty() {
+            return Err(PlanError {
+                side: Side::Target,
+                error: ApiError::new(
+                    ErrorCode::MappingEmpty,
+                    format!(
+                        "task_detail.mappingTable: no column of the source has a same-named column in target table \"{target_table}\""
+                    ),
+                ),
+            });
+        }
+    }
+
+    // Types must be convertible; a target column is written once.
+    for (i, (a, b, field)) in raw_pairs.iter().enumerate() {
+        if !convertible(&a.arrow_type, &b.arrow_type) {
+            return Err(field_error(
+                Side::Target,
+                ErrorCode::InvalidMapping,
+                field,
+                format!(
+                    "source column \"{}\" ({}) cannot be converted to target column \"{}\" ({})",
+                    a.name, a.native_type, b.name, b.native_type
+                ),
+            ));
+        }
+        if raw_pairs[..i]
+            .iter()
+            .any(|(_, prev, _)| prev.name == b.name)
+        {
+            return Err(field_error(
+                Side::Target,
+                ErrorCode::InvalidMapping,
+                field,
+                format!("target column \"{}\" is mapped twice", b.name),
+            ));
+        }
+    }
+
+    // The batch number column.
+    let batch_number = match t
+        .batch_number_column
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        None => None,
+        Some(bn) => {
+            let field = format!("{DST}.batchNumber");
+            let col = find(&target_all, bn).ok_or_else(|| {
+                field_error(
+                    Side::Target,
+                    ErrorCode::InvalidParameters,
+                    &field,
+                    missing("target", bn, &target_table),
+                )
+            })?;
+            if raw_pairs.iter().any(|(_, b, _)| b.name == col.name) {
+                return Err(field_error(
+                    Side::Target,
+                    ErrorCode::InvalidParameters,
+                    &field,
+                    format!("column \"{}\" is also a mapped target column", col.name),
+                ));
+            }
+            if !convertible(&arrow::datatypes::DataType::Utf8, &col.arrow_type) {
+                return Err(field_error(
+                    Side::Target,
+                    ErrorCode::InvalidParameters,
+                    &field,
+                    format!("column \"{}\" cannot hold a text id", col.name),
+                ));
+            }
+            Some(col.clone())
+        }
+    };
+
+    // Upsert keys.
+    let mapped: Vec<&str> = raw_pairs.iter().map(|(_, b, _)| b.name.as_str()).collect();
+    let mut upsert_keys = Vec::new();
+    if t.support_part_update {
+        let primary: Vec<String> = target_all
+            .iter()
+            .filter(|c| c.primary)
+            .map(|c| c.name.clone())
+            .collect();
+        if !primary.is_empty() && primary.iter().all(|k| mapped.contains(&k.as_str())) {
+            upsert_keys = primary;
+        } else if let Some(u) = target_all
+            .iter()
+            .find(|c| c.unique && mapped.contains(&c.name.as_str()))
+        {
+            upsert_keys = vec![u.name.clone()];
+        } else {
+            return Err(field_error(
+                Side::Target,
+                ErrorCode::InvalidParameters,
+                &format!("{DST}.supportPartUpdate"),
+                format!(
+                    "target table \"{target_table}\" has no primary or unique key whose columns are all mapped"
+                ),
+            ));
+        }
+    }
+
+    // Filters and order refer to source table columns.
+    if query_sql.is_none() {
+        for (i, w) in s.where_conditions.iter().enumerate() {
+            if find(&source_all, &w.field_name).is_none() {
+                return Err(field_error(
+                    Side::Source,
+                    ErrorCode::InvalidParameters,
+                    &format!("{SRC}.where[{i}].field_name"),
+                    missing("source", &w.field_name, &source_name),
+                ));
+            }
+        }
+        if let Some(o) = s.order_column.as_deref().filter(|o| !o.trim().is_empty())
+            && find(&source_all, o).is_none()
+        {
+            return Err(field_error(
+                Side::Source,
+                ErrorCode::InvalidSort,
+                &format!("{SRC}.orderColumn"),
+                missing("source", o, &source_name),
+            ));
+        }
+    }
+
+    // What the reader reads: each needed source column once, in first-use order.
+    let mut read_columns: Vec<ColumnInfo> = Vec::new();
+    let mut pairs = Vec::with_capacity(raw_pairs.len());
+    let reads_whole_query = query_sql.is_some();
+    for (a, b, _) in raw_pairs {
+        let idx = if reads_whole_query {
+            // A custom query is read as written: every result column, in its order.
+            source_all
+                .iter()
+                .position(|c| c.name == a.name)
+                .ok_or_else(|| PlanError {
+                    side: Side::Source,
+                    error: ApiError::internal(format!("query column {} vanished", a.name)),
+                })?
+        } else {
+            match read_columns.iter().position(|c| c.name == a.name) {
+                Some(i) => i,
+                None => {
+                    read_columns.push(a.clone());
+                    read_columns.len() - 1
+                }
+            }
+        };
+        pairs.push(ColumnPair {
+            source_index: idx,
+            source: a,
+            target: b,
+        });
+    }
+    let query = match query_sql {
+        Some(q) => SourceQuery::Sql(q),
+        None => SourceQuery::Table {
+            table: source_name.clone(),
+            columns: read_columns.iter().map(|c| c.name.clone()).collect(),
+            filters: s
+                .where_conditions
+                .iter()
+                .map(|w| {
+                    let mut w = w.clone();
+                    if let Some(c) = find(&source_all, &w.field_name) {
+                        w.field_name = c.name.clone();
+                    }
+                    w
+                })
+                .collect(),
+            order_by: s
+                .order_column
+                .as_deref()
+                .filter(|o| !o.trim().is_empty())
+                .and_then(|o| find(&source_all, o))
+                .map(|c| OrderBy {
+                    column: c.name.clone(),
+                    descending: s
+                        .order_type
+                        .as_deref()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("desc")),
+                }),
+        },
+    };
+    let mut write_columns: Vec<ColumnInfo> = pairs.iter().map(|p| p.target.clone()).collect();
+    if let Some(bn) = &batch_number {
+        write_columns.push(bn.clone());
+    }
+    let mode = if upsert_keys.is_empty() {
+        WriteMode::Insert
+    } else {
+        WriteMode::Upsert {
+            keys: upsert_keys.clone(),
+            part_update: true,
+        }
+    };
+    Ok(ExecPlan {
+        read: ReadSpec { query, batch_rows },
+        pairs,
+        batch_number,
+        write: WriteSpec {
+            table: target_table,
+            columns: write_columns,
+            mode,
+            clear_table: t.clear_table,
+        },
+        upsert_keys,
+    })
+}

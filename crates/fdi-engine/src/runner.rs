@@ -1,0 +1,493 @@
+//! One run: adapter -> reader task -> bounded channel -> mapping -> writer -> commit, reporting
+//! ordered steps, progress, and an outcome. Cancellation aborts the writer (nothing committed).
+
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use fdi_connector::{ConnectorError, ErrorKind, SinkWriter};
+use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::mapping::BatchMapper;
+use crate::plan::{self, Side};
+use crate::{RunEvent, RunOutcome, RunRequest, StepRecord};
+
+/// How long an abort (rollback) may take before the writer is simply dropped.
+const ABORT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Live counters of the run.
+#[derive(Default)]
+struct Counters {
+    rows_read: u64,
+    rows_written: u64,
+    dirty_rows: u64,
+    bytes_written: u64,
+    read_ms: i64,
+    write_ms: i64,
+}
+
+/// Emits steps with the run's stage names.
+struct Trace {
+    events: mpsc::UnboundedSender<RunEvent>,
+    reader_stage: &'static str,
+    writer_stage: &'static str,
+}
+
+impl Trace {
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        code: StepCode,
+        status: PositionStatus,
+        stage: &str,
+        counts: (u64, u64, u64),
+        begin_ms: i64,
+        remarks: impl Into<String>,
+    ) {
+        let position = code.position();
+        let _ = self.events.send(RunEvent::Step(StepRecord {
+            code,
+            position,
+            position_status: status,
+            stage: stage.to_string(),
+            data_count: counts.0,
+            dirty_data_count: counts.1,
+            data_bytes: counts.2,
+            begin_ms,
+            end_ms: now_millis(),
+            remarks: remarks.into(),
+        }));
+    }
+
+    fn progress(&self, c: &Counters) {
+        let _ = self.events.send(RunEvent::Progress {
+            position: Position::Writer,
+            rows_read: c.rows_read,
+            rows_written: c.rows_written,
+            dirty_rows: c.dirty_rows,
+            bytes_written: c.bytes_written,
+        });
+    }
+}
+
+fn outcome(
+    status: ExecuteStatus,
+    position: Position,
+    position_status: PositionStatus,
+    code: StepCode,
+    c: &Counters,
+    remarks: String,
+) -> RunOutcome {
+    RunOutcome {
+        status,
+        position,
+        position_status,
+        status_code: code,
+        rows_read: c.rows_read,
+        rows_written: c.rows_written,
+        dirty_rows: c.dirty_rows,
+        bytes_written: c.bytes_written,
+        read_ms: c.read_ms,
+        write_ms: c.write_ms,
+        remarks,
+    }
+}
+
+async fn abort_writer(writer: &mut Box<dyn SinkWriter>) {
+    match tokio::time::timeout(ABORT_TIMEOUT, writer.abort()).await {
+        Ok(Ok(())) => tracing::info!("writer rolled back"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "writer rollback failed (nothing was committed)"),
+        Err(_) => tracing::warn!(
+            "writer rollback timed out (nothing was committed; the connection is dropped)"
+        ),
+    }
+}
+
+/// Why the main loop stopped early.
+enum Stop {
+    Cancelled,
+    SourceFailed(String),
+    TargetFailed(String),
+}
+
+pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -> RunOutcome {
+    let RunRequest {
+        task_id: _,
+        run_id,
+        detail,
+        source,
+        target,
+        cancel,
+        options,
+    } = req;
+    let trace = Trace {
+        events,
+        reader_stage: source.datasource_type.reader_plugin(),
+        writer_stage: target.datasource_type.writer_plugin(),
+    };
+    let mut c = Counters::default();
+    let run_begin = now_millis();
+    trace.step(
+        StepCode::TASK_START,
+        PositionStatus::Normal,
+        "adapter",
+        (0, 0, 0),
+        run_begin,
+        "Task start",
+    );
+    tracing::info!(source = %source.datasource_type, target = %target.datasource_type, "run started");
+
+    let cancelled = |trace: &Trace, c: &Counters| {
+        let now = now_millis();
+        trace.step(
+            StepCode::FORCE_CANCELLED,
+            PositionStatus::RuntimeCancel,
+            "adapter",
+            (c.rows_written, c.dirty_rows, c.bytes_written),
+            now,
+            "Task cancelled",
+        );
+        trace.step(
+            StepCode::READER_CANCELLED,
+            PositionStatus::RuntimeCancel,
+            trace.reader_stage,
+            (c.rows_read, 0, 0),
+            now,
+            "Reader cancelled",
+        );
+        trace.step(
+            StepCode::WRITER_CANCELLED,
+            PositionStatus::RuntimeCancel,
+            trace.writer_stage,
+            (c.rows_written, c.dirty_rows, c.bytes_written),
+            now,
+            "Writer cancelled, nothing committed",
+        );
+        tracing::info!("run cancelled");
+        outcome(
+            ExecuteStatus::Cancelled,
+            Position::Writer,
+            PositionStatus::RuntimeCancel,
+            StepCode::FORCE_CANCELLED,
+            c,
+            "Task cancelled".into(),
+        )
+    };
+    let source_failed = |trace: &Trace, c: &Counters, begin: i64, cause: String| {
+        trace.step(
+            StepCode::SOURCE_ERROR,
+            PositionStatus::RuntimeErr,
+            trace.reader_stage,
+            (c.rows_read, 0, 0),
+            begin,
+            cause.clone(),
+        );
+        tracing::warn!(cause = %cause, "run failed at the source");
+        outcome(
+            ExecuteStatus::Error,
+            Position::Reader,
+            PositionStatus::RuntimeErr,
+            StepCode::SOURCE_ERROR,
+            c,
+            cause,
+        )
+    };
+    let target_failed = |trace: &Trace, c: &Counters, begin: i64, cause: String| {
+        trace.step(
+            StepCode::TARGET_ERROR,
+            PositionStatus::RuntimeErr,
+            trace.writer_stage,
+            (c.rows_written, c.dirty_rows, c.bytes_written),
+            begin,
+            cause.clone(),
+        );
+        tracing::warn!(cause = %cause, "run failed at the target");
+        outcome(
+            ExecuteStatus::Error,
+            Position::Writer,
+            PositionStatus::RuntimeErr,
+            StepCode::TARGET_ERROR,
+            c,
+            cause,
+        )
+    };
+
+    // Adapter: resolve the plan against the live databases.
+    let plan = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return cancelled(&trace, &c),
+        p = plan::build(&detail, &source, &target, options.batch_rows) => p,
+    };
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            let cause = e.error.message.clone();
+            return match e.side {
+                Side::Source => source_failed(&trace, &c, run_begin, cause),
+                Side::Target => target_failed(&trace, &c, run_begin, cause),
+            };
+        }
+    };
+    let mapper = BatchMapper::new(&plan, &run_id);
+
+    // Reader.
+    let read_begin = now_millis();
+    let read_started = Instant::now();
+    trace.step(
+        StepCode::READER_START,
+        PositionStatus::Normal,
+        trace.reader_stage,
+        (0, 0, 0),
+        read_begin,
+        "Reader start",
+    );
+    let opened = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return cancelled(&trace, &c),
+        r = source.connector.reader(plan.read.clone()) => r,
+    };
+    let mut reader = match opened {
+        Ok(r) => r,
+        Err(e) => return source_failed(&trace, &c, read_begin, e.message),
+    };
+
+    // Writer.
+    let write_begin = now_millis();
+    let write_started = Instant::now();
+    trace.step(
+        StepCode::WRITER_START,
+        PositionStatus::Normal,
+        trace.writer_stage,
+        (0, 0, 0),
+        write_begin,
+        "Writer start",
+    );
+    let opened = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return cancelled(&trace, &c),
+        w = target.connector.writer(plan.write.clone()) => w,
+    };
+    let mut writer = match opened {
+        Ok(w) => w,
+        Err(e) => return target_failed(&trace, &c, write_begin, e.message),
+    };
+    let begun = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
+        b = writer.begin() => b,
+    };
+    if let Err(e) = begun {
+        abort_writer(&mut writer).await;
+        return if e.kind == ErrorKind::Cancelled {
+            cancelled(&trace, &c)
+        } else {
+            target_failed(&trace, &c, write_begin, e.message)
+        };
+    }
+
+    // Reader task -> bounded channel -> this task (map + write).
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(options.channel_batches.max(1));
+    let reader_cancel = cancel.child_token();
+    let reader_token = reader_cancel.clone();
+    let span = tracing::Span::current();
+    let mut reader_task: JoinHandle<fdi_connector::Result<u64>> = tokio::spawn(
+        tracing::Instrument::instrument(async move { reader.read(tx, reader_token).await }, span),
+    );
+
+    let mut ticker =
+        tokio::time::interval(options.progress_interval.max(Duration::from_millis(50)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut rows_received = 0u64;
+    let mut first_batch = true;
+    let mut first_write = true;
+
+    let stop: Option<Stop> = loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Some(Stop::Cancelled),
+            _ = ticker.tick() => {
+                c.rows_read = rows_received;
+                trace.progress(&c);
+                continue;
+            }
+            b = rx.recv() => b,
+        };
+        let Some(batch) = next else { break None };
+        rows_received += batch.num_rows() as u64;
+        c.rows_read = rows_received;
+        if first_batch {
+            first_batch = false;
+            trace.step(
+                StepCode::READING,
+                PositionStatus::Normal,
+                trace.reader_stage,
+                (rows_received, 0, 0),
+                read_begin,
+                "Reading",
+            );
+        }
+        let mapped = match mapper.map(&batch) {
+            Ok(m) => m,
+            Err(e) => break Some(Stop::TargetFailed(format!("mapping: {e}"))),
+        };
+        drop(batch);
+        c.dirty_rows += mapped.dirty_rows;
+        if mapped.batch.num_rows() == 0 {
+            continue;
+        }
+        let written = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Some(Stop::Cancelled),
+            w = writer.write(mapped.batch) => w,
+        };
+        match written {
+            Ok(stats) => {
+                c.rows_written += stats.rows;
+                c.bytes_written += stats.bytes;
+                c.dirty_rows += stats.dirty_rows;
+                if first_write {
+                    first_write = false;
+                    trace.step(
+                        StepCode::WRITING,
+                        PositionStatus::Normal,
+                        trace.writer_stage,
+                        (c.rows_written, c.dirty_rows, c.bytes_written),
+                        write_begin,
+                        "Writing",
+                    );
+                }
+            }
+            Err(e) if e.kind == ErrorKind::Cancelled => break Some(Stop::Cancelled),
+            Err(e) => break Some(Stop::TargetFailed(e.message)),
+        }
+    };
+    drop(rx);
+
+    // Reader result (the channel closed, or we stopped early).
+    let stop = match stop {
+        Some(s) => {
+            reader_cancel.cancel();
+            reader_task.abort();
+            Some(s)
+        }
+        None => {
+            let joined = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    reader_task.abort();
+                    Err(Stop::Cancelled)
+                }
+                j = &mut reader_task => Ok(j),
+            };
+            match joined {
+                Err(s) => Some(s),
+                Ok(Ok(Ok(n))) => {
+                    c.rows_read = n;
+                    c.read_ms = read_started.elapsed().as_millis() as i64;
+                    let (code, remarks) = if n == 0 {
+                        (StepCode::READ_ZERO, "Read 0 rows")
+                    } else {
+                        (StepCode::READ_DONE, "Read done")
+                    };
+                    trace.step(
+                        code,
+                        PositionStatus::Normal,
+                        trace.reader_stage,
+                        (n, 0, 0),
+                        read_begin,
+                        remarks,
+                    );
+                    trace.step(
+                        StepCode::READER_END,
+                        PositionStatus::NodeEnd,
+                        trace.reader_stage,
+                        (n, 0, 0),
+                        read_begin,
+                        "Reader end",
+                    );
+                    None
+                }
+                Ok(Ok(Err(e))) if e.kind == ErrorKind::Cancelled => Some(Stop::Cancelled),
+                Ok(Ok(Err(e))) => Some(Stop::SourceFailed(e.message)),
+                Ok(Err(join)) => Some(Stop::SourceFailed(format!("reader task failed: {join}"))),
+            }
+        }
+    };
+    if c.read_ms == 0 {
+        c.read_ms = read_started.elapsed().as_millis() as i64;
+    }
+
+    match stop {
+        Some(Stop::Cancelled) => {
+            abort_writer(&mut writer).await;
+            c.write_ms = write_started.elapsed().as_millis() as i64;
+            cancelled(&trace, &c)
+        }
+        Some(Stop::SourceFailed(cause)) => {
+            abort_writer(&mut writer).await;
+            c.write_ms = write_started.elapsed().as_millis() as i64;
+            source_failed(&trace, &c, read_begin, cause)
+        }
+        Some(Stop::TargetFailed(cause)) => {
+            abort_writer(&mut writer).await;
+            c.write_ms = write_started.elapsed().as_millis() as i64;
+            target_failed(&trace, &c, write_begin, cause)
+        }
+        None => {
+            if cancel.is_cancelled() {
+                abort_writer(&mut writer).await;
+                return cancelled(&trace, &c);
+            }
+            if let Err(e) = writer.commit().await {
+                abort_writer(&mut writer).await;
+                c.write_ms = write_started.elapsed().as_millis() as i64;
+                return target_failed(&trace, &c, write_begin, format!("commit: {}", e.message));
+            }
+            c.write_ms = write_started.elapsed().as_millis() as i64;
+            let counts = (c.rows_written, c.dirty_rows, c.bytes_written);
+            trace.step(
+                StepCode::WRITE_DONE,
+                PositionStatus::Normal,
+                trace.writer_stage,
+                counts,
+                write_begin,
+                "Write done",
+            );
+            trace.step(
+                StepCode::WRITER_END,
+                PositionStatus::NodeEnd,
+                trace.writer_stage,
+                counts,
+                write_begin,
+                "Writer end",
+            );
+            trace.step(
+                StepCode::RUN_FINISHED,
+                PositionStatus::TaskEnd,
+                "adapter",
+                counts,
+                run_begin,
+                "Task execute success",
+            );
+            trace.progress(&c);
+            tracing::info!(
+                rows = c.rows_written,
+                dirty = c.dirty_rows,
+                bytes = c.bytes_written,
+                read_ms = c.read_ms,
+                write_ms = c.write_ms,
+                "run succeeded"
+            );
+            outcome(
+                ExecuteStatus::Success,
+                Position::Writer,
+                PositionStatus::TaskEnd,
+                StepCode::RUN_FINISHED,
+                &c,
+                "Task execute success".into(),
+            )
+        }
+    }
+}

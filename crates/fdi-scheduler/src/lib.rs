@@ -1,0 +1,1 @@
+//! Manual runs, terminate, crash recovery (and, later, dispatch plans).

@@ -1,0 +1,236 @@
+//! The `fdi` server: configuration, wiring and CLI. The only crate allowed to use `anyhow`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fdi",
+    version,
+    about = "fdi: a data-integration task execution engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the FDI HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FDI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the default SQLite store, the secret key file and the generated token file.
+    #[arg(long, env = "FDI_DATA_DIR", default_value = "./fdi-data")]
+    pub data_dir: PathBuf,
+    /// Metadata store URL: `sqlite://PATH` or `postgres://...` (default: `<data-dir>/fdi.db`).
+    #[arg(long, env = "FDI_STORE")]
+    pub store: Option<String>,
+    /// Accepted API tokens, comma-separated; `token@project` limits a token to one project.
+    /// When unset, a token is generated once into `<data-dir>/auth-token` and printed.
+    #[arg(long, env = "FDI_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+}
+
+/// Parse the command line and run.
+pub fn cli_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    match cli.command {
+        Command::Serve(args) => rt.block_on(serve(args)),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The tokens to accept: `--auth-tokens` / `FDI_AUTH_TOKENS`, else the token in
+/// `<data-dir>/auth-token` (generated, owner-only, and printed once when first created).
+pub fn resolve_auth(args: &ServeArgs) -> anyhow::Result<fdi_api::AuthConfig> {
+    if let Some(spec) = args.auth_tokens.as_deref().filter(|s| !s.trim().is_empty()) {
+        let auth = fdi_api::AuthConfig::parse(spec);
+        anyhow::ensure!(!auth.is_empty(), "FDI_AUTH_TOKENS holds no token");
+        return Ok(auth);
+    }
+    let path = args.data_dir.join("auth-token");
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => {
+            tracing::warn!(file = %path.display(), "FDI_AUTH_TOKENS is not set: using the token stored in this file");
+            t.trim().to_string()
+        }
+        _ => {
+            let token = format!(
+                "fdi-{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            write_private(&path, &token).with_context(|| format!("write {}", path.display()))?;
+            tracing::warn!(file = %path.display(), "FDI_AUTH_TOKENS is not set: generated an API token");
+            println!(
+                "fdi: FDI_AUTH_TOKENS is not set; generated an API token (kept in {}):\n  X-Auth-Token: {token}",
+                path.display()
+            );
+            token
+        }
+    };
+    Ok(fdi_api::AuthConfig::parse(&token))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// The store URL: `--store`, else the SQLite file `<data-dir>/fdi.db`.
+pub fn store_url(args: &ServeArgs) -> String {
+    match args.store.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(u) => u.to_string(),
+        None => format!("sqlite://{}", args.data_dir.join("fdi.db").display()),
+    }
+}
+
+/// Every connector this binary was built with.
+pub fn connector_registry() -> fdi_connector::ConnectorRegistry {
+    let mut r = fdi_connector::ConnectorRegistry::new();
+    r.register(Arc::new(fdi_connector_mysql::Factory));
+    r.register(Arc::new(fdi_connector_postgres::Factory));
+    r.register(Arc::new(fdi_connector_sqlite::Factory));
+    r
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
+    let auth = Arc::new(resolve_auth(&args)?);
+    let url = store_url(&args);
+    let store = fdi_api::localstore::LocalStore::open(&url, &args.data_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("open the metadata store: {e}"))?;
+    let runs = Arc::new(fdi_api::runner::Runner::new(store.clone()));
+    let recovered = runs
+        .recover_at_startup()
+        .await
+        .map_err(|e| anyhow::anyhow!("recover runs: {e}"))?;
+    if recovered > 0 {
+        tracing::warn!(
+            runs = recovered,
+            "runs left active by a previous process were ended as ERROR (step 915)"
+        );
+    }
+    let state = fdi_api::AppState {
+        store,
+        runs: Arc::clone(&runs),
+        connectors: Arc::new(connector_registry()),
+    };
+    let app = fdi_api::router(state, auth);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), store = if url.starts_with("postgres") { "postgres" } else { "sqlite" }, "fdi is serving");
+    let shutdown_runs = Arc::clone(&runs);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown_runs.shutdown().await;
+        })
+        .await
+        .context("serve")?;
+    runs.shutdown().await;
+    tracing::info!("fdi stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &Path, tokens: Option<&str>) -> ServeArgs {
+        ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_path_buf(),
+            store: None,
+            auth_tokens: tokens.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn generated_token_is_kept_and_reused() {
+        let dir = std::env::temp_dir().join(format!("fdi-server-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = resolve_auth(&args(&dir, None)).unwrap();
+        let token = std::fs::read_to_string(dir.join("auth-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(token.starts_with("fdi-") && token.len() > 20);
+        assert!(a.check(Some(&token), Some("any")).is_ok());
+        assert!(a.check(Some("other"), Some("any")).is_err());
+        let b = resolve_auth(&args(&dir, None)).unwrap();
+        assert!(
+            b.check(Some(&token), Some("p")).is_ok(),
+            "same token after restart"
+        );
+        let c = resolve_auth(&args(&dir, Some("x1,x2@p2"))).unwrap();
+        assert!(
+            c.check(Some(&token), Some("p")).is_err(),
+            "explicit tokens replace the file"
+        );
+        assert!(c.check(Some("x2"), Some("p2")).is_ok());
+        assert_eq!(
+            store_url(&args(&dir, None)),
+            format!("sqlite://{}", dir.join("fdi.db").display())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

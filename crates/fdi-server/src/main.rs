@@ -1,0 +1,4 @@
+//! The `fdi` binary.
+fn main() -> anyhow::Result<()> {
+    fdi_server::cli_main()
+}

@@ -1,0 +1,47 @@
+//! Leaf types shared by every fdi crate: ids, enums, step codes, FDI error codes and the
+//! `task_detail` model. No I/O lives here.
+
+pub mod error;
+pub mod model;
+pub mod status;
+pub mod task_detail;
+
+pub use error::{ApiError, ErrorCode};
+pub use model::{DatasourceType, TaskType};
+pub use status::{ExecuteStatus, Position, PositionStatus, StepCode};
+pub use task_detail::{
+    ColumnMapping, SelectedColumn, SourceConfig, TargetConfig, TaskDetail, WhereCondition,
+    WhereOp,
+};
+
+/// Milliseconds since the Unix epoch (UTC), the timestamp unit of the whole API.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A new random id in the reference's style: 32 lowercase hex characters.
+pub fn new_id() -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(32);
+    for b in random_bytes::<16>() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut out = [0u8; N];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_usize(i);
+        h.write_i64(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    out
+}

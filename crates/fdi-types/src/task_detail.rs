@@ -1,0 +1,370 @@
+//! The `task_detail` of a normal task (reference §11.6.1, RawFormDataRequest).
+//!
+//! `task_detail` arrives as a JSON *string*. Field names are accepted as the reference's examples
+//! spell them (camelCase: `sourceTable`, `targetSelectedColumnList`, `mappingTable`, ...) and in
+//! their snake_case forms (`source_table`, `target_selected_column_list`, `mapping_table`, ...).
+//! Booleans and integers are also accepted as strings (`"true"`, `"11"`), as the reference's own
+//! examples send them. Unknown fields are kept out of the model but tolerated.
+
+use crate::error::{ApiError, ErrorCode};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Maximum length of a custom query (FDI.3051).
+pub const MAX_SQL_LEN: usize = 20_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    #[serde(
+        default,
+        alias = "sourceSelectedDataSource",
+        alias = "sourceSelectedDatasource",
+        alias = "source_selected_datasource",
+        alias = "source_selected_data_source"
+    )]
+    pub source: SourceConfig,
+    #[serde(
+        default,
+        alias = "targetSelectedDataSource",
+        alias = "targetSelectedDatasource",
+        alias = "target_selected_datasource",
+        alias = "target_selected_data_source"
+    )]
+    pub target: TargetConfig,
+    #[serde(default, alias = "mappingTable", alias = "mapping_table", deserialize_with = "null_as_default")]
+    pub mapping: Vec<ColumnMapping>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceConfig {
+    #[serde(default, alias = "sourceTable", alias = "source_table", deserialize_with = "opt_string")]
+    pub table: Option<String>,
+    #[serde(default, alias = "sourceSchema", alias = "source_schema", deserialize_with = "opt_string")]
+    pub schema: Option<String>,
+    #[serde(
+        default,
+        alias = "sourceSelectedColumnList",
+        alias = "source_selected_column_list",
+        deserialize_with = "column_list"
+    )]
+    pub columns: Vec<SelectedColumn>,
+    #[serde(default, alias = "isAddSql", alias = "is_add_sql", deserialize_with = "lenient_bool")]
+    pub is_add_sql: bool,
+    #[serde(default, alias = "querySql", alias = "query_sql", deserialize_with = "opt_string")]
+    pub query_sql: Option<String>,
+    #[serde(default, rename = "where", deserialize_with = "null_as_default")]
+    pub where_conditions: Vec<WhereCondition>,
+    #[serde(default, alias = "orderColumn", alias = "order_column", deserialize_with = "opt_string")]
+    pub order_column: Option<String>,
+    #[serde(default, alias = "orderType", alias = "order_type", deserialize_with = "opt_string")]
+    pub order_type: Option<String>,
+    // Incremental sync (scheduler issue); parsed and validated here, applied by the scheduler.
+    #[serde(
+        default,
+        alias = "need_inc_migration",
+        alias = "needIncMigration",
+        alias = "need_incremental_migration",
+        deserialize_with = "lenient_bool"
+    )]
+    pub need_inc_migration: bool,
+    #[serde(default, alias = "sourceDateColumn", alias = "source_date_column", deserialize_with = "opt_string")]
+    pub date_column: Option<String>,
+    #[serde(default, alias = "dataTimestamp", alias = "data_timestamp", deserialize_with = "opt_i64")]
+    pub data_timestamp: Option<i64>,
+    #[serde(default, alias = "compensation_time", alias = "compensationTime", deserialize_with = "opt_i64")]
+    pub compensation_time: Option<i64>,
+    #[serde(default, alias = "timeZone", alias = "time_zone", deserialize_with = "opt_string")]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetConfig {
+    #[serde(default, alias = "targetTable", alias = "target_table", deserialize_with = "opt_string")]
+    pub table: Option<String>,
+    #[serde(default, alias = "targetSchema", alias = "target_schema", deserialize_with = "opt_string")]
+    pub schema: Option<String>,
+    #[serde(
+        default,
+        alias = "targetSelectedColumnList",
+        alias = "target_selected_column_list",
+        deserialize_with = "column_list"
+    )]
+    pub columns: Vec<SelectedColumn>,
+    /// Truncate the target before loading.
+    #[serde(
+        default,
+        alias = "isSupportClearTab",
+        alias = "is_support_clear_tab",
+        alias = "is_support_clear_table",
+        deserialize_with = "lenient_bool"
+    )]
+    pub clear_table: bool,
+    /// A target column filled with one id per run.
+    #[serde(default, alias = "batchNumber", alias = "batch_number", deserialize_with = "opt_string")]
+    pub batch_number_column: Option<String>,
+    /// Upsert on the target's primary/unique key when that key is mapped.
+    #[serde(default, alias = "supportPartUpdate", alias = "support_part_update", deserialize_with = "lenient_bool")]
+    pub support_part_update: bool,
+}
+
+/// One selected column (reference table 11-11). A bare string is accepted as the field name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SelectedColumn {
+    #[serde(alias = "fieldName", alias = "name")]
+    pub field_name: String,
+    #[serde(default, alias = "fieldType", deserialize_with = "opt_string")]
+    pub field_type: Option<String>,
+}
+
+/// One source -> target column pair (reference table 11-3, camelCase as its examples).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColumnMapping {
+    #[serde(alias = "sourceColumn")]
+    pub source_column: String,
+    #[serde(default, alias = "sourceColumnType", deserialize_with = "opt_string")]
+    pub source_column_type: Option<String>,
+    #[serde(alias = "targetColumn")]
+    pub target_column: String,
+    #[serde(default, alias = "targetColumnType", deserialize_with = "opt_string")]
+    pub target_column_type: Option<String>,
+}
+
+/// A source filter (reference table 11-23).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhereCondition {
+    /// `and` (default) or `or`, joining this condition to the previous ones.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub andor: Option<String>,
+    #[serde(alias = "fieldName")]
+    pub field_name: String,
+    #[serde(default, alias = "fieldType", deserialize_with = "opt_string")]
+    pub field_type: Option<String>,
+    pub op: WhereOp,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub value: Option<String>,
+    #[serde(default, alias = "minValue", alias = "min_value", deserialize_with = "opt_string")]
+    pub min_value: Option<String>,
+    #[serde(default, alias = "maxValue", alias = "max_value", deserialize_with = "opt_string")]
+    pub max_value: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WhereOp {
+    Equal,
+    NotEqual,
+    Less,
+    LessEqual,
+    More,
+    MoreEqual,
+    IsNull,
+    NotNull,
+    Between,
+    NotBetween,
+    InList,
+    NotInList,
+}
+
+impl WhereCondition {
+    /// `inList` / `notInList` values: comma-separated in `value`.
+    pub fn list_values(&self) -> Vec<String> {
+        self.value.as_deref().unwrap_or("").split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
+    }
+
+    pub fn is_or(&self) -> bool {
+        self.andor.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("or"))
+    }
+}
+
+impl TaskDetail {
+    /// Parse and validate what can be checked without a connection (SQL placeholders, lengths,
+    /// required fields, filter operands). Errors are 400 and name the field.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        if raw.trim().is_empty() {
+            return Err(ApiError::of(ErrorCode::TaskDetailEmpty));
+        }
+        let detail: TaskDetail = serde_json::from_str(raw)
+            .map_err(|e| ApiError::invalid_field("task_detail", format!("not valid JSON for RawFormDataRequest: {e}")))?;
+        detail.validate()?;
+        Ok(detail)
+    }
+
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let s = &self.source;
+        let has_placeholders = |q: &str| q.contains("${begin}") || q.contains("${end}");
+        if s.is_add_sql {
+            let q = s.query_sql.as_deref().unwrap_or("").trim();
+            if q.is_empty() {
+                return Err(ApiError::new(ErrorCode::SqlEmpty, "task_detail.sourceSelectedDatasource.querySql is empty while isAddSql is true"));
+            }
+            if q.chars().count() > MAX_SQL_LEN {
+                return Err(ApiError::new(ErrorCode::SqlTooLong, "task_detail.sourceSelectedDatasource.querySql"));
+            }
+            if s.need_inc_migration {
+                if !(q.contains("${begin}") && q.contains("${end}")) {
+                    return Err(ApiError::new(ErrorCode::IncrSqlMissingPlaceholder, "task_detail.sourceSelectedDatasource.querySql"));
+                }
+            } else if has_placeholders(q) {
+                return Err(ApiError::new(ErrorCode::NonIncrSqlHasPlaceholder, "task_detail.sourceSelectedDatasource.querySql"));
+            }
+        } else if s.table.as_deref().unwrap_or("").trim().is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::SourceOrTargetEmpty,
+                "task_detail.sourceSelectedDatasource.sourceTable is required (or isAddSql with querySql)",
+            ));
+        }
+        if self.target.table.as_deref().unwrap_or("").trim().is_empty() {
+            return Err(ApiError::new(ErrorCode::SourceOrTargetEmpty, "task_detail.targetSelectedDatasource.targetTable is required"));
+        }
+        if s.need_inc_migration {
+            if !s.is_add_sql && s.date_column.as_deref().unwrap_or("").is_empty() {
+                return Err(ApiError::invalid_field("task_detail.sourceSelectedDatasource.sourceDateColumn", "required when need_inc_migration is true"));
+            }
+            if s.data_timestamp.is_none() {
+                return Err(ApiError::invalid_field("task_detail.sourceSelectedDatasource.dataTimestamp", "required when need_inc_migration is true"));
+            }
+            match s.compensation_time {
+                Some(c) if c >= 0 => {}
+                _ => return Err(ApiError::new(ErrorCode::InvalidCompensation, "task_detail.sourceSelectedDatasource.compensation_time must be a non-negative number")),
+            }
+        }
+        if let Some(o) = s.order_type.as_deref()
+            && !o.is_empty()
+            && !o.eq_ignore_ascii_case("asc")
+            && !o.eq_ignore_ascii_case("desc")
+        {
+            return Err(ApiError::invalid_field("task_detail.sourceSelectedDatasource.orderType", format!("{o:?} (expected ASC or DESC)")));
+        }
+        for (i, w) in s.where_conditions.iter().enumerate() {
+            let field = format!("task_detail.sourceSelectedDatasource.where[{i}]");
+            if w.field_name.trim().is_empty() {
+                return Err(ApiError::invalid_field(&format!("{field}.field_name"), "is empty"));
+            }
+            match w.op {
+                WhereOp::IsNull | WhereOp::NotNull => {}
+                WhereOp::Between | WhereOp::NotBetween => {
+                    if w.min_value.is_none() || w.max_value.is_none() {
+                        return Err(ApiError::invalid_field(&format!("{field}.minValue/maxValue"), "required for between/notBetween"));
+                    }
+                }
+                WhereOp::InList | WhereOp::NotInList => {
+                    if w.list_values().is_empty() {
+                        return Err(ApiError::invalid_field(&format!("{field}.value"), "a comma-separated list is required for inList/notInList"));
+                    }
+                }
+                _ => {
+                    if w.value.is_none() {
+                        return Err(ApiError::invalid_field(&format!("{field}.value"), "is required"));
+                    }
+                }
+            }
+            if let Some(a) = w.andor.as_deref()
+                && !a.is_empty()
+                && !a.eq_ignore_ascii_case("and")
+                && !a.eq_ignore_ascii_case("or")
+            {
+                return Err(ApiError::invalid_field(&format!("{field}.andor"), format!("{a:?} (expected and/or)")));
+            }
+        }
+        for (i, m) in self.mapping.iter().enumerate() {
+            if m.source_column.trim().is_empty() || m.target_column.trim().is_empty() {
+                return Err(ApiError::new(ErrorCode::InvalidMapping, format!("task_detail.mappingTable[{i}]: source_column and target_column are required")));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- lenient deserializers -------------------------------------------------------------------
+
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.is_empty() => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    })
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    use serde::de::Error;
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(b),
+        Some(serde_json::Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            _ => Err(D::Error::custom(format!("expected a boolean, got {s:?}"))),
+        },
+        Some(serde_json::Value::Number(n)) => Ok(n.as_i64().unwrap_or(0) != 0),
+        Some(other) => Err(D::Error::custom(format!("expected a boolean, got {other}"))),
+    }
+}
+
+fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| D::Error::custom(format!("expected an integer, got {n}"))),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => s.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("expected an integer, got {s:?}"))),
+        Some(other) => Err(D::Error::custom(format!("expected an integer, got {other}"))),
+    }
+}
+
+fn column_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SelectedColumn>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Name(String),
+        Column(SelectedColumn),
+    }
+    let v = Option::<Vec<Item>>::deserialize(d)?.unwrap_or_default();
+    Ok(v.into_iter()
+        .map(|i| match i {
+            Item::Name(field_name) => SelectedColumn { field_name, field_type: None },
+            Item::Column(c) => c,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_camel_and_snake_case() {
+        let camel = r#"{"sourceSelectedDatasource":{"sourceTable":"a","sourceSelectedColumnList":[{"field_name":"id"},"name"],"isAddSql":"false"},
+            "targetSelectedDatasource":{"targetTable":"b","isSupportClearTab":true,"batchNumber":"bn"},
+            "mappingTable":[{"sourceColumn":"id","targetColumn":"id2","targetColumnType":"BIGINT"}]}"#;
+        let snake = r#"{"source_selected_datasource":{"source_table":"a","source_selected_column_list":[{"field_name":"id"},{"field_name":"name"}]},
+            "target_selected_datasource":{"target_table":"b","is_support_clear_tab":"true","batch_number":"bn"},
+            "mapping_table":[{"source_column":"id","target_column":"id2","target_column_type":"BIGINT"}]}"#;
+        let a = TaskDetail::parse(camel).unwrap();
+        let b = TaskDetail::parse(snake).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.source.table.as_deref(), Some("a"));
+        assert_eq!(a.source.columns.len(), 2);
+        assert!(a.target.clear_table);
+        assert_eq!(a.mapping[0].target_column, "id2");
+    }
+
+    #[test]
+    fn refuses_bad_input_naming_the_field() {
+        let e = TaskDetail::parse("{not json").unwrap_err();
+        assert_eq!(e.code, "FDI.3002");
+        assert!(e.message.contains("task_detail"));
+        let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"isAddSql":true,"querySql":"select * from t where x > ${begin}"},"targetSelectedDatasource":{"targetTable":"b"}}"#).unwrap_err();
+        assert_eq!(e.code, "FDI.3074");
+        let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"sourceTable":"a"}}"#).unwrap_err();
+        assert!(e.message.contains("targetTable"), "{}", e.message);
+        let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"sourceTable":"a","where":[{"field_name":"x","op":"between","minValue":"1"}]},"targetSelectedDatasource":{"targetTable":"b"}}"#).unwrap_err();
+        assert!(e.message.contains("where[0]"), "{}", e.message);
+    }
+}
