@@ -11,14 +11,24 @@ async fn auth_is_required_and_scoped_to_projects() {
     let url = s.url("/datasources");
     let missing = s.call_with("GET", &url, None, None).await;
     assert_eq!(missing.0, 401, "{:?}", missing.1);
-    assert!(missing.1["error_code"].as_str().unwrap_or("").starts_with("FDI."), "{}", missing.1);
+    assert!(
+        missing.1["error_code"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("FDI."),
+        "{}",
+        missing.1
+    );
     let unknown = s.call_with("GET", &url, None, Some("nope")).await;
     assert_eq!(unknown.0, 401);
     // A token limited to another project may not touch this one...
     let wrong = s.call_with("GET", &url, None, Some(SCOPED_TOKEN)).await;
     assert_eq!(wrong.0, 403, "{:?}", wrong.1);
     // ...but may touch its own.
-    let own = format!("{}/v2/other-project/fdi/instances/{INSTANCE}/datasources", s.base);
+    let own = format!(
+        "{}/v2/other-project/fdi/instances/{INSTANCE}/datasources",
+        s.base
+    );
     let ok = s.call_with("GET", &own, None, Some(SCOPED_TOKEN)).await;
     assert_eq!(ok.0, 200, "{:?}", ok.1);
     // Unknown routes answer in the error format too.
@@ -31,7 +41,13 @@ async fn auth_is_required_and_scoped_to_projects() {
 async fn apps_crud() {
     let s = TestServer::start(StoreKind::Sqlite).await;
     let name = unique("app");
-    let (st, app) = s.call("POST", &s.apps_url(""), Some(json!({"name": name, "remark": "first"}))).await;
+    let (st, app) = s
+        .call(
+            "POST",
+            &s.apps_url(""),
+            Some(json!({"name": name, "remark": "first"})),
+        )
+        .await;
     assert!(st == 200 || st == 201, "{app}");
     let id = app["id"].as_str().unwrap().to_string();
     assert_eq!(app["name"], name.as_str());
@@ -45,12 +61,20 @@ async fn apps_crud() {
     assert_eq!(list["total"], 1, "{list}");
     assert_eq!(list["apps"][0]["id"], id.as_str());
 
-    let (st, upd) = s.call("PUT", &s.apps_url(&format!("/{id}")), Some(json!({"name": name, "remark": "second"}))).await;
+    let (st, upd) = s
+        .call(
+            "PUT",
+            &s.apps_url(&format!("/{id}")),
+            Some(json!({"name": name, "remark": "second"})),
+        )
+        .await;
     assert_eq!(st, 200, "{upd}");
     let (_, got) = s.call("GET", &s.apps_url(&format!("/{id}")), None).await;
     assert_eq!(got["remark"], "second");
 
-    let dup = s.call("POST", &s.apps_url(""), Some(json!({"name": name}))).await;
+    let dup = s
+        .call("POST", &s.apps_url(""), Some(json!({"name": name})))
+        .await;
     assert_eq!(dup.0, 400, "{:?}", dup.1);
 
     let (st, _) = s.call("DELETE", &s.apps_url(&format!("/{id}")), None).await;
@@ -87,7 +111,10 @@ async fn datasources_crud_discovery_and_secrets() {
     let wal = std::fs::read(s.data_dir.join("fdi.db-wal")).unwrap_or_default();
     let hay = [db_bytes, wal].concat();
     assert!(!hay.is_empty(), "store file exists");
-    assert!(!hay.windows(12).any(|w| w == b"pg-secret-pw"), "password stored in clear");
+    assert!(
+        !hay.windows(12).any(|w| w == b"pg-secret-pw"),
+        "password stored in clear"
+    );
     assert!(!s.log().contains("pg-secret-pw"), "password logged");
 
     // Get and list: masked, filters, paging.
@@ -95,7 +122,9 @@ async fn datasources_crud_discovery_and_secrets() {
     assert_eq!(st, 200);
     assert_eq!(got["content"]["password"], "******");
     assert_eq!(got["datasource_name"], name.as_str());
-    let sq = s.create_datasource(&app, "SQLITE", sqlite_content(&s.data_dir.join("a.sqlite"))).await;
+    let sq = s
+        .create_datasource(&app, "SQLITE", sqlite_content(&s.data_dir.join("a.sqlite")))
+        .await;
     let (st, list) = s.get("/datasources?datasource_type=POSTGRESQL").await;
     assert_eq!(st, 200, "{list}");
     assert_eq!(list["total"], 1, "{list}");
@@ -103,7 +132,11 @@ async fn datasources_crud_discovery_and_secrets() {
     assert_eq!(list["total"], 1, "{list}");
     let (_, list) = s.get("/datasources?limit=1&offset=0").await;
     assert_eq!(list["total"], 2, "{list}");
-    assert_eq!(list["entities"].as_array().map(|a| a.len()), Some(1), "{list}");
+    assert_eq!(
+        list["entities"].as_array().map(|a| a.len()),
+        Some(1),
+        "{list}"
+    );
     let (st, list) = s.get("/datasources?limit=-5").await;
     assert_eq!(st, 400, "{list}");
 
@@ -117,40 +150,75 @@ async fn datasources_crud_discovery_and_secrets() {
         )
         .await;
     assert_eq!(st, 200, "{upd}");
-    let (st, ok) = s.post(&format!("/datasources/{id}/test-connect"), json!({})).await;
+    let (st, ok) = s
+        .post(&format!("/datasources/{id}/test-connect"), json!({}))
+        .await;
     assert_eq!(st, 200, "{ok}");
     assert_eq!(ok["result"], true);
 
     // Tables and columns.
-    let (st, tables) = s.get(&format!("/datasources/{id}/tables?filter={table}")).await;
+    let (st, tables) = s
+        .get(&format!("/datasources/{id}/tables?filter={table}"))
+        .await;
     assert_eq!(st, 200, "{tables}");
     assert!(tables.to_string().contains(&table), "{tables}");
-    let (st, cols) = s.get(&format!("/datasources/{id}/columns?table_name={table}")).await;
+    let (st, cols) = s
+        .get(&format!("/datasources/{id}/columns?table_name={table}"))
+        .await;
     assert_eq!(st, 200, "{cols}");
-    let cols = cols.as_array().cloned().or_else(|| cols["entities"].as_array().cloned()).unwrap_or_default();
-    let names: Vec<_> = cols.iter().map(|c| c["field_name"].as_str().unwrap_or("").to_string()).collect();
+    let cols = cols["columns"].as_array().cloned().expect("columns array");
+    let names: Vec<_> = cols
+        .iter()
+        .map(|c| c["field_name"].as_str().unwrap_or("").to_string())
+        .collect();
     assert_eq!(names, ["id", "code", "amount", "note"]);
-    assert_eq!(cols[0]["primary"], true, "{:?}", cols[0]);
-    assert_eq!(cols[1]["unique"], true, "{:?}", cols[1]);
-    assert_eq!(cols[2]["decimal_digits"].to_string().trim_matches('"'), "2", "{:?}", cols[2]);
-    assert_eq!(cols[3]["null_able"].to_string().contains("false") || cols[3]["null_able"] == "0", true, "{:?}", cols[3]);
-    let (st, _) = s.get(&format!("/datasources/{id}/columns?table_name=no_such_table_xyz")).await;
+    assert_eq!(cols[0]["primary"], "1", "{:?}", cols[0]);
+    assert_eq!(cols[1]["primary"], "0", "{:?}", cols[1]);
+    assert_eq!(cols[1]["unique"], "1", "{:?}", cols[1]);
+    assert_eq!(cols[2]["decimal_digits"], "2", "{:?}", cols[2]);
+    assert_eq!(cols[0]["null_able"], "0", "{:?}", cols[0]);
+    assert_eq!(cols[2]["null_able"], "1", "{:?}", cols[2]);
+    assert_eq!(cols[3]["null_able"], "0", "{:?}", cols[3]);
+    let (st, _) = s
+        .get(&format!(
+            "/datasources/{id}/columns?table_name=no_such_table_xyz"
+        ))
+        .await;
     assert!(st == 400 || st == 404);
 
     // test-sql returns the result's columns; bad SQL is a 400.
-    let (st, r) = s.post(&format!("/datasources/{id}/test-sql"), json!({"sql": format!("select id, note from {table}")})).await;
+    let (st, r) = s
+        .post(
+            &format!("/datasources/{id}/test-sql"),
+            json!({"sql": format!("select id, note from {table}")}),
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert!(r.to_string().contains("note"), "{r}");
-    let (st, r) = s.post(&format!("/datasources/{id}/test-sql"), json!({"sql": "selec nonsense"})).await;
+    let (st, r) = s
+        .post(
+            &format!("/datasources/{id}/test-sql"),
+            json!({"sql": "selec nonsense"}),
+        )
+        .await;
     assert_eq!(st, 400, "{r}");
 
     // test-connect failure carries the driver's cause.
     let bad = json!({"datasource_name": name, "datasource_type": "MYSQL", "app_id": app,
         "content": {"host": "127.0.0.1", "port": "3306", "database_name": "test", "user_name": "nobody_here", "password": "x"}});
-    let (st, r) = s.post(&format!("/datasources/{id}/test-connect"), bad).await;
+    let (st, r) = s
+        .post(&format!("/datasources/{id}/test-connect"), bad)
+        .await;
     assert_eq!(st, 400, "{r}");
     assert_eq!(r["error_code"], "FDI.3016");
-    assert!(r["detail"].as_str().unwrap_or("").to_lowercase().contains("denied"), "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("denied"),
+        "{r}"
+    );
 
     // Delete: 204, then 404.
     let (st, _) = s.delete(&format!("/datasources/{sq}")).await;
@@ -164,33 +232,55 @@ async fn datasources_crud_discovery_and_secrets() {
 async fn datasource_bad_input_is_refused_and_nothing_is_stored() {
     let s = TestServer::start(StoreKind::Sqlite).await;
     let app = s.create_app().await;
-    let body = |t: &str, name: &str, content: serde_json::Value| {
-        json!({"datasource_name": name, "datasource_type": t, "app_id": app, "content": content})
-    };
-    let r = s.post("/datasources", body("ORACLE", "ora", json!({"host": "h"}))).await;
+    let body = |t: &str, name: &str, content: serde_json::Value| json!({"datasource_name": name, "datasource_type": t, "app_id": app, "content": content});
+    let r = s
+        .post("/datasources", body("ORACLE", "ora", json!({"host": "h"})))
+        .await;
     assert_fdi_error(&r, 400, "FDI.3443", "datasource_type");
-    let r = s.post("/datasources", body("NOSUCHTYPE", "x", json!({}))).await;
+    let r = s
+        .post("/datasources", body("NOSUCHTYPE", "x", json!({})))
+        .await;
     assert_fdi_error(&r, 400, "FDI.3443", "datasource_type");
-    let r = s.post("/datasources", body("MYSQL", "bad<name>", mysql_content())).await;
+    let r = s
+        .post("/datasources", body("MYSQL", "bad<name>", mysql_content()))
+        .await;
     assert_eq!(r.0, 400, "{:?}", r.1);
     assert!(r.1.to_string().contains("datasource_name"), "{}", r.1);
-    let r = s.post("/datasources", body("MYSQL", "no_host", json!({"port": "3306"}))).await;
+    let r = s
+        .post(
+            "/datasources",
+            body("MYSQL", "no_host", json!({"port": "3306"})),
+        )
+        .await;
     assert_eq!(r.0, 400, "{:?}", r.1);
     assert!(r.1.to_string().contains("host"), "{}", r.1);
-    let r = s.call_raw("POST", &s.url("/datasources"), "{\"datasource_name\": ").await;
+    let r = s
+        .call_raw("POST", &s.url("/datasources"), "{\"datasource_name\": ")
+        .await;
     assert_eq!(r.0, 400, "{:?}", r.1);
     assert!(r.1["error_code"].is_string(), "{}", r.1);
-    let r = s.post("/datasources", json!({"datasource_name": 5, "datasource_type": "MYSQL", "app_id": app, "content": {}})).await;
+    let r = s
+        .post(
+            "/datasources",
+            json!({"datasource_name": 5, "datasource_type": "MYSQL", "app_id": app, "content": {}}),
+        )
+        .await;
     assert_eq!(r.0, 400, "{:?}", r.1);
     assert!(r.1.to_string().contains("datasource_name"), "{}", r.1);
 
     let name = unique("dup");
-    s.post("/datasources", body("MYSQL", &name, mysql_content())).await;
-    let r = s.post("/datasources", body("MYSQL", &name, mysql_content())).await;
+    s.post("/datasources", body("MYSQL", &name, mysql_content()))
+        .await;
+    let r = s
+        .post("/datasources", body("MYSQL", &name, mysql_content()))
+        .await;
     assert_fdi_error(&r, 400, "FDI.3058", "");
 
     let (_, list) = s.get("/datasources").await;
-    assert_eq!(list["total"], 1, "only the one good datasource is stored: {list}");
+    assert_eq!(
+        list["total"], 1,
+        "only the one good datasource is stored: {list}"
+    );
     let r = s.get("/datasources/does-not-exist").await;
     assert_fdi_error(&r, 404, "FDI.3101", "");
 }
@@ -216,17 +306,28 @@ async fn task_crud_validation_and_delete_refusal() {
     });
 
     let name = unique("task");
-    let (st, created) = s.post("/tasks", task_body(&name, &pg_ds, &my_ds, &detail)).await;
+    let (st, created) = s
+        .post("/tasks", task_body(&name, &pg_ds, &my_ds, &detail))
+        .await;
     assert!(st == 200 || st == 201, "{created}");
     let task_id = created["task"]["task_id"].as_str().unwrap().to_string();
     assert_eq!(created["task"]["task_type"], "timing");
     assert_eq!(created["task"]["task_name"], name.as_str());
 
     // Duplicate name, bad names, bad type, bad detail.
-    let r = s.post("/tasks", task_body(&name, &pg_ds, &my_ds, &detail)).await;
+    let r = s
+        .post("/tasks", task_body(&name, &pg_ds, &my_ds, &detail))
+        .await;
     assert_fdi_error(&r, 400, "FDI.3058", "");
-    for bad in ["ab", "_starts_with_underscore", "has space", &"x".repeat(101)] {
-        let r = s.post("/tasks", task_body(bad, &pg_ds, &my_ds, &detail)).await;
+    for bad in [
+        "ab",
+        "_starts_with_underscore",
+        "has space",
+        &"x".repeat(101),
+    ] {
+        let r = s
+            .post("/tasks", task_body(bad, &pg_ds, &my_ds, &detail))
+            .await;
         assert_fdi_error(&r, 400, "FDI.3157", "");
     }
     let mut b = task_body(&unique("task"), &pg_ds, &my_ds, &detail);
@@ -238,19 +339,39 @@ async fn task_crud_validation_and_delete_refusal() {
     let r = s.post("/tasks", b).await;
     assert_fdi_error(&r, 400, "FDI.3002", "task_detail");
     let missing_table = json!({"sourceSelectedDatasource": {"sourceTable": "no_such_table_e2e"}, "targetSelectedDatasource": {"targetTable": dst}});
-    let r = s.post("/tasks", task_body(&unique("task"), &pg_ds, &my_ds, &missing_table)).await;
+    let r = s
+        .post(
+            "/tasks",
+            task_body(&unique("task"), &pg_ds, &my_ds, &missing_table),
+        )
+        .await;
     assert_eq!(r.0, 400, "{:?}", r.1);
     assert!(r.1.to_string().contains("no_such_table_e2e"), "{}", r.1);
     let missing_col = json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst},
         "mappingTable": [{"sourceColumn": "id", "targetColumn": "id"}, {"sourceColumn": "name", "targetColumn": "no_such_col"}]});
-    let r = s.post("/tasks", task_body(&unique("task"), &pg_ds, &my_ds, &missing_col)).await;
+    let r = s
+        .post(
+            "/tasks",
+            task_body(&unique("task"), &pg_ds, &my_ds, &missing_col),
+        )
+        .await;
     assert_eq!(r.0, 400, "{:?}", r.1);
     assert!(r.1.to_string().contains("no_such_col"), "{}", r.1);
     let incompatible = json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst},
         "mappingTable": [{"sourceColumn": "id", "targetColumn": "id"}, {"sourceColumn": "created_at", "targetColumn": "payload"}]});
-    let r = s.post("/tasks", task_body(&unique("task"), &pg_ds, &my_ds, &incompatible)).await;
+    let r = s
+        .post(
+            "/tasks",
+            task_body(&unique("task"), &pg_ds, &my_ds, &incompatible),
+        )
+        .await;
     assert_eq!(r.0, 400, "incompatible mapping refused: {:?}", r.1);
-    let r = s.post("/tasks", task_body(&unique("task"), "nope", &my_ds, &detail)).await;
+    let r = s
+        .post(
+            "/tasks",
+            task_body(&unique("task"), "nope", &my_ds, &detail),
+        )
+        .await;
     assert!(r.0 == 400 || r.0 == 404, "{:?}", r.1);
 
     // Get, list with filters, update.

@@ -34,12 +34,29 @@ async fn pg_source_stats(table: &str, filter: &str) -> (i64, String, i64, i64) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    (row.get(0), row.get(1), row.get(2), row.get::<Option<i64>, _>(3).unwrap_or(0))
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get::<Option<i64>, _>(3).unwrap_or(0),
+    )
 }
 
 fn steps(run: &Value) -> Vec<u64> {
-    run["detail_logs"].as_array().map(|a| a.iter().filter_map(|s| s["status"].as_u64()).collect()).unwrap_or_default()
+    run["detail_logs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["status"].as_u64()).collect())
+        .unwrap_or_default()
 }
+
+/// One target row read back from SQLite: id and four nullable text columns.
+type SqliteRow5 = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 #[tokio::test]
 async fn pg_to_mysql_with_mapping_filter_and_monitor_log() {
@@ -117,21 +134,48 @@ async fn pg_to_mysql_flow(s: &TestServer) {
     assert!(run["data_size"].as_f64().unwrap_or(0.0) > 0.0, "{run}");
     assert!(run["data_size_unit"].is_string());
     let codes = steps(&run);
-    let pos = |c: u64| codes.iter().position(|x| *x == c).unwrap_or_else(|| panic!("step {c} missing in {codes:?}"));
-    assert!(pos(99) < pos(100) && pos(100) < pos(104) && pos(104) < pos(101), "{codes:?}");
-    assert!(pos(500) < pos(504) && pos(504) < pos(501) && pos(501) < pos(901), "{codes:?}");
-    let stages: Vec<_> = run["detail_logs"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap_or("").to_string()).collect();
-    assert!(stages.iter().any(|s| s == "pgreader") && stages.iter().any(|s| s == "mysqlwriter"), "{stages:?}");
+    let pos = |c: u64| {
+        codes
+            .iter()
+            .position(|x| *x == c)
+            .unwrap_or_else(|| panic!("step {c} missing in {codes:?}"))
+    };
+    assert!(
+        pos(99) < pos(100) && pos(100) < pos(104) && pos(104) < pos(101),
+        "{codes:?}"
+    );
+    assert!(
+        pos(500) < pos(504) && pos(504) < pos(501) && pos(501) < pos(901),
+        "{codes:?}"
+    );
+    let stages: Vec<_> = run["detail_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        stages.iter().any(|s| s == "pgreader") && stages.iter().any(|s| s == "mysqlwriter"),
+        "{stages:?}"
+    );
 
     let tracking = run["id"].as_str().unwrap();
-    let (st, one_run) = s.get(&format!("/tasks/{task}/monitor-logs/{tracking}")).await;
+    let (st, one_run) = s
+        .get(&format!("/tasks/{task}/monitor-logs/{tracking}"))
+        .await;
     assert_eq!(st, 200, "{one_run}");
     assert!(one_run.to_string().contains("901"), "{one_run}");
-    let r = s.get(&format!("/tasks/{task}/monitor-logs/not-a-run")).await;
+    let r = s
+        .get(&format!("/tasks/{task}/monitor-logs/not-a-run"))
+        .await;
     assert_eq!(r.0, 404, "{:?}", r.1);
 
     // Time range: a window in the past finds nothing.
-    let (_, none) = s.get(&format!("/tasks/{task}/monitor-logs?begin_time=1000&end_time=2000")).await;
+    let (_, none) = s
+        .get(&format!(
+            "/tasks/{task}/monitor-logs?begin_time=1000&end_time=2000"
+        ))
+        .await;
     assert_eq!(none["total"], 0, "{none}");
     let (st, overview) = s.get(&format!("/tasks/{task}/monitor-overview")).await;
     assert_eq!(st, 200, "{overview}");
@@ -152,39 +196,72 @@ async fn sqlite_to_sqlite_survives_a_restart() {
     let src_path = s.data_dir.join("src.sqlite");
     let dst_path = s.data_dir.join("dst.sqlite");
     {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&src_path).create_if_missing(true);
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&src_path)
+            .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-        sqlx::raw_sql("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, score REAL, born TEXT)").execute(&pool).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, score REAL, born TEXT)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         for i in 1..=250 {
             sqlx::query("INSERT INTO people VALUES (?, ?, ?, ?)")
                 .bind(i)
-                .bind(if i % 5 == 0 { None } else { Some(format!("person ü{i}")) })
+                .bind(if i % 5 == 0 {
+                    None
+                } else {
+                    Some(format!("person ü{i}"))
+                })
                 .bind(i as f64 / 4.0)
                 .bind("2020-01-02 03:04:05")
                 .execute(&pool)
                 .await
                 .unwrap();
         }
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&dst_path).create_if_missing(true);
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&dst_path)
+            .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-        sqlx::raw_sql("CREATE TABLE people_copy (id INTEGER PRIMARY KEY, name TEXT, score REAL, born TEXT)").execute(&pool).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE people_copy (id INTEGER PRIMARY KEY, name TEXT, score REAL, born TEXT)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
     }
-    let a = s.create_datasource(&app, "SQLITE", sqlite_content(&src_path)).await;
-    let b = s.create_datasource(&app, "SQLITE", sqlite_content(&dst_path)).await;
+    let a = s
+        .create_datasource(&app, "SQLITE", sqlite_content(&src_path))
+        .await;
+    let b = s
+        .create_datasource(&app, "SQLITE", sqlite_content(&dst_path))
+        .await;
     let task = s
         .create_task(&a, &b, json!({"sourceSelectedDatasource": {"sourceTable": "people"}, "targetSelectedDatasource": {"targetTable": "people_copy"}}))
         .await;
     let run = s.run_to_end(&task).await;
     assert_eq!(run["execute_status"], "SUCCESS", "{run}");
     assert_eq!(run["data_count"], 250);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dst_path.display())).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dst_path.display()))
+        .await
+        .unwrap();
     let (n, names, total): (i64, i64, f64) =
-        sqlx::query_as("SELECT count(*), count(name), sum(score) FROM people_copy").fetch_one(&pool).await.unwrap();
-    assert_eq!((n, names, total), (250, 200, (1..=250).map(|i| i as f64 / 4.0).sum()));
+        sqlx::query_as("SELECT count(*), count(name), sum(score) FROM people_copy")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (n, names, total),
+        (250, 200, (1..=250).map(|i| i as f64 / 4.0).sum())
+    );
 
     // Restart: the task, its datasources and its monitor log are still there.
     let status = s.terminate();
-    assert!(status.success() || status.code().is_none(), "clean exit: {status:?}");
+    assert!(
+        status.success() || status.code().is_none(),
+        "clean exit: {status:?}"
+    );
     s.spawn().await;
     let (st, got) = s.get(&format!("/tasks/{task}")).await;
     assert_eq!(st, 200, "{got}");
@@ -194,10 +271,19 @@ async fn sqlite_to_sqlite_survives_a_restart() {
     assert_eq!(runs[0]["data_count"], 250);
     // ...and the decrypted connection still works after restart (key file reused).
     let run = s.run_to_end(&task).await;
-    assert_eq!(run["execute_status"], "ERROR", "second plain insert violates the primary key: {run}");
+    assert_eq!(
+        run["execute_status"], "ERROR",
+        "second plain insert violates the primary key: {run}"
+    );
     assert!(steps(&run).contains(&503), "target error step: {run}");
-    assert!(run["remarks"].as_str().unwrap_or("").len() > 5, "cause in remarks: {run}");
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM people_copy").fetch_one(&pool).await.unwrap();
+    assert!(
+        run["remarks"].as_str().unwrap_or("").len() > 5,
+        "cause in remarks: {run}"
+    );
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM people_copy")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(n, 250, "a failed run commits nothing");
 }
 
@@ -236,7 +322,7 @@ async fn mysql_to_pg_clear_table_batch_number_and_upsert() {
     let run = s.run_to_end(&clear).await;
     assert_eq!(run["execute_status"], "SUCCESS", "{run}");
     let pool = pg().await;
-    let rows: Vec<(i32, Option<String>, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<SqliteRow5> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, label, price::text, seen::text, batch_no FROM {dst} ORDER BY id"
     )))
     .fetch_all(&pool)
@@ -248,7 +334,10 @@ async fn mysql_to_pg_clear_table_batch_number_and_upsert() {
     assert_eq!(rows[1].3, None);
     assert_eq!(rows[2].1, None);
     let batch = rows[0].4.clone().expect("batch number filled");
-    assert!(rows.iter().all(|r| r.4.as_deref() == Some(batch.as_str())), "one id per run");
+    assert!(
+        rows.iter().all(|r| r.4.as_deref() == Some(batch.as_str())),
+        "one id per run"
+    );
 
     // Upsert with part update: changed rows updated, new rows inserted, nothing duplicated.
     mysql_exec(&format!("UPDATE {src} SET label = 'TWO' WHERE id = 2; INSERT INTO {src} VALUES (4, 'four', 4.000, NULL)")).await;
@@ -264,12 +353,20 @@ async fn mysql_to_pg_clear_table_batch_number_and_upsert() {
         .await;
     let run = s.run_to_end(&upsert).await;
     assert_eq!(run["execute_status"], "SUCCESS", "{run}");
-    let rows: Vec<(i32, Option<String>, Option<String>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, label, batch_no FROM {dst} ORDER BY id"))).fetch_all(&pool).await.unwrap();
+    let rows: Vec<(i32, Option<String>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(
+        format!("SELECT id, label, batch_no FROM {dst} ORDER BY id"),
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 4, "{rows:?}");
     assert_eq!(rows[1].1.as_deref(), Some("TWO"));
     assert_eq!(rows[3].1.as_deref(), Some("four"));
-    assert_eq!(rows[0].2.as_deref(), Some(batch.as_str()), "unmapped column untouched by the upsert");
+    assert_eq!(
+        rows[0].2.as_deref(),
+        Some(batch.as_str()),
+        "unmapped column untouched by the upsert"
+    );
 
     // Custom SQL source.
     let sql_task = s
@@ -283,10 +380,12 @@ async fn mysql_to_pg_clear_table_batch_number_and_upsert() {
         .await;
     let run = s.run_to_end(&sql_task).await;
     assert_eq!(run["execute_status"], "SUCCESS", "{run}");
-    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {dst} WHERE id > 100 AND label = upper(label)")))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {dst} WHERE id > 100 AND label = upper(label)"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(n, 2);
 
     mysql_exec(&format!("DROP TABLE {src}")).await;
@@ -307,7 +406,10 @@ async fn long_task(s: &TestServer) -> (String, String, String) {
     let src = unique("l_src");
     let dst = unique("l_dst");
     make_big_pg_source(&src, 3_000_000).await;
-    mysql_exec(&format!("CREATE TABLE {dst} (id bigint PRIMARY KEY, payload text)")).await;
+    mysql_exec(&format!(
+        "CREATE TABLE {dst} (id bigint PRIMARY KEY, payload text)"
+    ))
+    .await;
     let pg_ds = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
     let my_ds = s.create_datasource(&app, "MYSQL", mysql_content()).await;
     let task = s
@@ -317,7 +419,10 @@ async fn long_task(s: &TestServer) -> (String, String, String) {
 }
 
 async fn mysql_count(table: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&mysql().await).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&mysql().await)
+        .await
+        .unwrap();
     n
 }
 
@@ -337,10 +442,18 @@ async fn terminate_cancels_within_two_seconds_and_commits_nothing() {
     let (st, body) = s.post(&format!("/tasks/{task}/terminate"), json!({})).await;
     assert_eq!(st, 200, "{body}");
     let run = s.wait_run_end(&task, 1, Duration::from_secs(10)).await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "cancelled in {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "cancelled in {:?}",
+        t0.elapsed()
+    );
     assert_eq!(run["execute_status"], "CANCELLED", "{run}");
     assert!(steps(&run).contains(&16), "force-cancel step: {run}");
-    assert_eq!(mysql_count(&dst).await, 0, "a cancelled run commits nothing");
+    assert_eq!(
+        mysql_count(&dst).await,
+        0,
+        "a cancelled run commits nothing"
+    );
     // Terminating when nothing runs is an error.
     let r = s.post(&format!("/tasks/{task}/terminate"), json!({})).await;
     assert_eq!(r.0, 400, "{:?}", r.1);
@@ -359,7 +472,11 @@ async fn crash_mid_run_is_marked_915_at_next_start_and_sigterm_cancels() {
     let runs = s.runs(&task).await;
     assert_eq!(runs[0]["execute_status"], "ERROR", "{:?}", runs[0]);
     assert!(steps(&runs[0]).contains(&915), "step 915: {:?}", runs[0]);
-    assert_eq!(mysql_count(&dst).await, 0, "the killed run committed nothing");
+    assert_eq!(
+        mysql_count(&dst).await,
+        0,
+        "the killed run committed nothing"
+    );
 
     // Graceful shutdown while a run is active: it ends CANCELLED, not SUCCESS.
     s.post(&format!("/tasks/{task}/run"), json!({})).await;

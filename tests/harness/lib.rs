@@ -21,9 +21,33 @@ pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this test process and call, safe as an SQL identifier.
+/// Path of the `fdi-under-test` binary. Cargo sets `CARGO_BIN_EXE_*` only when compiling the
+/// integration tests themselves (not this library), so look it up at run time: the variable if the
+/// runner exported it, else next to the test executable (`target/<profile>/deps/..`).
+pub fn server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("CARGO_BIN_EXE_fdi-under-test") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> dir");
+    let bin = profile_dir.join(format!("fdi-under-test{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not built; run the tests through `cargo test`",
+        bin.display()
+    );
+    bin
+}
+
 pub fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{prefix}_{}_{}_{n}", std::process::id(), nanos % 100_000)
 }
 
@@ -45,7 +69,11 @@ pub struct TestServer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl TestServer {
@@ -66,7 +94,10 @@ impl TestServer {
             data_dir,
             port: 0,
             store_url,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         };
         s.spawn().await;
         s
@@ -76,19 +107,28 @@ impl TestServer {
     pub async fn spawn(&mut self) {
         self.port = free_port();
         self.base = format!("http://127.0.0.1:{}", self.port);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fdi-under-test"));
+        let mut cmd = Command::new(server_binary());
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env("FDI_AUTH_TOKENS", format!("{TOKEN},{SCOPED_TOKEN}@other-project"))
+            .env(
+                "FDI_AUTH_TOKENS",
+                format!("{TOKEN},{SCOPED_TOKEN}@other-project"),
+            )
             .env_remove("FDI_SECRET_KEY")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(self.data_dir.join("stdout.log")).unwrap()))
+            .stdout(Stdio::from(
+                std::fs::File::create(self.data_dir.join("stdout.log")).unwrap(),
+            ))
             .stderr(Stdio::from(
-                std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).unwrap(),
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.data_dir.join("server.log"))
+                    .unwrap(),
             ));
         if let Some(url) = &self.store_url {
             cmd.arg("--store").arg(url);
@@ -96,7 +136,12 @@ impl TestServer {
         self.child = Some(cmd.spawn().expect("spawn fdi server"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = self.http.get(self.url("/tasks")).header("X-Auth-Token", TOKEN).send().await
+            if let Ok(r) = self
+                .http
+                .get(self.url("/tasks"))
+                .header("X-Auth-Token", TOKEN)
+                .send()
+                .await
                 && r.status().as_u16() == 200
             {
                 return;
@@ -104,7 +149,11 @@ impl TestServer {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("fdi server exited early ({status}); log:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "fdi server did not become ready; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "fdi server did not become ready; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -128,13 +177,19 @@ impl TestServer {
     /// SIGTERM and wait for the process to exit (graceful shutdown).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = c.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -153,7 +208,13 @@ impl TestServer {
         self.call_with(method, url, body, Some(TOKEN)).await
     }
 
-    pub async fn call_with(&self, method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    pub async fn call_with(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(m, url);
         if let Some(t) = token {
@@ -165,7 +226,11 @@ impl TestServer {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 
@@ -183,7 +248,10 @@ impl TestServer {
             .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -201,7 +269,13 @@ impl TestServer {
 
     /// Create an app and return its id.
     pub async fn create_app(&self) -> String {
-        let (st, body) = self.call("POST", &self.apps_url(""), Some(json!({"name": unique("app"), "remark": "e2e"}))).await;
+        let (st, body) = self
+            .call(
+                "POST",
+                &self.apps_url(""),
+                Some(json!({"name": unique("app"), "remark": "e2e"})),
+            )
+            .await;
         assert!(st == 200 || st == 201, "create app: {st} {body}");
         body["id"].as_str().expect("app id").to_string()
     }
@@ -215,19 +289,32 @@ impl TestServer {
             )
             .await;
         assert_eq!(st, 201, "create datasource: {body}");
-        body["datasource_id"].as_str().expect("datasource_id").to_string()
+        body["datasource_id"]
+            .as_str()
+            .expect("datasource_id")
+            .to_string()
     }
 
     /// Create a normal task and return its id.
     pub async fn create_task(&self, source: &str, target: &str, detail: Value) -> String {
-        let (st, body) = self.post("/tasks", task_body(&unique("task"), source, target, &detail)).await;
+        let (st, body) = self
+            .post(
+                "/tasks",
+                task_body(&unique("task"), source, target, &detail),
+            )
+            .await;
         assert!(st == 200 || st == 201, "create task: {st} {body}");
-        body["task"]["task_id"].as_str().expect("task_id").to_string()
+        body["task"]["task_id"]
+            .as_str()
+            .expect("task_id")
+            .to_string()
     }
 
     /// The task's monitor-log entries, newest first.
     pub async fn runs(&self, task_id: &str) -> Vec<Value> {
-        let (st, body) = self.get(&format!("/tasks/{task_id}/monitor-logs?limit=100")).await;
+        let (st, body) = self
+            .get(&format!("/tasks/{task_id}/monitor-logs?limit=100"))
+            .await;
         assert_eq!(st, 200, "monitor-logs: {body}");
         body["entities"].as_array().cloned().unwrap_or_default()
     }
@@ -237,7 +324,8 @@ impl TestServer {
         let before = self.runs(task_id).await.len();
         let (st, body) = self.post(&format!("/tasks/{task_id}/run"), json!({})).await;
         assert_eq!(st, 200, "run: {body}");
-        self.wait_run_end(task_id, before + 1, Duration::from_secs(120)).await
+        self.wait_run_end(task_id, before + 1, Duration::from_secs(120))
+            .await
     }
 
     /// Wait until the task has `count` runs and the newest has ended.
@@ -251,7 +339,11 @@ impl TestServer {
                     return runs[0].clone();
                 }
             }
-            assert!(Instant::now() < deadline, "run did not end in time: {runs:?}\nlog:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "run did not end in time: {runs:?}\nlog:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -266,7 +358,10 @@ impl TestServer {
             {
                 return r.clone();
             }
-            assert!(Instant::now() < deadline, "run did not start in time: {runs:?}");
+            assert!(
+                Instant::now() < deadline,
+                "run did not start in time: {runs:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -308,21 +403,35 @@ pub fn sqlite_content(path: &std::path::Path) -> Value {
 // ---- direct database access for preparing and checking data ------------------------------------
 
 pub async fn pg() -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(PG_URL).await.expect("connect pg")
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(PG_URL)
+        .await
+        .expect("connect pg")
 }
 
 pub async fn mysql() -> sqlx::MySqlPool {
-    sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(MYSQL_URL).await.expect("connect mysql")
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(MYSQL_URL)
+        .await
+        .expect("connect mysql")
 }
 
 pub async fn pg_exec(sql: &str) {
     let pool = pg().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 pub async fn mysql_exec(sql: &str) {
     let pool = mysql().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// Assert an FDI error body: status, code, and that the message names `needle`.

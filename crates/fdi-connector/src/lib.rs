@@ -37,16 +37,32 @@ pub enum ErrorKind {
 
 impl ConnectorError {
     pub fn user(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::User, message: message.into(), retryable: false }
+        Self {
+            kind: ErrorKind::User,
+            message: message.into(),
+            retryable: false,
+        }
     }
     pub fn external(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::External, message: message.into(), retryable: true }
+        Self {
+            kind: ErrorKind::External,
+            message: message.into(),
+            retryable: true,
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Internal, message: message.into(), retryable: false }
+        Self {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+            retryable: false,
+        }
     }
     pub fn cancelled() -> Self {
-        Self { kind: ErrorKind::Cancelled, message: "cancelled".into(), retryable: false }
+        Self {
+            kind: ErrorKind::Cancelled,
+            message: "cancelled".into(),
+            retryable: false,
+        }
     }
 }
 
@@ -102,7 +118,10 @@ pub enum WriteMode {
     /// Insert or update on `keys` (the target's primary/unique key, all mapped).
     /// With `part_update`, only columns whose value changed are updated (same result, fewer writes
     /// where the database can tell).
-    Upsert { keys: Vec<String>, part_update: bool },
+    Upsert {
+        keys: Vec<String>,
+        part_update: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +214,9 @@ impl ConnectorRegistry {
         self.factories.push(f);
     }
     pub fn get(&self, t: DatasourceType) -> Option<Arc<dyn ConnectorFactory>> {
-        self.factories.iter().find(|f| f.datasource_type() == t).cloned()
+        self.factories
+            .iter()
+            .find(|f| f.datasource_type() == t)
+            .cloned()
     }
 }

@@ -6,48 +6,48 @@ use serde::Serialize;
 /// and English message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
-    InvalidParameters,        // 400 FDI.3002
-    TestConnectFailed,        // 400 FDI.3016
-    ManualStartFailed,        // 400 FDI.3026
-    ManualStopFailed,         // 400 FDI.3027
-    InvalidParameter,         // 400 FDI.3033
-    InvalidSql,               // 400 FDI.3035
-    InvalidMapping,           // 400 FDI.3037
-    InvalidPaging,            // 400 FDI.3048
-    InvalidSort,              // 400 FDI.3049
-    InvalidExecuteStatus,     // 400 FDI.3050
-    SqlTooLong,               // 400 FDI.3051
-    TaskNameExists,           // 400 FDI.3058
-    InvalidCompensation,      // 400 FDI.3063
+    InvalidParameters,         // 400 FDI.3002
+    TestConnectFailed,         // 400 FDI.3016
+    ManualStartFailed,         // 400 FDI.3026
+    ManualStopFailed,          // 400 FDI.3027
+    InvalidParameter,          // 400 FDI.3033
+    InvalidSql,                // 400 FDI.3035
+    InvalidMapping,            // 400 FDI.3037
+    InvalidPaging,             // 400 FDI.3048
+    InvalidSort,               // 400 FDI.3049
+    InvalidExecuteStatus,      // 400 FDI.3050
+    SqlTooLong,                // 400 FDI.3051
+    TaskNameExists,            // 400 FDI.3058
+    InvalidCompensation,       // 400 FDI.3063
     IncrSqlMissingPlaceholder, // 400 FDI.3071
-    SqlEmpty,                 // 400 FDI.3073
-    NonIncrSqlHasPlaceholder, // 400 FDI.3074
-    NoDispatchPlan,           // 400 FDI.3083
-    InvalidDatasource,        // 400 FDI.3104
-    TaskRunning,              // 400 FDI.3139
-    DescriptionTooLong,       // 400 FDI.3142
-    InvalidTaskType,          // 400 FDI.3144
-    MappingEmpty,             // 400 FDI.3145
-    SourceOrTargetEmpty,      // 400 FDI.3146
-    DatasourceMissing,        // 400 FDI.3147
-    TaskListEmpty,            // 400 FDI.3150
-    InvalidTaskName,          // 400 FDI.3157
-    InvalidAction,            // 400 FDI.3161
-    TaskEmpty,                // 400 FDI.3165
-    TaskDetailEmpty,          // 400 FDI.3166
-    InvalidAppId,             // 400 FDI.3435
-    InvalidDatasourceType,    // 400 FDI.3443
-    IncorrectContent,         // 400 FDI.3447
-    InvalidTaskTag,           // 400 FDI.3557
-    TaskNotFound,             // 404 FDI.3081
-    DatasourceNotFound,       // 404 FDI.3101
-    AppNotFound,              // 404 FDI.3435 (the reference has no app-specific 404 code)
-    TaskStarted,              // 500 FDI.3030
-    DatasourceDeleteFailed,   // 500 FDI.3121 (also used while a task still uses it)
-    Internal,                 // 500 FDI.9999
-    Unauthorized,             // 401 FDI.1001 (no code in the table; ours)
-    Forbidden,                // 403 FDI.3478
-    NotFound,                 // 404 FDI.3002 (unknown route)
+    SqlEmpty,                  // 400 FDI.3073
+    NonIncrSqlHasPlaceholder,  // 400 FDI.3074
+    NoDispatchPlan,            // 400 FDI.3083
+    InvalidDatasource,         // 400 FDI.3104
+    TaskRunning,               // 400 FDI.3139
+    DescriptionTooLong,        // 400 FDI.3142
+    InvalidTaskType,           // 400 FDI.3144
+    MappingEmpty,              // 400 FDI.3145
+    SourceOrTargetEmpty,       // 400 FDI.3146
+    DatasourceMissing,         // 400 FDI.3147
+    TaskListEmpty,             // 400 FDI.3150
+    InvalidTaskName,           // 400 FDI.3157
+    InvalidAction,             // 400 FDI.3161
+    TaskEmpty,                 // 400 FDI.3165
+    TaskDetailEmpty,           // 400 FDI.3166
+    InvalidAppId,              // 400 FDI.3435
+    InvalidDatasourceType,     // 400 FDI.3443
+    IncorrectContent,          // 400 FDI.3447
+    InvalidTaskTag,            // 400 FDI.3557
+    TaskNotFound,              // 404 FDI.3081
+    DatasourceNotFound,        // 404 FDI.3101
+    AppNotFound,               // 404 FDI.3435 (the reference has no app-specific 404 code)
+    TaskStarted,               // 500 FDI.3030
+    DatasourceDeleteFailed,    // 500 FDI.3121 (also used while a task still uses it)
+    Internal,                  // 500 FDI.9999
+    Unauthorized,              // 401 FDI.1001 (no code in the table; ours)
+    Forbidden,                 // 403 FDI.3478
+    NotFound,                  // 404 FDI.3002 (unknown route)
 }
 
 impl ErrorCode {
@@ -119,17 +119,25 @@ impl ErrorCode {
             ManualStopFailed => "Failed to manually stop the task.",
             InvalidParameter => "Invalid parameter.",
             InvalidSql => "Invalid SQL statement.",
-            InvalidMapping => "The parameter in mapping information is invalid or does not match the task.",
+            InvalidMapping => {
+                "The parameter in mapping information is invalid or does not match the task."
+            }
             InvalidPaging => "Invalid pagination parameters.",
             InvalidSort => "The parameter used for sorting is invalid.",
             InvalidExecuteStatus => "The running status is invalid.",
             SqlTooLong => "The length of an SQL statement cannot exceed 20000 characters.",
             TaskNameExists => "The task name already exists.",
             InvalidCompensation => "The parameter for setting the compensation period is invalid.",
-            IncrSqlMissingPlaceholder => "The SQL statement of incremental migration does not contain \"${begin}\" and \"${end}\".",
+            IncrSqlMissingPlaceholder => {
+                "The SQL statement of incremental migration does not contain \"${begin}\" and \"${end}\"."
+            }
             SqlEmpty => "The SQL statement is empty.",
-            NonIncrSqlHasPlaceholder => "The SQL statement in a non-incremental migration task cannot contain \"${begin}\" and \"${end}\".",
-            NoDispatchPlan => "One or more scheduled tasks are not configured with scheduled plans.",
+            NonIncrSqlHasPlaceholder => {
+                "The SQL statement in a non-incremental migration task cannot contain \"${begin}\" and \"${end}\"."
+            }
+            NoDispatchPlan => {
+                "One or more scheduled tasks are not configured with scheduled plans."
+            }
             InvalidDatasource => "Invalid data source.",
             TaskRunning => "The task is running.",
             DescriptionTooLong => "The description length cannot exceed 1024.",
@@ -138,7 +146,9 @@ impl ErrorCode {
             SourceOrTargetEmpty => "The source information or destination information is empty.",
             DatasourceMissing => "The data source does not exist.",
             TaskListEmpty => "The task list is empty.",
-            InvalidTaskName => "The task name must contain 3 to 100 characters and start with a letter or digit. It can consist of only letters, digits, periods (.), underscores (_), and hyphens (-).",
+            InvalidTaskName => {
+                "The task name must contain 3 to 100 characters and start with a letter or digit. It can consist of only letters, digits, periods (.), underscores (_), and hyphens (-)."
+            }
             InvalidAction => "The action must be start or stop.",
             TaskEmpty => "The task cannot be empty.",
             TaskDetailEmpty => "The task details cannot be empty.",
@@ -180,19 +190,36 @@ pub struct ApiErrorBody<'a> {
 impl ApiError {
     /// The code's own message, nothing more.
     pub fn of(code: ErrorCode) -> Self {
-        Self { status: code.http_status(), code: code.code(), message: code.message().to_string(), detail: None }
+        Self {
+            status: code.http_status(),
+            code: code.code(),
+            message: code.message().to_string(),
+            detail: None,
+        }
     }
 
     /// The code's message followed by a reason, e.g. `Invalid parameters. task.task_name: ...`.
     pub fn new(code: ErrorCode, reason: impl AsRef<str>) -> Self {
         let reason = reason.as_ref();
-        let message = if reason.is_empty() { code.message().to_string() } else { format!("{} {}", code.message(), reason) };
-        Self { status: code.http_status(), code: code.code(), message, detail: None }
+        let message = if reason.is_empty() {
+            code.message().to_string()
+        } else {
+            format!("{} {}", code.message(), reason)
+        };
+        Self {
+            status: code.http_status(),
+            code: code.code(),
+            message,
+            detail: None,
+        }
     }
 
     /// A 400 FDI.3002 naming the field that is wrong.
     pub fn invalid_field(field: &str, reason: impl AsRef<str>) -> Self {
-        Self::new(ErrorCode::InvalidParameters, format!("{field}: {}", reason.as_ref()))
+        Self::new(
+            ErrorCode::InvalidParameters,
+            format!("{field}: {}", reason.as_ref()),
+        )
     }
 
     pub fn internal(reason: impl AsRef<str>) -> Self {
@@ -205,6 +232,10 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ApiErrorBody<'_> {
-        ApiErrorBody { error_code: self.code, error_msg: &self.message, detail: self.detail.as_deref() }
+        ApiErrorBody {
+            error_code: self.code,
+            error_msg: &self.message,
+            detail: self.detail.as_deref(),
+        }
     }
 }

@@ -10,8 +10,7 @@ pub use error::{ApiError, ErrorCode};
 pub use model::{DatasourceType, TaskType};
 pub use status::{ExecuteStatus, Position, PositionStatus, StepCode};
 pub use task_detail::{
-    ColumnMapping, SelectedColumn, SourceConfig, TargetConfig, TaskDetail, WhereCondition,
-    WhereOp,
+    ColumnMapping, SelectedColumn, SourceConfig, TargetConfig, TaskDetail, WhereCondition, WhereOp,
 };
 
 /// Milliseconds since the Unix epoch (UTC), the timestamp unit of the whole API.

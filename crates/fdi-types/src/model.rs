@@ -16,9 +16,34 @@ pub enum DatasourceType {
 
 /// Types the reference names but fdi has no connector for yet.
 pub const KNOWN_UNSUPPORTED_TYPES: &[&str] = &[
-    "ORACLE", "SQLSERVER", "DB2", "DWS", "OPENGAUSS", "GAUSS100", "TAURUS", "DM", "HANA", "HIVE",
-    "CLICKHOUSE", "KAFKA", "MQS", "RABBITMQ", "ACTIVEMQ", "ARTEMISMQ", "IBMMQ", "ROCKETMQ",
-    "MONGODB", "REDIS", "OBS", "FTP", "API", "WEBSOCKET", "LDAP", "SNMP", "SAP", "HL7",
+    "ORACLE",
+    "SQLSERVER",
+    "DB2",
+    "DWS",
+    "OPENGAUSS",
+    "GAUSS100",
+    "TAURUS",
+    "DM",
+    "HANA",
+    "HIVE",
+    "CLICKHOUSE",
+    "KAFKA",
+    "MQS",
+    "RABBITMQ",
+    "ACTIVEMQ",
+    "ARTEMISMQ",
+    "IBMMQ",
+    "ROCKETMQ",
+    "MONGODB",
+    "REDIS",
+    "OBS",
+    "FTP",
+    "API",
+    "WEBSOCKET",
+    "LDAP",
+    "SNMP",
+    "SAP",
+    "HL7",
 ];
 
 impl DatasourceType {
@@ -37,13 +62,19 @@ impl DatasourceType {
             "MYSQL" => Ok(Self::Mysql),
             "POSTGRESQL" | "POSTGRES" => Ok(Self::Postgresql),
             "SQLITE" => Ok(Self::Sqlite),
-            other if KNOWN_UNSUPPORTED_TYPES.contains(&other) || other.starts_with("MRS") => Err(ApiError::new(
-                ErrorCode::InvalidDatasourceType,
-                format!("datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE)"),
-            )),
+            other if KNOWN_UNSUPPORTED_TYPES.contains(&other) || other.starts_with("MRS") => {
+                Err(ApiError::new(
+                    ErrorCode::InvalidDatasourceType,
+                    format!(
+                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE)"
+                    ),
+                ))
+            }
             _ => Err(ApiError::new(
                 ErrorCode::InvalidDatasourceType,
-                format!("datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE)"),
+                format!(
+                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE)"
+                ),
             )),
         }
     }
@@ -85,7 +116,10 @@ impl TaskType {
         match s.trim().to_ascii_uppercase().as_str() {
             "REALTIME" => Ok(Self::Realtime),
             "TIMING" => Ok(Self::Timing),
-            _ => Err(ApiError::new(ErrorCode::InvalidTaskType, format!("task.task_type: {s:?} (expected REALTIME or TIMING)"))),
+            _ => Err(ApiError::new(
+                ErrorCode::InvalidTaskType,
+                format!("task.task_type: {s:?} (expected REALTIME or TIMING)"),
+            )),
         }
     }
 

@@ -15,7 +15,12 @@ pub enum ExecuteStatus {
 
 impl ExecuteStatus {
     pub const ALL: [ExecuteStatus; 6] = [
-        Self::Unstarted, Self::Waiting, Self::Running, Self::Success, Self::Cancelled, Self::Error,
+        Self::Unstarted,
+        Self::Waiting,
+        Self::Running,
+        Self::Success,
+        Self::Cancelled,
+        Self::Error,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,7 +35,9 @@ impl ExecuteStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
     }
 
     /// WAITING or RUNNING: the run has not ended.
@@ -58,7 +65,9 @@ impl Position {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Adapter, Self::Reader, Self::Writer].into_iter().find(|v| v.as_str() == s)
+        [Self::Adapter, Self::Reader, Self::Writer]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -86,9 +95,16 @@ impl PositionStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Normal, Self::NodeEnd, Self::RuntimeCancel, Self::TaskEnd, Self::RuntimeErr, Self::InternalErr]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Normal,
+            Self::NodeEnd,
+            Self::RuntimeCancel,
+            Self::TaskEnd,
+            Self::RuntimeErr,
+            Self::InternalErr,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

@@ -30,15 +30,30 @@ pub struct TaskDetail {
         alias = "target_selected_data_source"
     )]
     pub target: TargetConfig,
-    #[serde(default, alias = "mappingTable", alias = "mapping_table", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        alias = "mappingTable",
+        alias = "mapping_table",
+        deserialize_with = "null_as_default"
+    )]
     pub mapping: Vec<ColumnMapping>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceConfig {
-    #[serde(default, alias = "sourceTable", alias = "source_table", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "sourceTable",
+        alias = "source_table",
+        deserialize_with = "opt_string"
+    )]
     pub table: Option<String>,
-    #[serde(default, alias = "sourceSchema", alias = "source_schema", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "sourceSchema",
+        alias = "source_schema",
+        deserialize_with = "opt_string"
+    )]
     pub schema: Option<String>,
     #[serde(
         default,
@@ -47,15 +62,35 @@ pub struct SourceConfig {
         deserialize_with = "column_list"
     )]
     pub columns: Vec<SelectedColumn>,
-    #[serde(default, alias = "isAddSql", alias = "is_add_sql", deserialize_with = "lenient_bool")]
+    #[serde(
+        default,
+        alias = "isAddSql",
+        alias = "is_add_sql",
+        deserialize_with = "lenient_bool"
+    )]
     pub is_add_sql: bool,
-    #[serde(default, alias = "querySql", alias = "query_sql", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "querySql",
+        alias = "query_sql",
+        deserialize_with = "opt_string"
+    )]
     pub query_sql: Option<String>,
     #[serde(default, rename = "where", deserialize_with = "null_as_default")]
     pub where_conditions: Vec<WhereCondition>,
-    #[serde(default, alias = "orderColumn", alias = "order_column", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "orderColumn",
+        alias = "order_column",
+        deserialize_with = "opt_string"
+    )]
     pub order_column: Option<String>,
-    #[serde(default, alias = "orderType", alias = "order_type", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "orderType",
+        alias = "order_type",
+        deserialize_with = "opt_string"
+    )]
     pub order_type: Option<String>,
     // Incremental sync (scheduler issue); parsed and validated here, applied by the scheduler.
     #[serde(
@@ -66,21 +101,51 @@ pub struct SourceConfig {
         deserialize_with = "lenient_bool"
     )]
     pub need_inc_migration: bool,
-    #[serde(default, alias = "sourceDateColumn", alias = "source_date_column", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "sourceDateColumn",
+        alias = "source_date_column",
+        deserialize_with = "opt_string"
+    )]
     pub date_column: Option<String>,
-    #[serde(default, alias = "dataTimestamp", alias = "data_timestamp", deserialize_with = "opt_i64")]
+    #[serde(
+        default,
+        alias = "dataTimestamp",
+        alias = "data_timestamp",
+        deserialize_with = "opt_i64"
+    )]
     pub data_timestamp: Option<i64>,
-    #[serde(default, alias = "compensation_time", alias = "compensationTime", deserialize_with = "opt_i64")]
+    #[serde(
+        default,
+        alias = "compensation_time",
+        alias = "compensationTime",
+        deserialize_with = "opt_i64"
+    )]
     pub compensation_time: Option<i64>,
-    #[serde(default, alias = "timeZone", alias = "time_zone", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "timeZone",
+        alias = "time_zone",
+        deserialize_with = "opt_string"
+    )]
     pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetConfig {
-    #[serde(default, alias = "targetTable", alias = "target_table", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "targetTable",
+        alias = "target_table",
+        deserialize_with = "opt_string"
+    )]
     pub table: Option<String>,
-    #[serde(default, alias = "targetSchema", alias = "target_schema", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "targetSchema",
+        alias = "target_schema",
+        deserialize_with = "opt_string"
+    )]
     pub schema: Option<String>,
     #[serde(
         default,
@@ -99,10 +164,20 @@ pub struct TargetConfig {
     )]
     pub clear_table: bool,
     /// A target column filled with one id per run.
-    #[serde(default, alias = "batchNumber", alias = "batch_number", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "batchNumber",
+        alias = "batch_number",
+        deserialize_with = "opt_string"
+    )]
     pub batch_number_column: Option<String>,
     /// Upsert on the target's primary/unique key when that key is mapped.
-    #[serde(default, alias = "supportPartUpdate", alias = "support_part_update", deserialize_with = "lenient_bool")]
+    #[serde(
+        default,
+        alias = "supportPartUpdate",
+        alias = "support_part_update",
+        deserialize_with = "lenient_bool"
+    )]
     pub support_part_update: bool,
 }
 
@@ -141,9 +216,19 @@ pub struct WhereCondition {
     pub op: WhereOp,
     #[serde(default, deserialize_with = "opt_string")]
     pub value: Option<String>,
-    #[serde(default, alias = "minValue", alias = "min_value", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "minValue",
+        alias = "min_value",
+        deserialize_with = "opt_string"
+    )]
     pub min_value: Option<String>,
-    #[serde(default, alias = "maxValue", alias = "max_value", deserialize_with = "opt_string")]
+    #[serde(
+        default,
+        alias = "maxValue",
+        alias = "max_value",
+        deserialize_with = "opt_string"
+    )]
     pub max_value: Option<String>,
 }
 
@@ -167,11 +252,19 @@ pub enum WhereOp {
 impl WhereCondition {
     /// `inList` / `notInList` values: comma-separated in `value`.
     pub fn list_values(&self) -> Vec<String> {
-        self.value.as_deref().unwrap_or("").split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
+        self.value
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
     }
 
     pub fn is_or(&self) -> bool {
-        self.andor.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("or"))
+        self.andor
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case("or"))
     }
 }
 
@@ -182,8 +275,12 @@ impl TaskDetail {
         if raw.trim().is_empty() {
             return Err(ApiError::of(ErrorCode::TaskDetailEmpty));
         }
-        let detail: TaskDetail = serde_json::from_str(raw)
-            .map_err(|e| ApiError::invalid_field("task_detail", format!("not valid JSON for RawFormDataRequest: {e}")))?;
+        let detail: TaskDetail = serde_json::from_str(raw).map_err(|e| {
+            ApiError::invalid_field(
+                "task_detail",
+                format!("not valid JSON for RawFormDataRequest: {e}"),
+            )
+        })?;
         detail.validate()?;
         Ok(detail)
     }
@@ -194,17 +291,29 @@ impl TaskDetail {
         if s.is_add_sql {
             let q = s.query_sql.as_deref().unwrap_or("").trim();
             if q.is_empty() {
-                return Err(ApiError::new(ErrorCode::SqlEmpty, "task_detail.sourceSelectedDatasource.querySql is empty while isAddSql is true"));
+                return Err(ApiError::new(
+                    ErrorCode::SqlEmpty,
+                    "task_detail.sourceSelectedDatasource.querySql is empty while isAddSql is true",
+                ));
             }
             if q.chars().count() > MAX_SQL_LEN {
-                return Err(ApiError::new(ErrorCode::SqlTooLong, "task_detail.sourceSelectedDatasource.querySql"));
+                return Err(ApiError::new(
+                    ErrorCode::SqlTooLong,
+                    "task_detail.sourceSelectedDatasource.querySql",
+                ));
             }
             if s.need_inc_migration {
                 if !(q.contains("${begin}") && q.contains("${end}")) {
-                    return Err(ApiError::new(ErrorCode::IncrSqlMissingPlaceholder, "task_detail.sourceSelectedDatasource.querySql"));
+                    return Err(ApiError::new(
+                        ErrorCode::IncrSqlMissingPlaceholder,
+                        "task_detail.sourceSelectedDatasource.querySql",
+                    ));
                 }
             } else if has_placeholders(q) {
-                return Err(ApiError::new(ErrorCode::NonIncrSqlHasPlaceholder, "task_detail.sourceSelectedDatasource.querySql"));
+                return Err(ApiError::new(
+                    ErrorCode::NonIncrSqlHasPlaceholder,
+                    "task_detail.sourceSelectedDatasource.querySql",
+                ));
             }
         } else if s.table.as_deref().unwrap_or("").trim().is_empty() {
             return Err(ApiError::new(
@@ -213,18 +322,32 @@ impl TaskDetail {
             ));
         }
         if self.target.table.as_deref().unwrap_or("").trim().is_empty() {
-            return Err(ApiError::new(ErrorCode::SourceOrTargetEmpty, "task_detail.targetSelectedDatasource.targetTable is required"));
+            return Err(ApiError::new(
+                ErrorCode::SourceOrTargetEmpty,
+                "task_detail.targetSelectedDatasource.targetTable is required",
+            ));
         }
         if s.need_inc_migration {
             if !s.is_add_sql && s.date_column.as_deref().unwrap_or("").is_empty() {
-                return Err(ApiError::invalid_field("task_detail.sourceSelectedDatasource.sourceDateColumn", "required when need_inc_migration is true"));
+                return Err(ApiError::invalid_field(
+                    "task_detail.sourceSelectedDatasource.sourceDateColumn",
+                    "required when need_inc_migration is true",
+                ));
             }
             if s.data_timestamp.is_none() {
-                return Err(ApiError::invalid_field("task_detail.sourceSelectedDatasource.dataTimestamp", "required when need_inc_migration is true"));
+                return Err(ApiError::invalid_field(
+                    "task_detail.sourceSelectedDatasource.dataTimestamp",
+                    "required when need_inc_migration is true",
+                ));
             }
             match s.compensation_time {
                 Some(c) if c >= 0 => {}
-                _ => return Err(ApiError::new(ErrorCode::InvalidCompensation, "task_detail.sourceSelectedDatasource.compensation_time must be a non-negative number")),
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidCompensation,
+                        "task_detail.sourceSelectedDatasource.compensation_time must be a non-negative number",
+                    ));
+                }
             }
         }
         if let Some(o) = s.order_type.as_deref()
@@ -232,28 +355,43 @@ impl TaskDetail {
             && !o.eq_ignore_ascii_case("asc")
             && !o.eq_ignore_ascii_case("desc")
         {
-            return Err(ApiError::invalid_field("task_detail.sourceSelectedDatasource.orderType", format!("{o:?} (expected ASC or DESC)")));
+            return Err(ApiError::invalid_field(
+                "task_detail.sourceSelectedDatasource.orderType",
+                format!("{o:?} (expected ASC or DESC)"),
+            ));
         }
         for (i, w) in s.where_conditions.iter().enumerate() {
             let field = format!("task_detail.sourceSelectedDatasource.where[{i}]");
             if w.field_name.trim().is_empty() {
-                return Err(ApiError::invalid_field(&format!("{field}.field_name"), "is empty"));
+                return Err(ApiError::invalid_field(
+                    &format!("{field}.field_name"),
+                    "is empty",
+                ));
             }
             match w.op {
                 WhereOp::IsNull | WhereOp::NotNull => {}
                 WhereOp::Between | WhereOp::NotBetween => {
                     if w.min_value.is_none() || w.max_value.is_none() {
-                        return Err(ApiError::invalid_field(&format!("{field}.minValue/maxValue"), "required for between/notBetween"));
+                        return Err(ApiError::invalid_field(
+                            &format!("{field}.minValue/maxValue"),
+                            "required for between/notBetween",
+                        ));
                     }
                 }
                 WhereOp::InList | WhereOp::NotInList => {
                     if w.list_values().is_empty() {
-                        return Err(ApiError::invalid_field(&format!("{field}.value"), "a comma-separated list is required for inList/notInList"));
+                        return Err(ApiError::invalid_field(
+                            &format!("{field}.value"),
+                            "a comma-separated list is required for inList/notInList",
+                        ));
                     }
                 }
                 _ => {
                     if w.value.is_none() {
-                        return Err(ApiError::invalid_field(&format!("{field}.value"), "is required"));
+                        return Err(ApiError::invalid_field(
+                            &format!("{field}.value"),
+                            "is required",
+                        ));
                     }
                 }
             }
@@ -262,12 +400,20 @@ impl TaskDetail {
                 && !a.eq_ignore_ascii_case("and")
                 && !a.eq_ignore_ascii_case("or")
             {
-                return Err(ApiError::invalid_field(&format!("{field}.andor"), format!("{a:?} (expected and/or)")));
+                return Err(ApiError::invalid_field(
+                    &format!("{field}.andor"),
+                    format!("{a:?} (expected and/or)"),
+                ));
             }
         }
         for (i, m) in self.mapping.iter().enumerate() {
             if m.source_column.trim().is_empty() || m.target_column.trim().is_empty() {
-                return Err(ApiError::new(ErrorCode::InvalidMapping, format!("task_detail.mappingTable[{i}]: source_column and target_column are required")));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidMapping,
+                    format!(
+                        "task_detail.mappingTable[{i}]: source_column and target_column are required"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -276,7 +422,9 @@ impl TaskDetail {
 
 // ---- lenient deserializers -------------------------------------------------------------------
 
-fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -311,10 +459,19 @@ fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let v = Option::<serde_json::Value>::deserialize(d)?;
     match v {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| D::Error::custom(format!("expected an integer, got {n}"))),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("expected an integer, got {n}"))),
         Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) => s.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("expected an integer, got {s:?}"))),
-        Some(other) => Err(D::Error::custom(format!("expected an integer, got {other}"))),
+        Some(serde_json::Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("expected an integer, got {s:?}"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "expected an integer, got {other}"
+        ))),
     }
 }
 
@@ -328,7 +485,10 @@ fn column_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SelectedColumn>, D
     let v = Option::<Vec<Item>>::deserialize(d)?.unwrap_or_default();
     Ok(v.into_iter()
         .map(|i| match i {
-            Item::Name(field_name) => SelectedColumn { field_name, field_type: None },
+            Item::Name(field_name) => SelectedColumn {
+                field_name,
+                field_type: None,
+            },
             Item::Column(c) => c,
         })
         .collect())
@@ -362,7 +522,8 @@ mod tests {
         assert!(e.message.contains("task_detail"));
         let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"isAddSql":true,"querySql":"select * from t where x > ${begin}"},"targetSelectedDatasource":{"targetTable":"b"}}"#).unwrap_err();
         assert_eq!(e.code, "FDI.3074");
-        let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"sourceTable":"a"}}"#).unwrap_err();
+        let e =
+            TaskDetail::parse(r#"{"sourceSelectedDatasource":{"sourceTable":"a"}}"#).unwrap_err();
         assert!(e.message.contains("targetTable"), "{}", e.message);
         let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"sourceTable":"a","where":[{"field_name":"x","op":"between","minValue":"1"}]},"targetSelectedDatasource":{"targetTable":"b"}}"#).unwrap_err();
         assert!(e.message.contains("where[0]"), "{}", e.message);
