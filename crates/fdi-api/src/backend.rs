@@ -1,10 +1,16 @@
 //! The only module that talks to the store and the run manager: handlers see small views.
 
-use fdi_types::{DatasourceType, ExecuteStatus, Position, PositionStatus, TaskType};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fdi_connector::ConnectorRegistry;
+use fdi_scheduler::{ResolvedTask, TaskResolver};
+use fdi_store::Store;
+use fdi_types::{ApiError, DatasourceType, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::localstore::{APP, DATASOURCE, RUN, TASK};
+use fdi_store::{APP, DATASOURCE, TASK};
 
 use crate::AppState;
 use crate::error::{Error, Result};
@@ -76,57 +82,7 @@ pub struct NewTask {
     pub task_detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepView {
-    pub id: String,
-    pub code: u16,
-    pub position: Position,
-    pub position_status: PositionStatus,
-    pub stage: String,
-    pub data_count: u64,
-    pub dirty_data_count: u64,
-    pub data_bytes: u64,
-    pub remarks: String,
-    pub begin_ms: i64,
-    pub end_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunView {
-    pub id: String,
-    #[serde(default)]
-    pub task_id: String,
-    pub start_ms: i64,
-    pub dispatch_ms: i64,
-    pub end_ms: Option<i64>,
-    pub execute_status: ExecuteStatus,
-    pub position: Position,
-    pub position_status: PositionStatus,
-    pub status_code: u16,
-    pub data_count: u64,
-    pub dirty_data_count: u64,
-    pub data_bytes: u64,
-    pub read_ms: i64,
-    pub write_ms: i64,
-    pub remarks: String,
-    pub steps: Vec<StepView>,
-}
-
-pub struct RunFilter {
-    pub begin_ms: Option<i64>,
-    pub end_ms: Option<i64>,
-    pub offset: i64,
-    pub limit: i64,
-}
-
-#[derive(Debug, Default)]
-pub struct RunCounts {
-    pub total: u64,
-    pub error: u64,
-    pub success: u64,
-    pub running: u64,
-    pub cancelled: u64,
-}
+pub use fdi_monitor::{RunCounts, RunFilter, RunView, StepView};
 
 /// What the store keeps of a datasource: the content sealed.
 #[derive(Serialize, Deserialize)]
@@ -201,7 +157,7 @@ pub async fn app_list(
 }
 
 pub async fn app_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<AppView>> {
-    s.store.get(APP, &scope(p, i), id).await
+    Ok(s.store.get(APP, &scope(p, i), id).await?)
 }
 
 pub async fn app_update(s: &AppState, _p: &str, _i: &str, a: &AppView) -> Result<AppView> {
@@ -212,7 +168,7 @@ pub async fn app_update(s: &AppState, _p: &str, _i: &str, a: &AppView) -> Result
 }
 
 pub async fn app_delete(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<()> {
-    s.store.delete(APP, id).await
+    Ok(s.store.delete(APP, id).await?)
 }
 
 pub async fn app_name_taken(
@@ -343,7 +299,7 @@ pub async fn ds_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<D
 }
 
 pub async fn ds_delete(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<()> {
-    s.store.delete(DATASOURCE, id).await
+    Ok(s.store.delete(DATASOURCE, id).await?)
 }
 
 pub async fn ds_name_taken(
@@ -409,16 +365,17 @@ pub async fn task_update(s: &AppState, p: &str, i: &str, id: &str, t: NewTask) -
 }
 
 pub async fn task_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<TaskView>> {
-    s.store.get(TASK, &scope(p, i), id).await
+    Ok(s.store.get(TASK, &scope(p, i), id).await?)
 }
 
 pub async fn task_all(s: &AppState, p: &str, i: &str) -> Result<Vec<TaskView>> {
-    s.store.list(TASK, &scope(p, i)).await
+    Ok(s.store.list(TASK, &scope(p, i)).await?)
 }
 
 pub async fn task_delete(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<()> {
     s.store.delete(TASK, id).await?;
-    s.store.delete_children(RUN, id).await
+    s.scheduler.forget_task(id).await?;
+    Ok(s.scheduler.monitor().delete_task_runs(id).await?)
 }
 
 pub async fn task_name_taken(
@@ -437,69 +394,109 @@ pub async fn task_name_taken(
 // ---- runs ----------------------------------------------------------------------------------
 
 pub async fn last_run(s: &AppState, task: &str) -> Result<Option<RunView>> {
-    s.store.first_child::<RunView>(RUN, task).await
+    Ok(s.scheduler.monitor().last_run(task).await?)
 }
 
 pub async fn list_runs(s: &AppState, task: &str, f: RunFilter) -> Result<(u64, Vec<RunView>)> {
-    let v: Vec<RunView> = s
-        .store
-        .children::<RunView>(RUN, task)
-        .await?
-        .into_iter()
-        .filter(|r| {
-            f.begin_ms.is_none_or(|b| r.start_ms >= b) && f.end_ms.is_none_or(|e| r.start_ms <= e)
-        })
-        .collect();
-    Ok(page(v, f.offset, f.limit))
+    Ok(s.scheduler.monitor().list_runs(task, f).await?)
 }
 
 pub async fn get_run(s: &AppState, task: &str, run: &str) -> Result<Option<RunView>> {
-    Ok(s.store
-        .get::<RunView>(RUN, "", run)
-        .await?
-        .filter(|r| r.task_id == task))
+    Ok(s.scheduler.monitor().get_run(task, run).await?)
 }
 
 pub async fn run_counts(s: &AppState, task: &str) -> Result<RunCounts> {
-    let mut c = RunCounts::default();
-    for r in s.store.children::<RunView>(RUN, task).await? {
-        c.total += 1;
-        match r.execute_status {
-            ExecuteStatus::Error => c.error += 1,
-            ExecuteStatus::Success => c.success += 1,
-            ExecuteStatus::Cancelled => c.cancelled += 1,
-            ExecuteStatus::Running | ExecuteStatus::Waiting => c.running += 1,
-            ExecuteStatus::Unstarted => {}
-        }
-    }
-    Ok(c)
+    Ok(s.scheduler.monitor().run_counts(task).await?)
 }
 
-pub async fn start_run(s: &AppState, p: &str, i: &str, t: &TaskView) -> Result<String> {
-    let endpoint = |d: &DatasourceView| -> Result<fdi_engine::Endpoint> {
-        let ty = DatasourceType::parse(&d.datasource_type)?;
-        Ok(fdi_engine::Endpoint {
-            datasource_type: ty,
-            connector: crate::discovery::connector_for(s, ty, &d.content)?,
-        })
-    };
-    let missing = |f: &str, id: &str| {
-        Error::new(
-            fdi_types::ErrorCode::DatasourceMissing,
-            format!("{f}: {id}"),
-        )
-    };
-    let src = ds_get(s, p, i, &t.source_datasource_id)
-        .await?
-        .ok_or_else(|| missing("task.source_datasource_id", &t.source_datasource_id))?;
-    let dst = ds_get(s, p, i, &t.target_datasource_id)
-        .await?
-        .ok_or_else(|| missing("task.target_datasource_id", &t.target_datasource_id))?;
-    s.runs
-        .start(&t.id, &t.task_detail, endpoint(&src)?, endpoint(&dst)?)
-        .await
+/// `status` 1 of task list / task-monitors: the task is started (plan enabled, realtime
+/// running) or has a run in progress.
+pub async fn task_started(s: &AppState, task: &str) -> Result<bool> {
+    Ok(s.scheduler.task_status(task).await? == 1 || s.scheduler.is_running(task).await?)
+}
+
+pub async fn start_run(s: &AppState, _p: &str, _i: &str, t: &TaskView) -> Result<String> {
+    Ok(s.scheduler.run_now(&t.id).await?)
 }
 
 pub async fn terminate(s: &AppState, t: &TaskView) -> Result<()> {
-    s.runs.terminate(&t.id)
+    Ok(s.scheduler.terminate(&t.id).await?)
+}
+
+/// Opens tasks for the scheduler: the task document, its two datasources (secrets unsealed) and
+/// their connectors.
+pub struct StoreTaskResolver {
+    pub store: Store,
+    pub connectors: Arc<ConnectorRegistry>,
+}
+
+impl StoreTaskResolver {
+    async fn task(&self, task_id: &str) -> Result<Option<(String, TaskView)>, ApiError> {
+        self.store
+            .get_by_id::<TaskView>(TASK, task_id)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    async fn endpoint(
+        &self,
+        scope: &str,
+        field: &str,
+        id: &str,
+    ) -> Result<fdi_engine::Endpoint, ApiError> {
+        let doc: DsDoc = self
+            .store
+            .get(DATASOURCE, scope, id)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    fdi_types::ErrorCode::DatasourceMissing,
+                    format!("{field}: {id}"),
+                )
+            })?;
+        let content = self
+            .store
+            .open_sealed(&doc.sealed)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let ty = DatasourceType::parse(&doc.datasource_type)?;
+        Ok(fdi_engine::Endpoint {
+            datasource_type: ty,
+            connector: crate::discovery::open_connector(&self.connectors, ty, &content)
+                .map_err(|e| e.0)?,
+        })
+    }
+}
+
+#[async_trait]
+impl TaskResolver for StoreTaskResolver {
+    async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError> {
+        let Some((scope, t)) = self.task(task_id).await? else {
+            return Ok(None);
+        };
+        let source = self
+            .endpoint(&scope, "task.source_datasource_id", &t.source_datasource_id)
+            .await?;
+        let target = self
+            .endpoint(&scope, "task.target_datasource_id", &t.target_datasource_id)
+            .await?;
+        Ok(Some(ResolvedTask {
+            task_id: t.id,
+            task_name: t.name,
+            task_type: t.task_type,
+            raw_detail: t.task_detail,
+            source,
+            target,
+        }))
+    }
+
+    async fn describe(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<(TaskType, String, String)>, ApiError> {
+        Ok(self
+            .task(task_id)
+            .await?
+            .map(|(_, t)| (t.task_type, t.name, t.task_detail)))
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use fdi_connector::{ColumnInfo, Connector, ConnectorError, ErrorKind};
+use fdi_connector::{ColumnInfo, Connector, ConnectorError, ConnectorRegistry, ErrorKind};
 use fdi_types::{DatasourceType, ErrorCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -20,7 +20,16 @@ pub(crate) fn connector_for(
     t: DatasourceType,
     content: &Value,
 ) -> Result<Arc<dyn Connector>> {
-    let factory = s.connectors.get(t).ok_or_else(|| {
+    open_connector(&s.connectors, t, content)
+}
+
+/// Validate `content` for type `t` and create its connector.
+pub(crate) fn open_connector(
+    connectors: &ConnectorRegistry,
+    t: DatasourceType,
+    content: &Value,
+) -> Result<Arc<dyn Connector>> {
+    let factory = connectors.get(t).ok_or_else(|| {
         Error::new(
             ErrorCode::InvalidDatasourceType,
             format!("datasource_type: no connector for {t}"),

@@ -17,6 +17,18 @@ impl From<ApiError> for Error {
     }
 }
 
+impl From<fdi_store::StoreError> for Error {
+    fn from(e: fdi_store::StoreError) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<fdi_scheduler::SchedulerError> for Error {
+    fn from(e: fdi_scheduler::SchedulerError) -> Self {
+        Error(e.into())
+    }
+}
+
 impl Error {
     pub fn code(code: ErrorCode) -> Self {
         Error(ApiError::of(code))

@@ -13,9 +13,8 @@ mod apps;
 pub mod backend;
 mod datasources;
 mod discovery;
-pub mod localstore;
+mod dispatches;
 mod monitors;
-pub mod runner;
 mod tasks;
 
 use std::sync::Arc;
@@ -32,9 +31,33 @@ pub use error::{Error, Result};
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: localstore::LocalStore,
-    pub runs: Arc<runner::Runner>,
+    pub store: fdi_store::Store,
+    pub scheduler: Arc<fdi_scheduler::Scheduler>,
     pub connectors: Arc<ConnectorRegistry>,
+}
+
+impl AppState {
+    /// Open the store at `store_url` and assemble the monitor log and the scheduler (not yet
+    /// started: call `scheduler.start()`).
+    pub async fn open(
+        store_url: &str,
+        data_dir: &std::path::Path,
+        connectors: Arc<ConnectorRegistry>,
+        cfg: fdi_scheduler::SchedulerConfig,
+    ) -> std::result::Result<Self, fdi_store::StoreError> {
+        let store = fdi_store::Store::open(store_url, data_dir).await?;
+        let monitor = fdi_monitor::MonitorLog::new(store.clone());
+        let resolver = Arc::new(backend::StoreTaskResolver {
+            store: store.clone(),
+            connectors: Arc::clone(&connectors),
+        });
+        let scheduler = fdi_scheduler::Scheduler::new(store.clone(), monitor, resolver, cfg);
+        Ok(Self {
+            store,
+            scheduler,
+            connectors,
+        })
+    }
 }
 
 /// The whole API: FDI routes + apps routes, behind the token check; unknown routes and methods
@@ -77,6 +100,15 @@ pub fn router(state: AppState, auth: Arc<AuthConfig>) -> Router {
         )
         .route(&f("/tasks/{task_id}/run"), post(tasks::run))
         .route(&f("/tasks/{task_id}/terminate"), post(tasks::terminate))
+        .route(
+            &f("/tasks/{task_id}/dispatches"),
+            get(dispatches::get).post(dispatches::create),
+        )
+        .route(
+            &f("/tasks/{task_id}/dispatches/{dispatch_id}"),
+            axum::routing::put(dispatches::update),
+        )
+        .route(&f("/batch-operation/tasks"), post(dispatches::batch))
         .route(&f("/statistics/tasks"), get(tasks::statistics))
         .route(&f("/task-monitors"), get(monitors::task_monitors))
         .route(

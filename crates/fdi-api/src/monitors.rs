@@ -107,7 +107,7 @@ pub async fn task_monitors(
             "task_id": t.id,
             "task_name": t.name,
             "task_type": t.task_type.as_str(),
-            "status": if s.runs.is_running(&t.id) { 1 } else { 0 },
+            "status": i32::from(backend::task_started(&s, &t.id).await?),
             "last_execute_time": last.as_ref().map(|r| r.start_ms),
             "position": last.as_ref().map(|r| r.position.as_str()),
             "execute_status": exec.as_str(),

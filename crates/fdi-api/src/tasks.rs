@@ -168,8 +168,7 @@ impl Ends {
 }
 
 /// TaskBasicRsp (table 5-111): `task_type` and `status` lowercase as the example.
-fn task_json(s: &AppState, t: &TaskView, ends: &Ends, last: Option<&RunView>) -> Value {
-    let running = s.runs.is_running(&t.id);
+fn task_json(t: &TaskView, ends: &Ends, last: Option<&RunView>, running: bool) -> Value {
     let mut v = json!({
         "task_id": t.id,
         "task_name": t.name,
@@ -201,7 +200,8 @@ fn task_json(s: &AppState, t: &TaskView, ends: &Ends, last: Option<&RunView>) ->
 async fn full_json(s: &AppState, p: &PathParams, t: &TaskView) -> Result<Value> {
     let ends = Ends::load(s, p).await?;
     let last = backend::last_run(s, &t.id).await?;
-    Ok(json!({ "task": task_json(s, t, &ends, last.as_ref()), "task_detail": t.task_detail }))
+    let running = backend::task_started(s, &t.id).await?;
+    Ok(json!({ "task": task_json(t, &ends, last.as_ref(), running), "task_detail": t.task_detail }))
 }
 
 pub async fn create(
@@ -239,7 +239,7 @@ pub async fn update(
 
 pub async fn delete(State(s): State<AppState>, p: PathParams) -> Result<StatusCode> {
     let t = load(&s, &p).await?;
-    if s.runs.is_running(&t.id) {
+    if s.scheduler.is_running(&t.id).await? {
         return Err(Error::new(
             ErrorCode::TaskRunning,
             format!(
@@ -273,8 +273,7 @@ pub(crate) fn parse_statuses(q: &Params) -> Result<Option<Vec<ExecuteStatus>>> {
 }
 
 /// BriefTaskRespBean (table 5-119) as the example spells it.
-fn brief_json(s: &AppState, t: &TaskView, ends: &Ends, last: Option<&RunView>) -> Value {
-    let running = s.runs.is_running(&t.id);
+fn brief_json(t: &TaskView, ends: &Ends, last: Option<&RunView>, running: bool) -> Value {
     let mut v = json!({
         "task_id": t.id,
         "task_name": t.name,
@@ -366,7 +365,7 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
         {
             continue;
         }
-        let running = s.runs.is_running(&t.id);
+        let running = backend::task_started(&s, &t.id).await?;
         if status.is_some_and(|st| (st == 1) != running) {
             continue;
         }
@@ -393,7 +392,7 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
         .iter()
         .skip(skip as usize)
         .take(limit as usize)
-        .map(|(t, last, _)| brief_json(&s, t, &ends, last.as_ref()))
+        .map(|(t, last, running)| brief_json(t, &ends, last.as_ref(), *running))
         .collect();
     Ok(Json(
         json!({ "total": total, "size": page.len(), "entities": page }),
@@ -404,7 +403,7 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
 pub async fn statistics(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
     let (mut running, mut abnormal, mut terminated, mut completed) = (0, 0, 0, 0);
     for t in backend::task_all(&s, p.project(), p.instance()).await? {
-        if s.runs.is_running(&t.id) {
+        if s.scheduler.is_running(&t.id).await? {
             running += 1;
             continue;
         }

@@ -39,6 +39,21 @@ pub struct ServeArgs {
     /// When unset, a token is generated once into `<data-dir>/auth-token` and printed.
     #[arg(long, env = "FDI_AUTH_TOKENS", hide_env_values = true)]
     pub auth_tokens: Option<String>,
+    /// Zone of dispatch plans that do not name one (IANA name or `GMT+08:00`).
+    #[arg(long, env = "FDI_TIME_ZONE", default_value = "UTC")]
+    pub time_zone: String,
+    /// This node's id in a shared store (default: generated once into `<data-dir>/node-id`).
+    #[arg(long, env = "FDI_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Run lease: a node silent for this long has its runs ended ERROR (915) by the others.
+    #[arg(long, env = "FDI_LEASE_MS", default_value_t = 10_000)]
+    pub lease_ms: u64,
+    /// How often a realtime run polls its source for a new window.
+    #[arg(long, env = "FDI_REALTIME_POLL_MS", default_value_t = 3_000)]
+    pub realtime_poll_ms: u64,
+    /// Longest gap between progress entries in a realtime run's monitor log.
+    #[arg(long, env = "FDI_REALTIME_PROGRESS_MS", default_value_t = 30_000)]
+    pub realtime_progress_ms: u64,
 }
 
 /// Parse the command line and run.
@@ -131,6 +146,33 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Scheduler settings from the command line; the node id defaults to `<data-dir>/node-id`.
+pub fn scheduler_config(args: &ServeArgs) -> anyhow::Result<fdi_scheduler::SchedulerConfig> {
+    let node_id = match args.node_id.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(n) => n.trim().to_string(),
+        None => {
+            let path = args.data_dir.join("node-id");
+            match std::fs::read_to_string(&path) {
+                Ok(n) if !n.trim().is_empty() => n.trim().to_string(),
+                _ => {
+                    let n = format!("node-{}", uuid::Uuid::new_v4().simple());
+                    write_private(&path, &n)
+                        .with_context(|| format!("write {}", path.display()))?;
+                    n
+                }
+            }
+        }
+    };
+    let mut cfg = fdi_scheduler::SchedulerConfig::new(node_id);
+    cfg.time_zone = fdi_dispatch_plan::parse_time_zone(&args.time_zone)
+        .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+    cfg.lease = std::time::Duration::from_millis(args.lease_ms.max(1_000));
+    cfg.heartbeat = (cfg.lease / 5).min(std::time::Duration::from_millis(500));
+    cfg.realtime_poll = std::time::Duration::from_millis(args.realtime_poll_ms.max(100));
+    cfg.realtime_progress = std::time::Duration::from_millis(args.realtime_progress_ms.max(100));
+    Ok(cfg)
+}
+
 /// The store URL: `--store`, else the SQLite file `<data-dir>/fdi.db`.
 pub fn store_url(args: &ServeArgs) -> String {
     match args.store.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -153,25 +195,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
     let auth = Arc::new(resolve_auth(&args)?);
     let url = store_url(&args);
-    let store = fdi_api::localstore::LocalStore::open(&url, &args.data_dir)
-        .await
-        .map_err(|e| anyhow::anyhow!("open the metadata store: {e}"))?;
-    let runs = Arc::new(fdi_api::runner::Runner::new(store.clone()));
-    let recovered = runs
-        .recover_at_startup()
-        .await
-        .map_err(|e| anyhow::anyhow!("recover runs: {e}"))?;
-    if recovered > 0 {
-        tracing::warn!(
-            runs = recovered,
-            "runs left active by a previous process were ended as ERROR (step 915)"
-        );
-    }
-    let state = fdi_api::AppState {
-        store,
-        runs: Arc::clone(&runs),
-        connectors: Arc::new(connector_registry()),
-    };
+    let state = fdi_api::AppState::open(
+        &url,
+        &args.data_dir,
+        Arc::new(connector_registry()),
+        scheduler_config(&args)?,
+    )
+    .await
+    .context("open the metadata store")?;
+    let runs = Arc::clone(&state.scheduler);
+    runs.start().await.context("start the scheduler")?;
     let app = fdi_api::router(state, auth);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -200,6 +233,11 @@ mod tests {
             data_dir: dir.to_path_buf(),
             store: None,
             auth_tokens: tokens.map(str::to_string),
+            time_zone: "UTC".into(),
+            node_id: None,
+            lease_ms: 10_000,
+            realtime_poll_ms: 3_000,
+            realtime_progress_ms: 30_000,
         }
     }
 

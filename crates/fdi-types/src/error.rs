@@ -39,6 +39,12 @@ pub enum ErrorCode {
     InvalidDatasourceType,     // 400 FDI.3443
     IncorrectContent,          // 400 FDI.3447
     InvalidTaskTag,            // 400 FDI.3557
+    TasksNotExist,             // 400 FDI.3021
+    EmptyTaskIds,              // 400 FDI.3022
+    RealtimeUnsupported,       // 400 FDI.3059
+    InvalidInterval,           // 400 FDI.3067
+    TaskIdEmpty,               // 400 FDI.3149
+    DispatchNotFound,          // 404 FDI.3109 (no dispatch-specific code in the table)
     TaskNotFound,              // 404 FDI.3081
     DatasourceNotFound,        // 404 FDI.3101
     AppNotFound,               // 404 FDI.3435 (the reference has no app-specific 404 code)
@@ -54,7 +60,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            TaskNotFound | DatasourceNotFound | AppNotFound | NotFound => 404,
+            TaskNotFound | DatasourceNotFound | AppNotFound | NotFound | DispatchNotFound => 404,
             TaskStarted | DatasourceDeleteFailed | Internal => 500,
             Unauthorized => 401,
             Forbidden => 403,
@@ -98,6 +104,12 @@ impl ErrorCode {
             InvalidDatasourceType => "FDI.3443",
             IncorrectContent => "FDI.3447",
             InvalidTaskTag => "FDI.3557",
+            TasksNotExist => "FDI.3021",
+            EmptyTaskIds => "FDI.3022",
+            RealtimeUnsupported => "FDI.3059",
+            InvalidInterval => "FDI.3067",
+            TaskIdEmpty => "FDI.3149",
+            DispatchNotFound => "FDI.3109",
             TaskNotFound => "FDI.3081",
             DatasourceNotFound => "FDI.3101",
             TaskStarted => "FDI.3030",
@@ -157,6 +169,12 @@ impl ErrorCode {
             InvalidDatasourceType => "Invalid data source type.",
             IncorrectContent => "Incorrect content.",
             InvalidTaskTag => "The task tag is illegal.",
+            TasksNotExist => "One or more tasks do not exist.",
+            EmptyTaskIds => "One or more tasks have empty task IDs.",
+            RealtimeUnsupported => "The data source does not support the real-time integration mode.",
+            InvalidInterval => "The parameter for setting the time interval is invalid.",
+            TaskIdEmpty => "The task ID is empty.",
+            DispatchNotFound => "The dispatch plan does not exist.",
             TaskNotFound => "The task does not exist.",
             DatasourceNotFound => "The datasource does not exist.",
             TaskStarted => "The task is started.",

@@ -154,17 +154,14 @@ impl TestApp {
 
 async fn build_state(dir: &std::path::Path) -> fdi_api::AppState {
     let url = format!("sqlite://{}", dir.join("fdi.db").display());
-    let store = fdi_api::localstore::LocalStore::open(&url, dir)
-        .await
-        .unwrap();
-    let runs = Arc::new(fdi_api::runner::Runner::new(store.clone()));
     let mut reg = fdi_connector::ConnectorRegistry::new();
     reg.register(Arc::new(fdi_connector_mysql::Factory));
     reg.register(Arc::new(fdi_connector_postgres::Factory));
     reg.register(Arc::new(fdi_connector_sqlite::Factory));
-    fdi_api::AppState {
-        store,
-        runs,
-        connectors: Arc::new(reg),
-    }
+    let cfg = fdi_scheduler::SchedulerConfig::new("test-node");
+    let state = fdi_api::AppState::open(&url, dir, Arc::new(reg), cfg)
+        .await
+        .unwrap();
+    state.scheduler.start().await.unwrap();
+    state
 }

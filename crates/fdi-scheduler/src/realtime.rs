@@ -1,0 +1,265 @@
+//! Realtime tasks: one long run per started task, reading successive incremental windows, under
+//! a supervisor that restarts it with backoff after a failure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdi_monitor::{RunView, Trigger};
+use fdi_types::{ExecuteStatus, PositionStatus, StepCode, TaskDetail, TaskType};
+use tokio_util::sync::CancellationToken;
+
+use crate::runs::Launch;
+use crate::{ResolvedTask, Scheduler};
+
+/// Restart delay after `failures` consecutive failed runs: 1 s, 2 s, 4 s ... at most 60 s.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+impl Scheduler {
+    pub(crate) async fn realtime_loop(self: Arc<Self>) {
+        // task id -> (consecutive failures, id of the last failed run seen, earliest restart ms)
+        let mut failures: HashMap<String, (u32, String, i64)> = HashMap::new();
+        let period = self.cfg.realtime_poll.min(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            if let Err(e) = self.supervise(&mut failures).await {
+                tracing::warn!(error = %e, "realtime supervisor pass failed");
+            }
+        }
+    }
+
+    async fn supervise(
+        self: &Arc<Self>,
+        failures: &mut HashMap<String, (u32, String, i64)>,
+    ) -> crate::Result<()> {
+        // Stop local realtime runs whose task was stopped (possibly through another node).
+        let local: Vec<(String, CancellationToken)> = self
+            .active
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, a)| a.realtime)
+            .map(|(t, a)| (t.clone(), a.stop.clone()))
+            .collect();
+        for (task_id, stop) in local {
+            if self.store.task_status(&task_id).await? == 0 {
+                stop.cancel();
+            }
+        }
+        let now = fdi_types::now_millis();
+        for task_id in self.store.started_tasks().await? {
+            if self.active.lock().unwrap().contains_key(&task_id)
+                || self.store.claim_of(&task_id).await?.is_some()
+            {
+                continue;
+            }
+            let Some((task_type, _, _)) = self.resolver.describe(&task_id).await? else {
+                continue;
+            };
+            if task_type != TaskType::Realtime {
+                continue;
+            }
+            // Back off after failures: the last run ended ERROR.
+            if let Some(last) = self.monitor.last_run(&task_id).await?
+                && last.execute_status == ExecuteStatus::Error
+            {
+                let entry = failures
+                    .entry(task_id.clone())
+                    .or_insert((0, String::new(), 0));
+                if entry.1 != last.id {
+                    entry.0 += 1;
+                    entry.1 = last.id.clone();
+                    entry.2 = last.end_ms.unwrap_or(now) + backoff(entry.0).as_millis() as i64;
+                }
+                if now < entry.2 {
+                    continue;
+                }
+            } else {
+                failures.remove(&task_id);
+            }
+            let task = match self.resolver.resolve(&task_id).await {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    let mut run = RunView::starting(
+                        &task_id,
+                        &fdi_types::new_id(),
+                        Trigger::Realtime,
+                        now,
+                        &self.cfg.node_id,
+                    );
+                    run.fail(
+                        StepCode::DISPATCH_FAILED,
+                        &format!("cannot start: {}", e.message),
+                    );
+                    self.monitor.create(&run).await?;
+                    continue;
+                }
+            };
+            match self.launch(task, Trigger::Realtime, now).await {
+                Ok(Launch::Started(run_id)) => {
+                    tracing::info!(task_id, run_id, "realtime run started")
+                }
+                Ok(Launch::Busy(_)) => {}
+                Err(e) => tracing::warn!(task_id, error = %e, "cannot start realtime run"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The body of a realtime run: poll the next window, copy it, advance the watermark, repeat
+    /// until stopped (ends SUCCESS), terminated (CANCELLED) or failed (ERROR, with the failing
+    /// window's cause in the remarks).
+    pub(crate) async fn drive_realtime(
+        &self,
+        task: ResolvedTask,
+        detail: TaskDetail,
+        run: &mut RunView,
+        cancel: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        if !detail.source.need_inc_migration {
+            run.fail(
+                StepCode::DISPATCH_FAILED,
+                "a REALTIME task on a relational source needs need_inc_migration with sourceDateColumn (it polls successive windows)",
+            );
+            return;
+        }
+        run.add_step(
+            StepCode::TASK_START,
+            PositionStatus::Normal,
+            "realtime run started",
+        );
+        let _ = self.monitor.save(run).await;
+        let progress_every = self.cfg.realtime_progress.as_millis() as i64;
+        let mut last_progress = fdi_types::now_millis();
+        let mut windows = 0u64;
+        let mut rows_in_period = 0u64;
+        loop {
+            let window = match self.next_window(&task.task_id, &detail).await {
+                Ok(Some(w)) => w,
+                Ok(None) => return,
+                Err(e) => {
+                    run.fail(
+                        StepCode::DISPATCH_FAILED,
+                        &format!("cannot read the watermark: {e}"),
+                    );
+                    return;
+                }
+            };
+            if window.end_ms > window.begin_ms || window.first {
+                let before = run.data_count;
+                let req = self.request(
+                    &task,
+                    detail.clone(),
+                    &run.id,
+                    Some(window),
+                    cancel.child_token(),
+                );
+                let Some(o) = self.execute(req, run, false).await else {
+                    return;
+                };
+                match o.status {
+                    ExecuteStatus::Success => {
+                        run.data_count = before + o.rows_written;
+                        run.read_ms += o.read_ms;
+                        run.write_ms += o.write_ms;
+                        run.window = Some((window.begin_ms, window.end_ms));
+                        rows_in_period += o.rows_written;
+                        windows += 1;
+                        let now = fdi_types::now_millis();
+                        if let Err(e) = self
+                            .store
+                            .set_watermark(&task.task_id, window.end_ms, now)
+                            .await
+                        {
+                            run.fail(
+                                StepCode::DISPATCH_FAILED,
+                                &format!("cannot advance the watermark: {e}"),
+                            );
+                            return;
+                        }
+                    }
+                    ExecuteStatus::Cancelled => {
+                        run.execute_status = ExecuteStatus::Cancelled;
+                        run.status_code = StepCode::FORCE_CANCELLED.0;
+                        run.end_ms = Some(fdi_types::now_millis());
+                        run.remarks = format!(
+                            "terminated after {windows} windows; the window in progress was rolled back"
+                        );
+                        run.add_step(
+                            StepCode::FORCE_CANCELLED,
+                            PositionStatus::Normal,
+                            &run.remarks.clone(),
+                        );
+                        return;
+                    }
+                    _ => {
+                        let code = o.status_code;
+                        let remarks = format!(
+                            "window [{}, {}) failed after {windows} windows: {}",
+                            window.begin_ms, window.end_ms, o.remarks
+                        );
+                        run.position = o.position;
+                        run.add_step(code, PositionStatus::InternalErr, &remarks);
+                        run.execute_status = ExecuteStatus::Error;
+                        run.position_status = o.position_status;
+                        run.status_code = code.0;
+                        run.remarks = remarks;
+                        run.end_ms = Some(fdi_types::now_millis());
+                        return;
+                    }
+                }
+            }
+            let now = fdi_types::now_millis();
+            if now - last_progress >= progress_every {
+                last_progress = now;
+                run.add_step(
+                    StepCode::WRITING,
+                    PositionStatus::Normal,
+                    &format!(
+                        "realtime progress: {windows} windows, {rows_in_period} rows since the last entry, {} rows in all",
+                        run.data_count
+                    ),
+                );
+                rows_in_period = 0;
+            }
+            let _ = self.monitor.save(run).await;
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    run.execute_status = ExecuteStatus::Cancelled;
+                    run.status_code = StepCode::FORCE_CANCELLED.0;
+                    run.end_ms = Some(fdi_types::now_millis());
+                    run.remarks = format!("terminated after {windows} windows");
+                    run.add_step(StepCode::FORCE_CANCELLED, PositionStatus::Normal, &run.remarks.clone());
+                    return;
+                }
+                _ = stop.cancelled() => {
+                    run.execute_status = ExecuteStatus::Success;
+                    run.status_code = StepCode::RUN_FINISHED.0;
+                    run.end_ms = Some(fdi_types::now_millis());
+                    run.remarks = format!("stopped after {windows} windows, {} rows", run.data_count);
+                    run.add_step(StepCode::RUN_FINISHED, PositionStatus::Normal, &run.remarks.clone());
+                    return;
+                }
+                _ = tokio::time::sleep(self.cfg.realtime_poll) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let v: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(v, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}

@@ -1,0 +1,465 @@
+//! Claiming, executing and recovering runs; the heartbeat; the plan loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdi_engine::{EngineOptions, RunRequest};
+use fdi_monitor::{RunView, Trigger};
+use fdi_store::PlanRow;
+use fdi_types::{ApiError, ErrorCode, ExecuteStatus, StepCode, TaskDetail};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::plans::{self, MisfirePolicy, PlanDoc};
+use crate::{Active, ResolvedTask, Result, Scheduler};
+
+pub(crate) enum Launch {
+    Started(String),
+    /// The task already has an active run (its id).
+    Busy(String),
+}
+
+/// The half-open window [begin, end) an incremental run reads, and whether it is the task's
+/// first (which also loads rows whose cursor is NULL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub begin_ms: i64,
+    pub end_ms: i64,
+    pub first: bool,
+}
+
+impl Scheduler {
+    fn lease_until(&self) -> i64 {
+        fdi_types::now_millis() + self.cfg.lease.as_millis() as i64
+    }
+
+    /// Claim the task and start a run of it on this node.
+    pub(crate) async fn launch(
+        self: &Arc<Self>,
+        task: ResolvedTask,
+        trigger: Trigger,
+        dispatch_ms: i64,
+    ) -> Result<Launch> {
+        if self.shutdown.is_cancelled() {
+            return Err(
+                ApiError::new(ErrorCode::ManualStartFailed, "the server is shutting down").into(),
+            );
+        }
+        let detail = TaskDetail::parse(&task.raw_detail)?;
+        if let Some(a) = self.active.lock().unwrap().get(&task.task_id) {
+            return Ok(Launch::Busy(a.run_id.clone()));
+        }
+        let run_id = fdi_types::new_id();
+        if !self.claim(&task.task_id, &run_id).await? {
+            let holder = self.store.claim_of(&task.task_id).await?;
+            return Ok(Launch::Busy(holder.map(|c| c.run_id).unwrap_or_default()));
+        }
+        let mut run = RunView::starting(
+            &task.task_id,
+            &run_id,
+            trigger,
+            dispatch_ms,
+            &self.cfg.node_id,
+        );
+        if let Err(e) = self.monitor.create(&run).await {
+            let _ = self.store.release_claim(&task.task_id, &run_id).await;
+            return Err(e.into());
+        }
+        let cancel = self.shutdown.child_token();
+        let stop = CancellationToken::new();
+        let realtime = trigger == Trigger::Realtime;
+        self.active.lock().unwrap().insert(
+            task.task_id.clone(),
+            Active {
+                run_id: run_id.clone(),
+                cancel: cancel.clone(),
+                stop: stop.clone(),
+                handle: None,
+                realtime,
+            },
+        );
+        let this = Arc::clone(self);
+        let task_id = task.task_id.clone();
+        let handle = tokio::spawn(async move {
+            let span = tracing::info_span!("run", task_id = %task.task_id, run_id = %run.id);
+            let _ = &span;
+            if realtime {
+                this.drive_realtime(task, detail, &mut run, cancel, stop)
+                    .await;
+            } else {
+                this.drive_once(task, detail, &mut run, cancel).await;
+            }
+            this.finish_run(&run).await;
+        });
+        if let Some(a) = self.active.lock().unwrap().get_mut(&task_id) {
+            a.handle = Some(handle);
+        }
+        Ok(Launch::Started(run_id))
+    }
+
+    /// Take the task's claim; an expired claim of a dead node is cleared first.
+    async fn claim(&self, task_id: &str, run_id: &str) -> Result<bool> {
+        let node = &self.cfg.node_id;
+        if self
+            .store
+            .try_claim(task_id, run_id, node, self.lease_until())
+            .await?
+        {
+            return Ok(true);
+        }
+        match self.store.claim_of(task_id).await? {
+            Some(c) if c.lease_until < fdi_types::now_millis() => {
+                self.end_orphan(&c.task_id, &c.run_id).await?;
+                Ok(self
+                    .store
+                    .try_claim(task_id, run_id, node, self.lease_until())
+                    .await?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Record the run's end, release its claim, forget it locally.
+    async fn finish_run(&self, run: &RunView) {
+        if let Err(e) = self.monitor.save(run).await {
+            tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record the end of the run");
+        }
+        if let Err(e) = self.store.release_claim(&run.task_id, &run.id).await {
+            tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot release the run's claim");
+        }
+        self.active.lock().unwrap().remove(&run.task_id);
+        tracing::info!(
+            task_id = run.task_id,
+            run_id = run.id,
+            status = run.execute_status.as_str(),
+            rows = run.data_count,
+            "run ended"
+        );
+    }
+
+    /// The window the task's next incremental run reads, or None for a full read.
+    pub(crate) async fn next_window(
+        &self,
+        task_id: &str,
+        detail: &TaskDetail,
+    ) -> Result<Option<Window>> {
+        let s = &detail.source;
+        if !s.need_inc_migration {
+            return Ok(None);
+        }
+        let compensation_ms = s.compensation_time.unwrap_or(0).max(0) * 1000;
+        let end_ms = fdi_types::now_millis() - compensation_ms;
+        let (begin_ms, first) = match self.store.watermark(task_id).await? {
+            Some(w) => (w, false),
+            None => (s.data_timestamp.unwrap_or(0), true),
+        };
+        Ok(Some(Window {
+            begin_ms,
+            end_ms: end_ms.max(begin_ms),
+            first,
+        }))
+    }
+
+    /// Build the engine request for one run (one window when incremental).
+    pub(crate) fn request(
+        &self,
+        task: &ResolvedTask,
+        detail: TaskDetail,
+        run_id: &str,
+        window: Option<Window>,
+        cancel: CancellationToken,
+    ) -> RunRequest {
+        let _ = window;
+        RunRequest {
+            task_id: task.task_id.clone(),
+            run_id: run_id.to_string(),
+            detail,
+            source: task.source.clone(),
+            target: task.target.clone(),
+            cancel,
+            options: EngineOptions::default(),
+            // WINDOW-PENDING window: window.map(|w| fdi_engine::IncrementalWindow {
+            // WINDOW-PENDING     begin_ms: w.begin_ms,
+            // WINDOW-PENDING     end_ms: w.end_ms,
+            // WINDOW-PENDING     include_nulls: w.first,
+            // WINDOW-PENDING }),
+        }
+    }
+
+    /// One engine run, its events folded into the run record; the watermark advances only after
+    /// the write has committed (SUCCESS).
+    async fn drive_once(
+        &self,
+        task: ResolvedTask,
+        detail: TaskDetail,
+        run: &mut RunView,
+        cancel: CancellationToken,
+    ) {
+        let window = match self.next_window(&task.task_id, &detail).await {
+            Ok(w) => w,
+            Err(e) => {
+                run.fail(
+                    StepCode::DISPATCH_FAILED,
+                    &format!("cannot read the incremental watermark: {e}"),
+                );
+                return;
+            }
+        };
+        run.window = window.map(|w| (w.begin_ms, w.end_ms));
+        let req = self.request(&task, detail, &run.id, window, cancel);
+        let outcome = self.execute(req, run, true).await;
+        let Some(outcome) = outcome else { return };
+        let success = outcome.status == ExecuteStatus::Success;
+        run.finish(outcome);
+        if success && let Some(w) = window {
+            let now = fdi_types::now_millis();
+            if let Err(e) = self.store.set_watermark(&task.task_id, w.end_ms, now).await {
+                // The data is committed; the next run re-reads this window (upserts keep it
+                // idempotent) rather than skipping it.
+                tracing::error!(task_id = task.task_id, error = %e, "cannot advance the watermark");
+                run.remarks = format!("{} (watermark not advanced: {e})", run.remarks);
+            }
+        }
+    }
+
+    /// Run the engine, folding its events into `run` (steps appended when `with_steps`) and
+    /// saving progress; None when the engine task panicked (the run is then ended ERROR).
+    pub(crate) async fn execute(
+        &self,
+        req: RunRequest,
+        run: &mut RunView,
+        with_steps: bool,
+    ) -> Option<fdi_engine::RunOutcome> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let engine = tokio::spawn(fdi_engine::run(req, tx));
+        let mut last_save = std::time::Instant::now();
+        let base = (run.data_count, run.dirty_data_count, run.data_bytes);
+        while let Some(ev) = rx.recv().await {
+            let is_step = matches!(ev, fdi_engine::RunEvent::Step(_));
+            if with_steps {
+                run.apply(ev);
+            } else if let fdi_engine::RunEvent::Progress {
+                rows_written,
+                dirty_rows,
+                bytes_written,
+                ..
+            } = ev
+            {
+                run.data_count = base.0 + rows_written;
+                run.dirty_data_count = base.1 + dirty_rows;
+                run.data_bytes = base.2 + bytes_written;
+            }
+            if (is_step && with_steps) || last_save.elapsed() > Duration::from_millis(500) {
+                last_save = std::time::Instant::now();
+                if let Err(e) = self.monitor.save(run).await {
+                    tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record run progress");
+                }
+            }
+        }
+        match engine.await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                run.fail(StepCode::ABNORMAL, &format!("the run panicked: {e}"));
+                None
+            }
+        }
+    }
+
+    // ---- heartbeat, recovery ----------------------------------------------------------------
+
+    pub(crate) async fn heartbeat_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.cfg.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self
+                .store
+                .renew_claims(&self.cfg.node_id, self.lease_until())
+                .await
+            {
+                Ok(cancel) => {
+                    let active = self.active.lock().unwrap();
+                    for task_id in cancel {
+                        if let Some(a) = active.get(&task_id) {
+                            tracing::info!(
+                                task_id,
+                                run_id = a.run_id,
+                                "terminate requested through the store"
+                            );
+                            a.cancel.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew run leases"),
+            }
+            if let Err(e) = self.recover(false).await {
+                tracing::warn!(error = %e, "orphan sweep failed");
+            }
+        }
+    }
+
+    /// End runs whose node is gone: claims whose lease ran out (or, at startup, this node's own
+    /// claims from its previous life), and active runs with no claim at all.
+    pub(crate) async fn recover(&self, at_startup: bool) -> Result<usize> {
+        let now = fdi_types::now_millis();
+        let mine = at_startup.then_some(self.cfg.node_id.as_str());
+        let mut n = 0;
+        for c in self.store.orphaned_claims(now, mine).await? {
+            if !at_startup && self.active.lock().unwrap().contains_key(&c.task_id) {
+                continue; // our own run whose lease lapsed during a stall: the next renew fixes it
+            }
+            if self.end_orphan(&c.task_id, &c.run_id).await? {
+                n += 1;
+            }
+        }
+        if at_startup {
+            for r in self.monitor.active_runs().await? {
+                if self.store.claim_of(&r.task_id).await?.is_none()
+                    && self.monitor.end_abnormally(&r.id, ABNORMAL_REMARK).await?
+                {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// End an orphaned run ERROR (915) and drop its claim; true when this call ended it.
+    async fn end_orphan(&self, task_id: &str, run_id: &str) -> Result<bool> {
+        let ended = self.monitor.end_abnormally(run_id, ABNORMAL_REMARK).await?;
+        self.store.release_claim(task_id, run_id).await?;
+        if ended {
+            tracing::warn!(task_id, run_id, "run ended ERROR (915): its node stopped");
+        }
+        Ok(ended)
+    }
+
+    // ---- plan fires -------------------------------------------------------------------------
+
+    pub(crate) async fn plan_loop(self: Arc<Self>) {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let now = fdi_types::now_millis();
+            match self.store.due_plans(now, 1000).await {
+                Ok(due) => {
+                    for row in due {
+                        if let Err(e) = self.fire(row, now).await {
+                            tracing::warn!(error = %e, "plan fire failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read due plans"),
+            }
+            let poll = self.cfg.plan_poll.as_millis() as i64;
+            let now = fdi_types::now_millis();
+            let wait = match self.store.earliest_fire().await {
+                Ok(Some(t)) => (t - now).clamp(0, poll),
+                _ => poll,
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.plans_changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            }
+        }
+    }
+
+    /// Own the fire at `row.next_fire` (compare-and-set in the store) and dispatch it.
+    async fn fire(self: &Arc<Self>, row: PlanRow, now: i64) -> Result<()> {
+        let Some(planned) = row.next_fire else {
+            return Ok(());
+        };
+        let doc: PlanDoc = serde_json::from_str(&row.body).map_err(fdi_store::StoreError::from)?;
+        let timing = doc.timing(self.cfg.time_zone)?;
+        let mut next = plans::next_fire(&timing, planned);
+        // Missed more than one instant (the server was down): one fire for the whole window.
+        let mut last_missed = planned;
+        let mut missed = 0u32;
+        while let Some(n) = next
+            && n <= now
+        {
+            missed += 1;
+            last_missed = n;
+            next = plans::next_fire(&timing, n);
+            if missed > 100_000 {
+                next = plans::next_fire(&timing, now);
+                break;
+            }
+        }
+        if !self
+            .store
+            .advance_plan(&row.dispatch_id, planned, next)
+            .await?
+        {
+            return Ok(()); // another node owns this fire
+        }
+        if missed > 0 && doc.misfire_policy == MisfirePolicy::DoNothing {
+            tracing::info!(
+                task_id = row.task_id,
+                missed = missed + 1,
+                "misfire: skipped (policy DO_NOTHING)"
+            );
+            return Ok(());
+        }
+        let dispatch_ms = last_missed;
+        let task = match self.resolver.resolve(&row.task_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let mut run = RunView::starting(
+                    &row.task_id,
+                    &fdi_types::new_id(),
+                    Trigger::Plan,
+                    dispatch_ms,
+                    &self.cfg.node_id,
+                );
+                run.fail(
+                    StepCode::DISPATCH_FAILED,
+                    &format!("dispatch failed: {}", e.message),
+                );
+                self.monitor.create(&run).await?;
+                return Ok(());
+            }
+        };
+        match self.launch(task, Trigger::Plan, dispatch_ms).await {
+            Ok(Launch::Started(run_id)) => {
+                tracing::info!(
+                    task_id = row.task_id,
+                    run_id,
+                    planned = dispatch_ms,
+                    lag_ms = fdi_types::now_millis() - dispatch_ms,
+                    "plan fired"
+                );
+            }
+            Ok(Launch::Busy(running)) => {
+                self.monitor
+                    .record_rejected(&row.task_id, dispatch_ms, &self.cfg.node_id, &running)
+                    .await?;
+                tracing::info!(
+                    task_id = row.task_id,
+                    running,
+                    "plan fire rejected: previous run has not ended (914)"
+                );
+            }
+            Err(e) => {
+                let mut run = RunView::starting(
+                    &row.task_id,
+                    &fdi_types::new_id(),
+                    Trigger::Plan,
+                    dispatch_ms,
+                    &self.cfg.node_id,
+                );
+                run.fail(StepCode::DISPATCH_FAILED, &format!("dispatch failed: {e}"));
+                self.monitor.create(&run).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const ABNORMAL_REMARK: &str = "task ran abnormally: the server running it stopped during the run; nothing was committed after its last commit";
