@@ -234,7 +234,27 @@ pub async fn update(
     let old = load(&s, &p).await?;
     let new = check_body(&s, &p, b, Some(&old.id)).await?;
     let t = backend::task_update(&s, p.project(), p.instance(), &old.id, new).await?;
+    if asks_incremental_reset(&t.task_detail) {
+        s.scheduler.reset_watermark(&t.id).await?;
+    }
     Ok(Json(full_json(&s, &p, &t).await?))
+}
+
+/// `reset_incr_begin_time: true` in an updated task_detail (in `sourceSelectedDatasource`, or at
+/// the top level): the next incremental run starts again from `dataTimestamp`.
+fn asks_incremental_reset(raw_detail: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(raw_detail) else {
+        return false;
+    };
+    let truthy = |x: Option<&Value>| match x {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    };
+    truthy(v.get("reset_incr_begin_time"))
+        || ["sourceSelectedDatasource", "source_selected_datasource"]
+            .iter()
+            .any(|k| truthy(v.get(*k).and_then(|s| s.get("reset_incr_begin_time"))))
 }
 
 pub async fn delete(State(s): State<AppState>, p: PathParams) -> Result<StatusCode> {

@@ -460,7 +460,12 @@ impl Scheduler {
             }
         }
         self.store
-            .set_task_status(task_id, i32::from(start), now)
+            .set_task_status(
+                task_id,
+                i32::from(start),
+                task_type == TaskType::Realtime,
+                now,
+            )
             .await
             .map_err(|e| (name.clone(), internal(e)))?;
         if !start

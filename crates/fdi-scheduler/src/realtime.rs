@@ -52,7 +52,7 @@ impl Scheduler {
             }
         }
         let now = fdi_types::now_millis();
-        for task_id in self.store.started_tasks().await? {
+        for task_id in self.store.started_realtime_tasks().await? {
             if self.active.lock().unwrap().contains_key(&task_id)
                 || self.store.claim_of(&task_id).await?.is_some()
             {

@@ -71,7 +71,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS fdi_plans_next ON fdi_plans (next_fire)",
     // status 1 = started (plan enabled / realtime running), 0 = stopped.
     "CREATE TABLE IF NOT EXISTS fdi_task_status (
-        task_id TEXT PRIMARY KEY, status INTEGER NOT NULL, updated BIGINT NOT NULL)",
+        task_id TEXT PRIMARY KEY, status INTEGER NOT NULL, realtime INTEGER NOT NULL DEFAULT 0,
+        updated BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fdi_watermarks (
         task_id TEXT PRIMARY KEY, end_ms BIGINT NOT NULL, updated BIGINT NOT NULL)",
 ];
@@ -398,12 +399,20 @@ impl Store {
 
     // ---- task status and watermarks -------------------------------------------------------
 
-    /// 1 = started, 0 = stopped (the default for a task never started).
-    pub async fn set_task_status(&self, task_id: &str, status: i32, now: i64) -> Result<()> {
+    /// 1 = started, 0 = stopped (the default for a task never started); `realtime` marks the
+    /// tasks the realtime supervisor keeps running.
+    pub async fn set_task_status(
+        &self,
+        task_id: &str,
+        status: i32,
+        realtime: bool,
+        now: i64,
+    ) -> Result<()> {
         on_pool!(&self.pool, p => sqlx::query(
-            "INSERT INTO fdi_task_status (task_id, status, updated) VALUES ($1, $2, $3)
-             ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, updated = excluded.updated")
-            .bind(task_id).bind(status).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            "INSERT INTO fdi_task_status (task_id, status, realtime, updated) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, realtime = excluded.realtime,
+             updated = excluded.updated")
+            .bind(task_id).bind(status).bind(i32::from(realtime)).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -414,10 +423,10 @@ impl Store {
         Ok(v.unwrap_or(0))
     }
 
-    /// Ids of every started task.
-    pub async fn started_tasks(&self) -> Result<Vec<String>> {
+    /// Ids of every started realtime task.
+    pub async fn started_realtime_tasks(&self) -> Result<Vec<String>> {
         let v = on_pool!(&self.pool, p => sqlx::query(
-            "SELECT task_id FROM fdi_task_status WHERE status = 1 ORDER BY task_id")
+            "SELECT task_id FROM fdi_task_status WHERE status = 1 AND realtime = 1 ORDER BY task_id")
             .fetch_all(p).await?.into_iter().map(|r| r.get::<String, _>(0)).collect());
         Ok(v)
     }
@@ -623,7 +632,7 @@ mod tests {
             s.due_plans(200, 10).await.unwrap().is_empty(),
             "task not started"
         );
-        s.set_task_status("t1", 1, 5).await.unwrap();
+        s.set_task_status("t1", 1, false, 5).await.unwrap();
         assert_eq!(s.due_plans(200, 10).await.unwrap(), vec![plan.clone()]);
         assert_eq!(s.earliest_fire().await.unwrap(), Some(100));
         assert!(s.advance_plan("d1", 100, Some(300)).await.unwrap());
@@ -632,7 +641,7 @@ mod tests {
             "second owner"
         );
         assert!(s.due_plans(200, 10).await.unwrap().is_empty());
-        s.set_task_status("t1", 0, 6).await.unwrap();
+        s.set_task_status("t1", 0, false, 6).await.unwrap();
         assert_eq!(s.task_status("t1").await.unwrap(), 0);
         assert!(s.due_plans(1_000, 10).await.unwrap().is_empty());
         s.set_watermark("t1", 42, 7).await.unwrap();
