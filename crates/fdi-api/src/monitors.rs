@@ -123,6 +123,18 @@ pub async fn task_monitors(
         if let Some(tag) = t.task_tag.as_deref().filter(|x| !x.is_empty()) {
             v["task_tag"] = json!(tag);
         }
+        if let Some(plan) = s.scheduler.plans(&t.id).await?.into_iter().next() {
+            v["use_quartz_cron"] = json!(plan.use_quartz_cron);
+            if let Some(c) = plan.cron {
+                v["cron"] = json!(c);
+            }
+            if let Some(p) = plan.period {
+                v["period"] = json!(p);
+            }
+            if let Some(i) = plan.dispatch_interval {
+                v["dispatch_interval"] = json!(i);
+            }
+        }
         rows.push((t.created_ms, v));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
