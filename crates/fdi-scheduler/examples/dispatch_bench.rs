@@ -10,6 +10,7 @@
 //!   (rejected fires included). Double dispatch = two runs with the same task and dispatch_time.
 //! - Idle CPU: with the same N plans enabled but due only next year, the process's CPU time over
 //!   `--idle-secs` divided by wall time.
+//!
 //! Prints one line of `key=value` pairs for `benches/dispatch_bench.sh` to tabulate.
 
 use std::collections::HashMap;
