@@ -109,8 +109,9 @@ impl RunView {
         run
     }
 
-    /// Append a step at the run's current position, stamped now.
+    /// Append a step at the run's current position, stamped now; it becomes the run's status.
     pub fn add_step(&mut self, code: StepCode, ps: PositionStatus, remarks: &str) {
+        self.status_code = code.0;
         self.push_step(code, ps, remarks, fdi_types::now_millis());
     }
 

@@ -143,6 +143,8 @@ pub struct Scheduler {
     cfg: SchedulerConfig,
     active: Mutex<HashMap<String, Active>>,
     shutdown: CancellationToken,
+    /// Cancelled once shutdown has waited for the active runs: leases are renewed until then.
+    stopped: CancellationToken,
     plans_changed: Notify,
 }
 
@@ -160,6 +162,7 @@ impl Scheduler {
             cfg,
             active: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            stopped: CancellationToken::new(),
             plans_changed: Notify::new(),
         })
     }
@@ -208,6 +211,7 @@ impl Scheduler {
         for h in handles {
             let _ = tokio::time::timeout(Duration::from_secs(20), h).await;
         }
+        self.stopped.cancel();
     }
 
     // ---- runs -------------------------------------------------------------------------------

@@ -272,7 +272,7 @@ impl Scheduler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => return,
+                _ = self.stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
             match self
@@ -295,7 +295,9 @@ impl Scheduler {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot renew run leases"),
             }
-            if let Err(e) = self.recover(false).await {
+            if !self.shutdown.is_cancelled()
+                && let Err(e) = self.recover(false).await
+            {
                 tracing::warn!(error = %e, "orphan sweep failed");
             }
         }
