@@ -86,18 +86,8 @@ impl Scheduler {
                 Ok(Some(t)) => t,
                 Ok(None) => continue,
                 Err(e) => {
-                    let mut run = RunView::starting(
-                        &task_id,
-                        &fdi_types::new_id(),
-                        Trigger::Realtime,
-                        now,
-                        &self.cfg.node_id,
-                    );
-                    run.fail(
-                        StepCode::DISPATCH_FAILED,
-                        &format!("cannot start: {}", e.message),
-                    );
-                    self.monitor.create(&run).await?;
+                    self.record_dispatch_failure(&task_id, Trigger::Realtime, now, &e.message)
+                        .await?;
                     continue;
                 }
             };

@@ -339,6 +339,30 @@ impl Scheduler {
         Ok(ended)
     }
 
+    /// A dispatch that could not start a run (task unreadable, datasource gone...): a run that
+    /// ends ERROR with step 913 and the cause, so the failure shows in the monitor log.
+    pub(crate) async fn record_dispatch_failure(
+        &self,
+        task_id: &str,
+        trigger: Trigger,
+        dispatch_ms: i64,
+        cause: &str,
+    ) -> Result<()> {
+        let mut run = RunView::starting(
+            task_id,
+            &fdi_types::new_id(),
+            trigger,
+            dispatch_ms,
+            &self.cfg.node_id,
+        );
+        run.fail(
+            StepCode::DISPATCH_FAILED,
+            &format!("dispatch failed: {cause}"),
+        );
+        self.monitor.create(&run).await?;
+        Ok(())
+    }
+
     // ---- plan fires -------------------------------------------------------------------------
 
     pub(crate) async fn plan_loop(self: Arc<Self>) {
@@ -413,18 +437,8 @@ impl Scheduler {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(()),
             Err(e) => {
-                let mut run = RunView::starting(
-                    &row.task_id,
-                    &fdi_types::new_id(),
-                    Trigger::Plan,
-                    dispatch_ms,
-                    &self.cfg.node_id,
-                );
-                run.fail(
-                    StepCode::DISPATCH_FAILED,
-                    &format!("dispatch failed: {}", e.message),
-                );
-                self.monitor.create(&run).await?;
+                self.record_dispatch_failure(&row.task_id, Trigger::Plan, dispatch_ms, &e.message)
+                    .await?;
                 return Ok(());
             }
         };
@@ -449,15 +463,13 @@ impl Scheduler {
                 );
             }
             Err(e) => {
-                let mut run = RunView::starting(
+                self.record_dispatch_failure(
                     &row.task_id,
-                    &fdi_types::new_id(),
                     Trigger::Plan,
                     dispatch_ms,
-                    &self.cfg.node_id,
-                );
-                run.fail(StepCode::DISPATCH_FAILED, &format!("dispatch failed: {e}"));
-                self.monitor.create(&run).await?;
+                    &e.to_string(),
+                )
+                .await?;
             }
         }
         Ok(())
