@@ -1,7 +1,8 @@
 //! What the SQL connectors (MySQL, PostgreSQL, SQLite) really share: identifier quoting and
 //! literal escaping per dialect, SELECT building from a table query (columns, filters, order),
 //! native type -> Arrow type mapping, rows -> Arrow builders, Arrow values -> SQL literals / COPY
-//! text, multi-row INSERT / upsert statements, and connection `content` parsing.
+//! text, multi-row INSERT / upsert statements, connection `content` parsing, and incremental
+//! windows (time zones, window bounds as literals, `${begin}`/`${end}` substitution).
 
 pub mod content;
 pub mod dialect;
@@ -12,6 +13,7 @@ pub mod reader;
 pub mod rows;
 pub mod select;
 pub mod types;
+pub mod window;
 
 pub use dialect::Dialect;
 pub use error::{cancelled_or, map_sqlx_error};

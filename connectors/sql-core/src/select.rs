@@ -79,6 +79,20 @@ pub fn query_select(dialect: Dialect, query: &str, columns: &[SelectColumn<'_>])
     )
 }
 
+/// `SELECT count(*) AS "n" FROM table [WHERE ...]`: rows a table query would read.
+pub fn count_select(dialect: Dialect, table: &str, filters: &[WhereCondition]) -> String {
+    let mut sql = format!(
+        "SELECT count(*) AS {} FROM {}",
+        dialect.quote_ident("n"),
+        dialect.quote_table(table)
+    );
+    if let Some(w) = where_clause(dialect, filters) {
+        sql.push_str(" WHERE ");
+        sql.push_str(&w);
+    }
+    sql
+}
+
 /// The query's result columns without rows.
 pub fn describe_select(query: &str) -> String {
     format!("SELECT * FROM ({}) fdi_q LIMIT 0", trim_query(query))
@@ -129,6 +143,16 @@ fn condition(dialect: Dialect, f: &WhereCondition) -> String {
         ),
         WhereOp::InList => format!("{col} IN ({})", list()),
         WhereOp::NotInList => format!("{col} NOT IN ({})", list()),
+        WhereOp::InWindow => format!(
+            "({col} >= {} AND {col} < {})",
+            lit(f.min_value.as_deref()),
+            lit(f.max_value.as_deref())
+        ),
+        WhereOp::InWindowOrNull => format!(
+            "(({col} >= {} AND {col} < {}) OR {col} IS NULL)",
+            lit(f.min_value.as_deref()),
+            lit(f.max_value.as_deref())
+        ),
     }
 }
 

@@ -68,6 +68,7 @@ async fn main() -> Result<(), String> {
         target: endpoint(&args[3])?,
         cancel: CancellationToken::new(),
         options,
+        window: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });

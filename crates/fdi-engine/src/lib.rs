@@ -6,6 +6,8 @@
 //!   type compatibility). Used at task create/update (errors become 400 naming the field) and as
 //!   the ADAPTER step of each run.
 //! - [`run`]: executes one run and returns its [`RunOutcome`]; emits [`RunEvent`]s as it goes.
+//!   With an [`IncrementalWindow`] the run reads exactly that window of the source (the
+//!   scheduler decides the windows and keeps the watermark).
 
 mod mapping;
 mod plan;
@@ -57,6 +59,33 @@ pub struct RunRequest {
     pub target: Endpoint,
     pub cancel: CancellationToken,
     pub options: EngineOptions,
+    /// The incremental window this run reads; None reads everything the task selects.
+    pub window: Option<IncrementalWindow>,
+}
+
+/// One window of an incremental task (`need_inc_migration`), decided by the scheduler.
+///
+/// The window is half-open, `[begin_ms, end_ms)`, in epoch milliseconds:
+/// - a table source reads `sourceDateColumn >= begin AND sourceDateColumn < end`, ANDed with the
+///   task's own `where` filters. The bounds are literals in the task's `timeZone` (`GMT+08:00`
+///   or an IANA name; UTC when empty) shaped for the source's dialect and the column's type (see
+///   `fdi_sql_core::window`). Consecutive windows share their boundary, so a row whose cursor
+///   equals it is read exactly once.
+/// - a custom query (`isAddSql`) gets `${begin}` and `${end}` replaced by quoted timestamp
+///   literals of the bounds (`'2024-03-01 08:00:00'`; on PostgreSQL with the zone's offset,
+///   `'2024-03-01 08:00:00+08:00'`); the query itself decides how to use them and
+///   `include_nulls` does not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrementalWindow {
+    /// Inclusive start (epoch ms).
+    pub begin_ms: i64,
+    /// Exclusive end (epoch ms).
+    pub end_ms: i64,
+    /// Also read rows whose cursor is NULL (`... OR col IS NULL`). The scheduler sets it on a
+    /// task's first window so those rows are loaded once by the initial load. When false, the
+    /// run counts them and reports `N rows have NULL in <col> and are only loaded by the first
+    /// run` in the remarks of its reader-end step (101); the run does not fail.
+    pub include_nulls: bool,
 }
 
 /// One step of the run's trace, as the monitor log shows it.
@@ -122,9 +151,25 @@ pub async fn resolve_plan(
     source: &Endpoint,
     target: &Endpoint,
 ) -> Result<ResolvedPlan, ApiError> {
-    let plan = plan::build(detail, source, target, EngineOptions::default().batch_rows)
-        .await
-        .map_err(|e| e.error)?;
+    // An incremental task is checked as if reading its first window (time zone, cursor column,
+    // placeholders substituted so a custom query can be described).
+    let window = detail.source.need_inc_migration.then(|| {
+        let at = detail.source.data_timestamp.unwrap_or(0);
+        IncrementalWindow {
+            begin_ms: at,
+            end_ms: at,
+            include_nulls: true,
+        }
+    });
+    let plan = plan::build(
+        detail,
+        source,
+        target,
+        EngineOptions::default().batch_rows,
+        window.as_ref(),
+    )
+    .await
+    .map_err(|e| e.error)?;
     Ok(ResolvedPlan {
         source_columns: plan.pairs.iter().map(|p| p.source.name.clone()).collect(),
         target_columns: plan.pairs.iter().map(|p| p.target.name.clone()).collect(),

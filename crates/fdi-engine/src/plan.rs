@@ -4,10 +4,16 @@
 use fdi_connector::{
     ColumnInfo, ConnectorError, ErrorKind, OrderBy, ReadSpec, SourceQuery, WriteMode, WriteSpec,
 };
+use fdi_sql_core::Dialect;
+use fdi_sql_core::select::count_select;
+use fdi_sql_core::window::{
+    CursorKind, Zone, bound_text, has_placeholders, null_cursor_filter, substitute_placeholders,
+    wall_clock, window_filter,
+};
 use fdi_types::{ApiError, ErrorCode, TaskDetail};
 
-use crate::Endpoint;
 use crate::mapping::convertible;
+use crate::{Endpoint, IncrementalWindow};
 
 /// Which side a plan error is about (decides the step code of a failed run: 103 or 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +63,101 @@ pub struct ExecPlan {
     pub batch_number: Option<ColumnInfo>,
     pub write: WriteSpec,
     pub upsert_keys: Vec<String>,
+    /// The incremental window the read is limited to (None: a full read).
+    pub window: Option<WindowPlan>,
+}
+
+/// How a run reads its incremental window.
+#[derive(Debug, Clone)]
+pub struct WindowPlan {
+    /// For the reader-start step, e.g. `window [2024-03-01 08:00:00, 2024-03-01 09:00:00)
+    /// GMT+08:00 on "updated_at"`.
+    pub description: String,
+    /// Counts the rows the window leaves out because their cursor is NULL (table sources
+    /// when the window does not include them).
+    pub null_count: Option<NullCount>,
+}
+
+/// `SELECT count(*)` of the rows with a NULL cursor that the task's filters select.
+#[derive(Debug, Clone)]
+pub struct NullCount {
+    pub column: String,
+    pub read: ReadSpec,
+}
+
+/// The window's zone, dialect and checked bounds.
+struct WindowContext<'a> {
+    window: &'a IncrementalWindow,
+    dialect: Dialect,
+    zone: Zone,
+}
+
+fn window_context<'a>(
+    detail: &TaskDetail,
+    source: &Endpoint,
+    window: Option<&'a IncrementalWindow>,
+) -> Result<Option<WindowContext<'a>>, PlanError> {
+    let Some(window) = window else {
+        return Ok(None);
+    };
+    let dialect = Dialect::of_datasource(source.datasource_type).ok_or_else(|| {
+        field_error(
+            Side::Source,
+            ErrorCode::InvalidParameters,
+            &format!("{SRC}.need_inc_migration"),
+            format!(
+                "incremental windows need a relational source, not {}",
+                source.datasource_type
+            ),
+        )
+    })?;
+    let zone = Zone::parse(detail.source.time_zone.as_deref()).map_err(|e| {
+        field_error(
+            Side::Source,
+            ErrorCode::InvalidParameters,
+            &format!("{SRC}.timeZone"),
+            e,
+        )
+    })?;
+    if window.begin_ms > window.end_ms {
+        return Err(PlanError {
+            side: Side::Source,
+            error: ApiError::new(
+                ErrorCode::InvalidParameters,
+                format!(
+                    "incremental window: begin {} is after end {}",
+                    window.begin_ms, window.end_ms
+                ),
+            ),
+        });
+    }
+    for ms in [window.begin_ms, window.end_ms] {
+        wall_clock(ms, &zone).map_err(|e| {
+            field_error(
+                Side::Source,
+                ErrorCode::InvalidParameters,
+                &format!("{SRC}.dataTimestamp"),
+                format!("incremental window bound {e}"),
+            )
+        })?;
+    }
+    Ok(Some(WindowContext {
+        window,
+        dialect,
+        zone,
+    }))
+}
+
+impl WindowContext<'_> {
+    fn describe(&self, on: &str) -> String {
+        let w = |ms| wall_clock(ms, &self.zone).unwrap_or_else(|_| ms.to_string());
+        format!(
+            "window [{}, {}) {} {on}",
+            w(self.window.begin_ms),
+            w(self.window.end_ms),
+            self.zone
+        )
+    }
 }
 
 fn qualified(schema: Option<&str>, table: &str) -> String {
@@ -82,9 +183,11 @@ pub async fn build(
     source: &Endpoint,
     target: &Endpoint,
     batch_rows: usize,
+    window: Option<&IncrementalWindow>,
 ) -> Result<ExecPlan, PlanError> {
     let s = &detail.source;
     let t = &detail.target;
+    let window = window_context(detail, source, window)?;
 
     // Source: a table or a custom query, and the columns it offers.
     let (source_name, source_all, query_sql) = if s.is_add_sql {
@@ -97,6 +200,36 @@ pub async fn build(
                 "is empty",
             ));
         }
+        let q = match &window {
+            Some(w) if has_placeholders(&q) => {
+                substitute_placeholders(w.dialect, &q, w.window.begin_ms, w.window.end_ms, &w.zone)
+                    .map_err(|e| {
+                        field_error(
+                            Side::Source,
+                            ErrorCode::InvalidParameters,
+                            &format!("{SRC}.querySql"),
+                            e,
+                        )
+                    })?
+            }
+            Some(_) => {
+                return Err(field_error(
+                    Side::Source,
+                    ErrorCode::IncrSqlMissingPlaceholder,
+                    &format!("{SRC}.querySql"),
+                    "has no ${begin}/${end} placeholders, so an incremental window cannot be applied",
+                ));
+            }
+            None if has_placeholders(&q) => {
+                return Err(field_error(
+                    Side::Source,
+                    ErrorCode::NonIncrSqlHasPlaceholder,
+                    &format!("{SRC}.querySql"),
+                    "has ${begin}/${end} placeholders but this run has no incremental window",
+                ));
+            }
+            None => q,
+        };
         let cols = source.connector.test_sql(&q).await.map_err(|e| PlanError {
             side: Side::Source,
             error: ApiError::new(
@@ -409,22 +542,102 @@ pub async fn build(
             target: b,
         });
     }
+    let task_filters: Vec<_> = s
+        .where_conditions
+        .iter()
+        .map(|w| {
+            let mut w = w.clone();
+            if let Some(c) = find(&source_all, &w.field_name) {
+                w.field_name = c.name.clone();
+            }
+            w
+        })
+        .collect();
+    let mut filters = task_filters.clone();
+    let window_plan = match &window {
+        None => None,
+        Some(w) if query_sql.is_some() => Some(WindowPlan {
+            description: w.describe("in querySql"),
+            null_count: None,
+        }),
+        Some(w) => {
+            let field = format!("{SRC}.sourceDateColumn");
+            let name = s
+                .date_column
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    field_error(
+                        Side::Source,
+                        ErrorCode::InvalidParameters,
+                        &field,
+                        "required for an incremental run",
+                    )
+                })?;
+            let col = find(&source_all, name).ok_or_else(|| {
+                field_error(
+                    Side::Source,
+                    ErrorCode::InvalidParameters,
+                    &field,
+                    missing("source", name, &source_name),
+                )
+            })?;
+            let kind = CursorKind::of(&col.arrow_type).ok_or_else(|| {
+                field_error(
+                    Side::Source,
+                    ErrorCode::InvalidParameters,
+                    &field,
+                    format!(
+                        "column \"{}\" ({}) is not a date, timestamp or text column",
+                        col.name, col.native_type
+                    ),
+                )
+            })?;
+            let bound = |ms| {
+                bound_text(w.dialect, kind, ms, &w.zone).map_err(|e| {
+                    field_error(
+                        Side::Source,
+                        ErrorCode::InvalidParameters,
+                        &field,
+                        format!("window bound {e}"),
+                    )
+                })
+            };
+            filters.push(window_filter(
+                &col.name,
+                bound(w.window.begin_ms)?,
+                bound(w.window.end_ms)?,
+                w.window.include_nulls,
+            ));
+            let null_count = (!w.window.include_nulls && col.nullable).then(|| {
+                let mut f = task_filters.clone();
+                f.push(null_cursor_filter(&col.name));
+                NullCount {
+                    column: col.name.clone(),
+                    read: ReadSpec {
+                        query: SourceQuery::Sql(count_select(w.dialect, &source_name, &f)),
+                        batch_rows: 16,
+                    },
+                }
+            });
+            let nulls = if w.window.include_nulls {
+                format!(" (and rows where \"{}\" IS NULL)", col.name)
+            } else {
+                String::new()
+            };
+            Some(WindowPlan {
+                description: w.describe(&format!("on \"{}\"{nulls}", col.name)),
+                null_count,
+            })
+        }
+    };
     let query = match query_sql {
         Some(q) => SourceQuery::Sql(q),
         None => SourceQuery::Table {
             table: source_name.clone(),
             columns: read_columns.iter().map(|c| c.name.clone()).collect(),
-            filters: s
-                .where_conditions
-                .iter()
-                .map(|w| {
-                    let mut w = w.clone();
-                    if let Some(c) = find(&source_all, &w.field_name) {
-                        w.field_name = c.name.clone();
-                    }
-                    w
-                })
-                .collect(),
+            filters,
             order_by: s
                 .order_column
                 .as_deref()
@@ -462,5 +675,6 @@ pub async fn build(
             clear_table: t.clear_table,
         },
         upsert_keys,
+        window: window_plan,
     })
 }

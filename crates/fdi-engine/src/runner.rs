@@ -104,6 +104,46 @@ async fn abort_writer(writer: &mut Box<dyn SinkWriter>) {
     }
 }
 
+/// Aborts a spawned task when dropped (the run ended before it was needed).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run a one-row `count(*)` query on the source and return its value.
+async fn count_rows(
+    connector: std::sync::Arc<dyn fdi_connector::Connector>,
+    spec: fdi_connector::ReadSpec,
+    cancel: tokio_util::sync::CancellationToken,
+) -> fdi_connector::Result<u64> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type};
+    let mut reader = connector.reader(spec).await?;
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+    let first = async move {
+        let mut first = None;
+        while let Some(b) = rx.recv().await {
+            if first.is_none() && b.num_rows() > 0 {
+                first = Some(b);
+            }
+        }
+        first
+    };
+    let (read, first) = tokio::join!(reader.read(tx, cancel), first);
+    read?;
+    let batch = first.ok_or_else(|| ConnectorError::internal("count(*) returned no row"))?;
+    let col = arrow::compute::cast(batch.column(0), &DataType::Int64)
+        .map_err(|e| ConnectorError::internal(format!("count(*): {e}")))?;
+    let values = col.as_primitive::<Int64Type>();
+    if values.is_null(0) {
+        return Err(ConnectorError::internal("count(*) returned NULL"));
+    }
+    Ok(values.value(0).max(0) as u64)
+}
+
 /// Why the main loop stopped early.
 enum Stop {
     Cancelled,
@@ -120,6 +160,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         target,
         cancel,
         options,
+        window,
     } = req;
     let trace = Trace {
         events,
@@ -217,7 +258,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     let plan = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),
-        p = plan::build(&detail, &source, &target, options.batch_rows) => p,
+        p = plan::build(&detail, &source, &target, options.batch_rows, window.as_ref()) => p,
     };
     let plan = match plan {
         Ok(p) => p,
@@ -234,13 +275,20 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     // Reader.
     let read_begin = now_millis();
     let read_started = Instant::now();
+    let reader_start = match &plan.window {
+        Some(w) => {
+            tracing::info!(window = %w.description, "incremental read");
+            format!("Reader start: {}", w.description)
+        }
+        None => "Reader start".to_string(),
+    };
     trace.step(
         StepCode::READER_START,
         PositionStatus::Normal,
         trace.reader_stage,
         (0, 0, 0),
         read_begin,
-        "Reader start",
+        reader_start,
     );
     let opened = tokio::select! {
         biased;
@@ -291,9 +339,26 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     let reader_cancel = cancel.child_token();
     let reader_token = reader_cancel.clone();
     let span = tracing::Span::current();
-    let mut reader_task: JoinHandle<fdi_connector::Result<u64>> = tokio::spawn(
-        tracing::Instrument::instrument(async move { reader.read(tx, reader_token).await }, span),
-    );
+    let mut reader_task: JoinHandle<fdi_connector::Result<u64>> =
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { reader.read(tx, reader_token).await },
+            span.clone(),
+        ));
+    // Alongside the read: how many rows the window leaves out because their cursor is NULL.
+    let mut null_count = plan
+        .window
+        .as_ref()
+        .and_then(|w| w.null_count.clone())
+        .map(|nc| {
+            let connector = source.connector.clone();
+            let token = reader_cancel.child_token();
+            let column = nc.column.clone();
+            let task = tokio::spawn(tracing::Instrument::instrument(
+                async move { count_rows(connector, nc.read, token).await },
+                span,
+            ));
+            (column, AbortOnDrop(task))
+        });
 
     let mut ticker =
         tokio::time::interval(options.progress_interval.max(Duration::from_millis(50)));
@@ -383,9 +448,43 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             };
             match joined {
                 Err(s) => Some(s),
-                Ok(Ok(Ok(n))) => {
+                Ok(Ok(Ok(n))) => 'read_ok: {
                     c.rows_read = n;
                     c.read_ms = read_started.elapsed().as_millis() as i64;
+                    let mut reader_end = "Reader end".to_string();
+                    if let Some((column, task)) = null_count.as_mut() {
+                        let counted = tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => break 'read_ok Some(Stop::Cancelled),
+                            j = &mut task.0 => j,
+                        };
+                        match counted {
+                            Ok(Ok(0)) => {}
+                            Ok(Ok(nulls)) => {
+                                tracing::warn!(
+                                    column = %column,
+                                    rows = nulls,
+                                    "rows with a NULL cursor are outside every window but the first"
+                                );
+                                reader_end = format!(
+                                    "Reader end: {nulls} rows have NULL in {column} and are only loaded by the first run"
+                                );
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(column = %column, error = %e, "cannot count rows with a NULL cursor");
+                                reader_end = format!(
+                                    "Reader end (rows with NULL in {column} not counted: {})",
+                                    e.message
+                                );
+                            }
+                            Err(e) => {
+                                tracing::warn!(column = %column, error = %e, "cannot count rows with a NULL cursor");
+                                reader_end = format!(
+                                    "Reader end (rows with NULL in {column} not counted: {e})"
+                                );
+                            }
+                        }
+                    }
                     let (code, remarks) = if n == 0 {
                         (StepCode::READ_ZERO, "Read 0 rows")
                     } else {
@@ -405,7 +504,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                         trace.reader_stage,
                         (n, 0, 0),
                         read_begin,
-                        "Reader end",
+                        reader_end,
                     );
                     None
                 }

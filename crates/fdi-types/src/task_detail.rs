@@ -12,6 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Maximum length of a custom query (FDI.3051).
 pub const MAX_SQL_LEN: usize = 20_000;
 
+/// Placeholder of an incremental custom query (`querySql`): the window's start (inclusive).
+pub const BEGIN_PLACEHOLDER: &str = "${begin}";
+/// Placeholder of an incremental custom query (`querySql`): the window's end (exclusive).
+pub const END_PLACEHOLDER: &str = "${end}";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskDetail {
     #[serde(
@@ -247,6 +252,15 @@ pub enum WhereOp {
     NotBetween,
     InList,
     NotInList,
+    /// Engine-internal, never read from (nor written to) a task_detail: the incremental window
+    /// `min_value <= field < max_value` (half-open). The bounds are timestamp literals already
+    /// rendered for the source's dialect, the cursor column's type and the task's time zone.
+    #[serde(skip)]
+    InWindow,
+    /// As [`WhereOp::InWindow`], `OR field IS NULL`: the first window of a task also loads the
+    /// rows whose cursor is NULL (later windows never see them).
+    #[serde(skip)]
+    InWindowOrNull,
 }
 
 impl WhereCondition {
@@ -287,7 +301,8 @@ impl TaskDetail {
 
     pub fn validate(&self) -> Result<(), ApiError> {
         let s = &self.source;
-        let has_placeholders = |q: &str| q.contains("${begin}") || q.contains("${end}");
+        let has_placeholders =
+            |q: &str| q.contains(BEGIN_PLACEHOLDER) || q.contains(END_PLACEHOLDER);
         if s.is_add_sql {
             let q = s.query_sql.as_deref().unwrap_or("").trim();
             if q.is_empty() {
@@ -303,7 +318,7 @@ impl TaskDetail {
                 ));
             }
             if s.need_inc_migration {
-                if !(q.contains("${begin}") && q.contains("${end}")) {
+                if !(q.contains(BEGIN_PLACEHOLDER) && q.contains(END_PLACEHOLDER)) {
                     return Err(ApiError::new(
                         ErrorCode::IncrSqlMissingPlaceholder,
                         "task_detail.sourceSelectedDatasource.querySql",
@@ -370,7 +385,10 @@ impl TaskDetail {
             }
             match w.op {
                 WhereOp::IsNull | WhereOp::NotNull => {}
-                WhereOp::Between | WhereOp::NotBetween => {
+                WhereOp::Between
+                | WhereOp::NotBetween
+                | WhereOp::InWindow
+                | WhereOp::InWindowOrNull => {
                     if w.min_value.is_none() || w.max_value.is_none() {
                         return Err(ApiError::invalid_field(
                             &format!("{field}.minValue/maxValue"),
@@ -527,5 +545,15 @@ mod tests {
         assert!(e.message.contains("targetTable"), "{}", e.message);
         let e = TaskDetail::parse(r#"{"sourceSelectedDatasource":{"sourceTable":"a","where":[{"field_name":"x","op":"between","minValue":"1"}]},"targetSelectedDatasource":{"targetTable":"b"}}"#).unwrap_err();
         assert!(e.message.contains("where[0]"), "{}", e.message);
+    }
+
+    #[test]
+    fn window_ops_are_engine_internal() {
+        for op in ["inWindow", "inWindowOrNull", "InWindow"] {
+            let raw = format!(
+                r#"{{"sourceSelectedDatasource":{{"sourceTable":"a","where":[{{"field_name":"x","op":"{op}","minValue":"1","maxValue":"2"}}]}},"targetSelectedDatasource":{{"targetTable":"b"}}}}"#
+            );
+            assert!(TaskDetail::parse(&raw).is_err(), "{op} parsed");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fdi_connector::{Connector, ConnectorFactory};
-use fdi_engine::{Endpoint, EngineOptions, RunEvent, RunOutcome, RunRequest};
+use fdi_engine::{Endpoint, EngineOptions, IncrementalWindow, RunEvent, RunOutcome, RunRequest};
 use fdi_types::{DatasourceType, StepCode, TaskDetail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -135,6 +135,35 @@ pub async fn run_with(
     options: EngineOptions,
     cancel: CancellationToken,
 ) -> Ran {
+    run_request(detail, source, target, options, cancel, None).await
+}
+
+/// One run reading one incremental window.
+pub async fn run_window(
+    detail: TaskDetail,
+    source: Endpoint,
+    target: Endpoint,
+    window: IncrementalWindow,
+) -> Ran {
+    run_request(
+        detail,
+        source,
+        target,
+        options(),
+        CancellationToken::new(),
+        Some(window),
+    )
+    .await
+}
+
+pub async fn run_request(
+    detail: TaskDetail,
+    source: Endpoint,
+    target: Endpoint,
+    options: EngineOptions,
+    cancel: CancellationToken,
+    window: Option<IncrementalWindow>,
+) -> Ran {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let req = RunRequest {
         task_id: "task-1".into(),
@@ -144,6 +173,7 @@ pub async fn run_with(
         target,
         cancel,
         options,
+        window,
     };
     let outcome = fdi_engine::run(req, tx).await;
     let mut events = Vec::new();
