@@ -65,6 +65,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub port: u16,
     pub store_url: Option<String>,
+    /// Extra environment variables given to the server process (e.g. `FDI_LEASE_MS`).
+    pub env: Vec<(String, String)>,
     http: reqwest::Client,
 }
 
@@ -78,6 +80,11 @@ fn free_port() -> u16 {
 
 impl TestServer {
     pub async fn start(kind: StoreKind) -> TestServer {
+        Self::start_with_env(kind, &[]).await
+    }
+
+    /// Start with extra environment variables for the server process (kept across `spawn`).
+    pub async fn start_with_env(kind: StoreKind, env: &[(&str, &str)]) -> TestServer {
         let data_dir = std::env::temp_dir().join(unique("fdi-e2e"));
         std::fs::create_dir_all(&data_dir).unwrap();
         let store_url = match kind {
@@ -94,6 +101,10 @@ impl TestServer {
             data_dir,
             port: 0,
             store_url,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -133,6 +144,9 @@ impl TestServer {
         if let Some(url) = &self.store_url {
             cmd.arg("--store").arg(url);
         }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         self.child = Some(cmd.spawn().expect("spawn fdi server"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -156,6 +170,33 @@ impl TestServer {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Another node of the same cluster: a new process with its own data dir (so its own node
+    /// id), the same PostgreSQL store, the same secret key (copied, so it can open the
+    /// datasources the others created) and the same extra environment.
+    pub async fn join(&self) -> TestServer {
+        assert!(
+            self.store_url.is_some(),
+            "nodes share a store: start the first with StoreKind::Postgres"
+        );
+        let data_dir = std::env::temp_dir().join(unique("fdi-e2e-node"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let key = self.data_dir.join("secret.key");
+        if key.exists() {
+            std::fs::copy(&key, data_dir.join("secret.key")).expect("copy secret.key");
+        }
+        let mut s = TestServer {
+            child: None,
+            base: String::new(),
+            data_dir,
+            port: 0,
+            store_url: self.store_url.clone(),
+            env: self.env.clone(),
+            http: self.http.clone(),
+        };
+        s.spawn().await;
+        s
     }
 
     pub fn log(&self) -> String {
@@ -303,6 +344,24 @@ impl TestServer {
                 task_body(&unique("task"), source, target, &detail),
             )
             .await;
+        assert!(st == 200 || st == 201, "create task: {st} {body}");
+        body["task"]["task_id"]
+            .as_str()
+            .expect("task_id")
+            .to_string()
+    }
+
+    /// Create a task of `task_type` (`TIMING` or `REALTIME`) and return its id.
+    pub async fn create_task_of_type(
+        &self,
+        task_type: &str,
+        source: &str,
+        target: &str,
+        detail: Value,
+    ) -> String {
+        let mut body = task_body(&unique("task"), source, target, &detail);
+        body["task"]["task_type"] = json!(task_type);
+        let (st, body) = self.post("/tasks", body).await;
         assert!(st == 200 || st == 201, "create task: {st} {body}");
         body["task"]["task_id"]
             .as_str()
