@@ -1424,25 +1424,41 @@ async fn killed_node_run_is_ended_915_by_another_node() {
 struct IncTables {
     src: String,
     dst: String,
+    /// `timeZone` of the task: the zone of the source's wall-clock timestamps.
+    zone: &'static str,
+    /// SQL for "now" in the cursor column's type.
+    now_sql: String,
 }
 
-async fn inc_tables() -> IncTables {
+/// Source and target with an `updated_at` cursor of `col_type` (`timestamp` holds wall-clock
+/// time in `zone`; `timestamptz` is absolute).
+async fn inc_tables(col_type: &str, zone: &'static str) -> IncTables {
     let src = unique("inc_src");
     let dst = unique("inc_dst");
     pg_exec(&format!(
-        "CREATE TABLE {src} (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamp);
-         CREATE TABLE {dst} (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamp);"
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, amount numeric(12,2), updated_at {col_type});
+         CREATE TABLE {dst} (id bigint PRIMARY KEY, amount numeric(12,2), updated_at {col_type});"
     ))
     .await;
-    IncTables { src, dst }
+    let now_sql = if col_type == "timestamptz" {
+        "now()".to_string()
+    } else {
+        format!("(now() AT TIME ZONE '{zone}')")
+    };
+    IncTables {
+        src,
+        dst,
+        zone,
+        now_sql,
+    }
 }
 
 impl IncTables {
-    /// Insert ids `from..=to` stamped now (UTC wall clock).
+    /// Insert ids `from..=to` stamped now.
     async fn insert(&self, from: i64, to: i64) {
         pg_exec(&format!(
-            "INSERT INTO {} SELECT g, g * 1.5, now() AT TIME ZONE 'UTC' FROM generate_series({from}, {to}) g",
-            self.src
+            "INSERT INTO {} SELECT g, g * 1.5, {} FROM generate_series({from}, {to}) g",
+            self.src, self.now_sql
         ))
         .await;
     }
@@ -1466,7 +1482,7 @@ impl IncTables {
         json!({
             "sourceSelectedDatasource": {"sourceTable": self.src, "need_inc_migration": true,
                 "sourceDateColumn": "updated_at", "dataTimestamp": data_timestamp,
-                "compensation_time": 0, "timeZone": "UTC"},
+                "compensation_time": 0, "timeZone": self.zone},
             "targetSelectedDatasource": {"targetTable": self.dst, "supportPartUpdate": true},
             "mappingTable": [{"sourceColumn": "id", "targetColumn": "id"},
                              {"sourceColumn": "amount", "targetColumn": "amount"},
@@ -1478,15 +1494,85 @@ impl IncTables {
 #[tokio::test]
 #[ignore = "needs engine windows"]
 async fn incremental_runs_copy_only_their_window() {
+    incremental_flow("timestamp", "UTC").await;
+}
+
+/// Wall-clock timestamps in a zone ahead of UTC: read in the task's `timeZone`, not as UTC
+/// (as UTC they would lie 8 hours in the future and no window would reach them).
+#[tokio::test]
+#[ignore = "needs engine windows"]
+async fn incremental_windows_read_wall_clock_in_the_task_zone() {
+    incremental_flow("timestamp", "Asia/Shanghai").await;
+}
+
+#[tokio::test]
+#[ignore = "needs engine windows"]
+async fn incremental_windows_on_a_timestamptz_cursor() {
+    incremental_flow("timestamptz", "America/New_York").await;
+}
+
+/// The watermark moves only when a run has committed: a failed run is retried from the same
+/// point; `reset_incr_begin_time` moves it back to `dataTimestamp`.
+#[tokio::test]
+#[ignore = "needs engine windows"]
+async fn incremental_failed_run_is_retried_and_reset_rereads() {
     let s = TestServer::start(StoreKind::Sqlite).await;
     let app = s.create_app().await;
-    let tb = inc_tables().await;
+    let tb = inc_tables("timestamp", "UTC").await;
+    tb.insert(1, 100).await;
+    // A conflicting target row: a plain insert (no upsert) of the window fails.
+    pg_exec(&format!("INSERT INTO {} VALUES (50, 0, NULL)", tb.dst)).await;
+    let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let b = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let mut detail = tb.detail(now_ms() - 3600 * 1000);
+    detail["targetSelectedDatasource"]["supportPartUpdate"] = json!(false);
+    let task = s.create_task(&a, &b, detail.clone()).await;
+
+    let run = s.run_to_end(&task).await;
+    assert_eq!(exec(&run), "ERROR", "duplicate key: {run}");
+    assert_eq!(pg_count(&tb.dst).await, 1, "nothing committed");
+    pg_exec(&format!("DELETE FROM {}", tb.dst)).await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(exec(&run), "SUCCESS", "{run}");
+    assert_eq!(
+        run["data_count"], 100,
+        "the failed window is read again: {run}"
+    );
+    let run = s.run_to_end(&task).await;
+    assert_eq!(run["data_count"], 0, "then the watermark moved: {run}");
+
+    // Reset: the next run starts from dataTimestamp again.
+    let mut reset = detail.clone();
+    reset["sourceSelectedDatasource"]["reset_incr_begin_time"] = json!(true);
+    let (st, body) = s
+        .put(
+            &format!("/tasks/{task}"),
+            task_body(&unique("task"), &a, &b, &reset),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    pg_exec(&format!("DELETE FROM {}", tb.dst)).await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(exec(&run), "SUCCESS", "{run}");
+    assert_eq!(run["data_count"], 100, "re-read from dataTimestamp: {run}");
+    assert_eq!(
+        IncTables::stats(&tb.dst, "").await,
+        IncTables::stats(&tb.src, "").await
+    );
+    tb.drop_all().await;
+}
+
+async fn incremental_flow(col_type: &str, zone: &'static str) {
+    let s = TestServer::start(StoreKind::Sqlite).await;
+    let app = s.create_app().await;
+    let tb = inc_tables(col_type, zone).await;
     let data_ts = now_ms() - 24 * 3600 * 1000;
     tb.insert(1, 100).await;
     // One row older than dataTimestamp (never copied), one without a timestamp (initial load).
     pg_exec(&format!(
-        "INSERT INTO {src} VALUES (101, 7.25, (now() AT TIME ZONE 'UTC') - interval '2 days'), (102, 8.5, NULL)",
-        src = tb.src
+        "INSERT INTO {src} VALUES (101, 7.25, {now} - interval '2 days'), (102, 8.5, NULL)",
+        src = tb.src,
+        now = tb.now_sql
     ))
     .await;
     let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
@@ -1508,8 +1594,9 @@ async fn incremental_runs_copy_only_their_window() {
     // Updates and inserts between runs: only they are read, the target follows the source.
     tokio::time::sleep(Duration::from_millis(50)).await;
     pg_exec(&format!(
-        "UPDATE {src} SET amount = amount + 1000, updated_at = now() AT TIME ZONE 'UTC' WHERE id <= 10",
-        src = tb.src
+        "UPDATE {src} SET amount = amount + 1000, updated_at = {now} WHERE id <= 10",
+        src = tb.src,
+        now = tb.now_sql
     ))
     .await;
     tb.insert(103, 120).await;
@@ -1547,7 +1634,7 @@ async fn realtime_task_streams_new_rows_until_stopped() {
     .await;
     let s2 = s.join().await;
     let app = s.create_app().await;
-    let tb = inc_tables().await;
+    let tb = inc_tables("timestamp", "UTC").await;
     tb.insert(1, 20).await;
     let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
     let b = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
@@ -1579,8 +1666,9 @@ async fn realtime_task_streams_new_rows_until_stopped() {
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     // Updates too.
     pg_exec(&format!(
-        "UPDATE {src} SET amount = amount + 100, updated_at = now() AT TIME ZONE 'UTC' WHERE id <= 5",
-        src = tb.src
+        "UPDATE {src} SET amount = amount + 100, updated_at = {now} WHERE id <= 5",
+        src = tb.src,
+        now = tb.now_sql
     ))
     .await;
     let (srcr, dstr2) = (tb.src.as_str(), dstr);
