@@ -1,24 +1,47 @@
 #!/usr/bin/env bash
-# Copy benchmark: 1,000,000 rows through the fdi engine (release build, real connectors) versus
-# the plain client pipes, route by route, in the same run.
+# Copy benchmark: N rows (default 1,000,000) through the fdi engine (release build, real
+# connectors) versus the plain client pipes, route by route, side by side in the same run.
 #   engine:   crates/fdi-engine/examples/copy_bench.rs
-#   baseline: psql \copy ... to stdout | psql \copy ... from stdin            (PG -> PG)
-#             mariadb --batch --quick | psql \copy ... from stdin             (MySQL -> PG)
-#             mariadb --batch --quick | mariadb LOAD DATA LOCAL INFILE        (MySQL -> MySQL)
-# Usage: benches/copy_bench.sh [rows]     (needs PostgreSQL and MariaDB on 127.0.0.1, db `test`)
+#   baseline: psql \copy (select ...) to stdout | psql \copy ... from stdin     (PG -> PG)
+#             mariadb --batch --quick | psql \copy ... from stdin               (MySQL -> PG)
+#             mariadb --batch --quick | mariadb LOAD DATA LOCAL INFILE          (MySQL -> MySQL)
+#
+# Usage: benches/copy_bench.sh [rows]
+#   env RUNS=2                        runs per route and side; the best (fastest) one is reported
+#   env ROUTES="pg-pg mysql-pg mysql-mysql"
+#   env CARGO_TARGET_DIR=...          where the release example is built (default: target/)
+#   env SKIP_BUILD=1 / SKIP_PREPARE=1 reuse the built example / the existing bench_src tables
+# Needs PostgreSQL (127.0.0.1:5432, user postgres, db test) and MariaDB/MySQL (127.0.0.1:3306,
+# root, db test, local_infile allowed) plus psql, mariadb and bc.
+#
+# Every run (engine or baseline) starts from an empty bench_dst and is verified afterwards: row
+# count, count(distinct id), sum(amount), sum(qty), a sum over md5(name|email|note) and a sum over
+# both timestamps must equal the source's. Any mismatch or failed run aborts the script.
 set -euo pipefail
 ROWS=${1:-1000000}
+RUNS=${RUNS:-2}
+ROUTES=${ROUTES:-"pg-pg mysql-pg mysql-mysql"}
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$(dirname "$0")/../target}")
 cd "$(dirname "$0")/.."
-PSQL=(psql -h 127.0.0.1 -U postgres -d test -q -v ON_ERROR_STOP=1)
+export PGCONNECT_TIMEOUT=10
+PSQL=(psql -X -h 127.0.0.1 -U postgres -d test -q -v ON_ERROR_STOP=1)
 MY=(mariadb -h 127.0.0.1 -u root test)
 
-echo "building release example..." >&2
-cargo build --release -p fdi-engine --example copy_bench >&2
-BIN=target/release/examples/copy_bench
+log() { echo "[$(date +%T)] $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  log "building release example (target dir $TARGET_DIR)..."
+  CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p fdi-engine --example copy_bench >&2
+fi
+BIN=$TARGET_DIR/release/examples/copy_bench
+[ -x "$BIN" ] || die "$BIN not built"
 
 COLS="id, name, email, amount, qty, created_at, updated_at, note"
-echo "preparing $ROWS rows..." >&2
-"${PSQL[@]}" <<SQL
+if [ -z "${SKIP_PREPARE:-}" ]; then
+  log "preparing $ROWS rows in PostgreSQL..."
+  PGOPTIONS="-c client_min_messages=warning" "${PSQL[@]}" <<SQL
 DROP TABLE IF EXISTS bench_src, bench_dst;
 CREATE TABLE bench_src (id bigint PRIMARY KEY, name varchar(64), email varchar(128), amount numeric(12,2), qty int,
   created_at timestamp, updated_at timestamp, note text);
@@ -27,62 +50,119 @@ INSERT INTO bench_src SELECT g, 'name ' || g, 'user' || g || '@example.com', (g 
   timestamp '2024-01-01 00:00:00' + g * interval '1 second', timestamp '2024-06-01 12:00:00.123456' + g * interval '1 second',
   rpad('note ' || md5(g::text), 100, 'x')
 FROM generate_series(1, $ROWS) g;
-ANALYZE bench_src;
+VACUUM ANALYZE bench_src;
 SQL
-"${MY[@]}" <<SQL
+  log "preparing $ROWS rows in MariaDB..."
+  "${MY[@]}" >/dev/null <<SQL
 DROP TABLE IF EXISTS bench_src, bench_dst;
 CREATE TABLE bench_src (id bigint PRIMARY KEY, name varchar(64), email varchar(128), amount decimal(12,2), qty int,
   created_at datetime(6), updated_at datetime(6), note text) DEFAULT CHARSET=utf8mb4;
 CREATE TABLE bench_dst LIKE bench_src;
 INSERT INTO bench_src SELECT seq, CONCAT('name ', seq), CONCAT('user', seq, '@example.com'), (seq % 100000) / 100.0 + 0.01, seq % 1000,
-  '2024-01-01 00:00:00' + INTERVAL seq SECOND, '2024-06-01 12:00:00.123456' + INTERVAL seq SECOND,
+  TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND, TIMESTAMP'2024-06-01 12:00:00.123456' + INTERVAL seq SECOND,
   RPAD(CONCAT('note ', MD5(seq)), 100, 'x')
 FROM seq_1_to_${ROWS};
+ANALYZE TABLE bench_src;
 SQL
+fi
 
+# One line per table: count, distinct ids, sum(amount), sum(qty), sum of md5(name|email|note)
+# prefixes, sum of both timestamps in microseconds since 2024-01-01.
+check_pg() {
+  "${PSQL[@]}" -At -F' ' -c "SELECT count(*), count(DISTINCT id), sum(amount), sum(qty),
+    sum(('x' || substr(md5(concat_ws('|', name, email, note)), 1, 15))::bit(60)::bigint),
+    sum((extract(epoch FROM created_at - timestamp '2024-01-01') * 1000000)::bigint
+      + (extract(epoch FROM updated_at - timestamp '2024-01-01') * 1000000)::bigint)
+    FROM $1"
+}
+check_mysql() {
+  "${MY[@]}" -N -e "SELECT count(*), count(DISTINCT id), sum(amount), sum(qty),
+    sum(CAST(CONV(SUBSTR(MD5(CONCAT_WS('|', name, email, note)), 1, 15), 16, 10) AS UNSIGNED)),
+    sum(TIMESTAMPDIFF(MICROSECOND, '2024-01-01', created_at) + TIMESTAMPDIFF(MICROSECOND, '2024-01-01', updated_at))
+    FROM $1" | tr '\t' ' '
+}
+SRC_PG=$(check_pg bench_src)
+SRC_MY=$(check_mysql bench_src)
+log "source pg:    $SRC_PG"
+log "source mysql: $SRC_MY"
+[ "${SRC_PG%% *}" = "$ROWS" ] || die "PostgreSQL bench_src has ${SRC_PG%% *} rows, expected $ROWS"
+[ "$SRC_PG" = "$SRC_MY" ] || die "the PostgreSQL and MariaDB sources differ"
+
+clear_dst() { if [ "$1" = pg ]; then "${PSQL[@]}" -c "TRUNCATE bench_dst"; else "${MY[@]}" -e "TRUNCATE bench_dst"; fi; }
+verify_dst() { # who route dst
+  local got; got=$(check_"$3" bench_dst)
+  [ "$got" = "$SRC_PG" ] || die "$1 $2: bench_dst is [$got], expected [$SRC_PG]"
+}
 now() { date +%s.%N; }
-clear_pg() { "${PSQL[@]}" -c "TRUNCATE bench_dst"; }
-clear_my() { "${MY[@]}" -e "TRUNCATE bench_dst"; }
-count_pg() { "${PSQL[@]}" -At -c "SELECT count(*) FROM bench_dst"; }
-count_my() { "${MY[@]}" -N -e "SELECT count(*) FROM bench_dst"; }
 
-# Engine run: prints "rows secs bytes rss_kb"
-engine() { # src_kind dst_kind
-  local line; line=$("$BIN" "$1" bench_src "$2" bench_dst)
-  echo "$line" >&2
-  [[ "$line" == *"status=SUCCESS"* ]] || { echo "engine run failed: $line" >&2; exit 1; }
-  local rows secs bytes rss
-  rows=$(sed -E 's/.*rows=([0-9]+).*/\1/' <<<"$line"); secs=$(sed -E 's/.*secs=([0-9.]+).*/\1/' <<<"$line")
-  bytes=$(sed -E 's/.*bytes=([0-9]+).*/\1/' <<<"$line"); rss=$(sed -E 's/.*peak_rss_kb=([0-9]+).*/\1/' <<<"$line")
-  echo "$rows $secs $bytes $rss"
+# Engine run: sets E_SECS E_BYTES E_RSS_KB (wall time of the whole process).
+engine() { # src dst
+  local t0 t1 line
+  t0=$(now)
+  line=$("$BIN" "$1" bench_src "$2" bench_dst) || die "engine $1-$2 exited with $?: $line"
+  t1=$(now)
+  log "  engine   $1-$2: $line"
+  [[ "$line" == *"status=SUCCESS"* ]] || die "engine $1-$2 did not succeed: $line"
+  local rows; rows=$(sed -E 's/.*rows=([0-9]+).*/\1/' <<<"$line")
+  [ "$rows" = "$ROWS" ] || die "engine $1-$2 reported $rows rows, expected $ROWS"
+  E_SECS=$(echo "$t1 - $t0" | bc -l)
+  E_BYTES=$(sed -E 's/.*bytes=([0-9]+).*/\1/' <<<"$line")
+  E_RSS_KB=$(sed -E 's/.*peak_rss_kb=([0-9]+).*/\1/' <<<"$line")
 }
 
-baseline() { # route -> secs
+# Baseline run: sets B_SECS.
+baseline() { # route
   local t0 t1
   t0=$(now)
   case "$1" in
-    pg-pg) "${PSQL[@]}" -c "\\copy (SELECT $COLS FROM bench_src) TO STDOUT" | "${PSQL[@]}" -c "\\copy bench_dst FROM STDIN" ;;
-    mysql-pg) "${MY[@]}" --batch --quick --skip-column-names --raw -e "SELECT $COLS FROM bench_src" \
-                | "${PSQL[@]}" -c "\\copy bench_dst FROM STDIN WITH (NULL 'NULL')" ;;
+    pg-pg) "${PSQL[@]}" -c "\\copy (SELECT $COLS FROM bench_src) TO STDOUT" \
+             | "${PSQL[@]}" -c "\\copy bench_dst ($COLS) FROM STDIN" ;;
+    mysql-pg) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $COLS FROM bench_src" \
+             | "${PSQL[@]}" -c "\\copy bench_dst ($COLS) FROM STDIN WITH (NULL 'NULL')" ;;
     mysql-mysql) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $COLS FROM bench_src" \
-                | "${MY[@]}" --local-infile=1 -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst" ;;
+             | "${MY[@]}" --local-infile=1 -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst ($COLS)" ;;
+    *) die "unknown route $1" ;;
   esac
   t1=$(now)
-  echo "$t1 - $t0" | bc -l
+  B_SECS=$(echo "$t1 - $t0" | bc -l)
+  log "  baseline $1: ${B_SECS}s"
 }
 
-printf "%-12s %14s %8s %12s %16s %7s\n" route "engine rows/s" "MB/s" "peak RSS MB" "baseline rows/s" ratio
-for route in pg-pg mysql-pg mysql-mysql; do
+min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc -l)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+
+LOAD_START=$(loadavg)
+RESULTS=()
+for route in $ROUTES; do
   src=${route%-*}; dst=${route#*-}
-  if [ "$dst" = pg ]; then clear_pg; else clear_my; fi
-  read -r rows secs bytes rss < <(engine "$src" "$dst")
-  got=$([ "$dst" = pg ] && count_pg || count_my)
-  [ "$got" = "$ROWS" ] || { echo "engine $route: target has $got rows, expected $ROWS" >&2; exit 1; }
-  if [ "$dst" = pg ]; then clear_pg; else clear_my; fi
-  bsecs=$(baseline "$route")
-  got=$([ "$dst" = pg ] && count_pg || count_my)
-  [ "$got" = "$ROWS" ] || { echo "baseline $route: target has $got rows, expected $ROWS" >&2; exit 1; }
-  erate=$(echo "$rows / $secs" | bc -l); brate=$(echo "$ROWS / $bsecs" | bc -l)
-  printf "%-12s %14.0f %8.1f %12.1f %16.0f %7.2f\n" "$route" "$erate" "$(echo "$bytes / $secs / 1048576" | bc -l)" \
-    "$(echo "$rss / 1024" | bc -l)" "$brate" "$(echo "$erate / $brate" | bc -l)"
+  best_e=""; best_b=""; bytes=0; rss_kb=0; loads=()
+  for run in $(seq 1 "$RUNS"); do
+    loads+=("$(loadavg | cut -d' ' -f1)")
+    log "$route run $run/$RUNS (load $(loadavg))"
+    clear_dst "$dst"
+    engine "$src" "$dst"
+    verify_dst engine "$route" "$dst"
+    [ "$E_BYTES" -gt "$bytes" ] && bytes=$E_BYTES
+    [ "$E_RSS_KB" -gt "$rss_kb" ] && rss_kb=$E_RSS_KB
+    best_e=$(min "$best_e" "$E_SECS")
+    clear_dst "$dst"
+    baseline "$route"
+    verify_dst baseline "$route" "$dst"
+    best_b=$(min "$best_b" "$B_SECS")
+  done
+  clear_dst "$dst"
+  RESULTS+=("$route $best_e $bytes $rss_kb $best_b ${loads[*]}")
 done
+LOAD_END=$(loadavg)
+
+echo
+echo "copy benchmark: $ROWS rows, best of $RUNS runs per side; $(nproc) cores; load avg at start $LOAD_START, at end $LOAD_END"
+printf "%-12s %13s %8s %12s %15s %7s %9s %9s  %s\n" route "engine rows/s" "MB/s" "peak RSS MB" "baseline rows/s" ratio "engine s" "base s" "load(1m) per run"
+for r in "${RESULTS[@]}"; do
+  read -r route es bytes rss bs loads <<<"$r"
+  erate=$(echo "$ROWS / $es" | bc -l); brate=$(echo "$ROWS / $bs" | bc -l)
+  printf "%-12s %13.0f %8.1f %12.1f %15.0f %7.2f %9.2f %9.2f  %s\n" "$route" "$erate" \
+    "$(echo "$bytes / $es / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$brate" \
+    "$(echo "$erate / $brate" | bc -l)" "$es" "$bs" "$loads"
+done
+echo "verified: every engine and baseline run left bench_dst equal to bench_src (count, distinct ids, sum(amount), sum(qty), md5 sum, timestamp sum)"
+echo "MB/s = bytes the engine's writer sent (COPY payload for PostgreSQL, INSERT value tuples for MySQL) per wall second of the engine process"

@@ -1,7 +1,8 @@
 //! PostgreSQL connector: discovery over the catalogs, a streaming reader (sqlx `fetch`) and a
-//! transactional writer using `COPY ... FROM STDIN` (plain insert) or COPY into a temporary
-//! staging table + `INSERT ... ON CONFLICT` (upsert).
+//! transactional writer using `COPY ... FROM STDIN` (plain insert; binary COPY when every column
+//! type allows it) or COPY into a temporary staging table + `INSERT ... ON CONFLICT` (upsert).
 
+mod binary;
 mod discovery;
 mod reader;
 mod writer;

@@ -1,5 +1,17 @@
 //! Transactional PostgreSQL writer: `COPY ... FROM STDIN` for inserts, COPY into a temporary
 //! staging table + `INSERT ... ON CONFLICT` for upserts.
+//!
+//! Inserts stream into one COPY that stays open across batches, run by a task of its own: the
+//! writer encodes batch n+1 while the task sends batch n and the server parses and inserts it.
+//! The COPY is finished and restarted every [`COPY_ROLLOVER_BYTES`], so a server-side error
+//! (constraint, length) surfaces after a bounded amount of data. Batches whose columns all have a
+//! binary wire form ([`crate::binary`]) go as binary COPY, others as COPY text.
+//!
+//! The writer holds one connection and runs `BEGIN` / `COMMIT` / `ROLLBACK` itself. The
+//! connection goes back to the pool only after a clean `COMMIT` or `ROLLBACK`; in any other case
+//! (an interrupted COPY, a failed statement, the writer dropped inside its transaction) it is
+//! closed, which makes the server roll back whatever is open. Any failed statement poisons the
+//! writer: `commit` then refuses, so a failed run can never report success.
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -7,9 +19,118 @@ use fdi_connector::{ConnectorError, Result, SinkWriter, WriteMode, WriteSpec, Wr
 use fdi_sql_core::insert::{formatters, push_copy_line, upsert_suffix};
 use fdi_sql_core::literal::Output;
 use fdi_sql_core::{Dialect, map_sqlx_error};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::binary;
 
 const STAGE: &str = "fdi_stage";
+
+/// An insert COPY is finished and a new one started after this many bytes.
+const COPY_ROLLOVER_BYTES: u64 = 64 << 20;
+
+/// Encoded batches queued for the COPY task (each about one batch, ~1-2 MB).
+const COPY_QUEUE: usize = 2;
+
+/// A pooled connection inside the writer's transaction. Dropped, it is closed rather than
+/// pooled, unless [`TxConn::release`]d after the transaction ended cleanly.
+struct TxConn(Option<PoolConnection<Postgres>>);
+
+impl TxConn {
+    fn conn(&mut self) -> &mut PgConnection {
+        self.0.as_mut().expect("connection present until released")
+    }
+
+    /// The transaction ended cleanly: the connection may be pooled again.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for TxConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.close_on_drop();
+        }
+    }
+}
+
+enum Msg {
+    Data(Vec<u8>),
+    /// Send the trailer and CopyDone; the task returns the connection.
+    Finish,
+}
+
+/// A COPY in progress, owning the writer's connection until it ends.
+struct CopyTask {
+    tx: mpsc::Sender<Msg>,
+    /// Buffers the task has sent, for reuse.
+    spare: mpsc::UnboundedReceiver<Vec<u8>>,
+    handle: JoinHandle<(TxConn, std::result::Result<u64, sqlx::Error>)>,
+    binary: bool,
+    sent: u64,
+}
+
+impl CopyTask {
+    fn spawn(mut conn: TxConn, stmt: String, binary: bool) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Msg>(COPY_QUEUE);
+        let (spare_tx, spare) = mpsc::unbounded_channel();
+        let handle = tokio::spawn(async move {
+            let r = async {
+                let mut copy = conn.conn().copy_in_raw(&stmt).await?;
+                if binary {
+                    copy.send(binary::HEADER).await?;
+                }
+                loop {
+                    match rx.recv().await {
+                        Some(Msg::Data(buf)) => {
+                            copy.send(buf.as_slice()).await?;
+                            let _ = spare_tx.send(buf);
+                        }
+                        Some(Msg::Finish) => {
+                            if binary {
+                                copy.send(binary::TRAILER).await?;
+                            }
+                            return copy.finish().await;
+                        }
+                        None => {
+                            // The writer went away without finishing: discard what was sent.
+                            let _ = copy.abort("fdi: write abandoned").await;
+                            return Err(sqlx::Error::Protocol("COPY abandoned".into()));
+                        }
+                    }
+                }
+            }
+            .await;
+            (conn, r)
+        });
+        Self {
+            tx,
+            spare,
+            handle,
+            binary,
+            sent: 0,
+        }
+    }
+
+    /// Wait for the task and take the connection back.
+    async fn join(self) -> (Option<TxConn>, Result<()>) {
+        drop(self.spare);
+        match self.handle.await {
+            Ok((conn, r)) => (
+                Some(conn),
+                r.map(|_| ()).map_err(|e| map_sqlx_error("copy", e)),
+            ),
+            Err(e) => (
+                None,
+                Err(ConnectorError::internal(format!("COPY task failed: {e}"))),
+            ),
+        }
+    }
+}
 
 pub struct PgWriter {
     pool: PgPool,
@@ -17,8 +138,20 @@ pub struct PgWriter {
     table_sql: String,
     columns: Vec<String>,
     spec: WriteSpec,
-    tx: Option<Transaction<'static, Postgres>>,
-    buf: String,
+    /// Binary kinds of the target columns, when they all have one.
+    binary_kinds: Option<Vec<binary::Kind>>,
+    /// The connection, inside `BEGIN` between `begin` and `commit`/`abort`, when no COPY has it.
+    conn: Option<TxConn>,
+    copy: Option<CopyTask>,
+    /// A statement failed in this transaction: it can only be rolled back.
+    failed: bool,
+    text: String,
+    /// Tests: COPY text only.
+    #[cfg(test)]
+    force_text: bool,
+    /// Tests: a smaller rollover.
+    #[cfg(test)]
+    rollover: u64,
 }
 
 impl PgWriter {
@@ -26,14 +159,34 @@ impl PgWriter {
         let d = Dialect::Postgres;
         let table_sql = format!("{}.{}", d.quote_ident(&schema), d.quote_ident(&table));
         let columns = spec.columns.iter().map(|c| c.name.clone()).collect();
+        let natives: Vec<&str> = spec
+            .columns
+            .iter()
+            .map(|c| c.native_type.as_str())
+            .collect();
+        let binary_kinds = binary::kinds_of(&natives);
         Self {
             pool,
             table_sql,
             columns,
             spec,
-            tx: None,
-            buf: String::new(),
+            binary_kinds,
+            conn: None,
+            copy: None,
+            failed: false,
+            text: String::new(),
+            #[cfg(test)]
+            force_text: false,
+            #[cfg(test)]
+            rollover: COPY_ROLLOVER_BYTES,
         }
+    }
+
+    fn rollover(&self) -> u64 {
+        #[cfg(test)]
+        return self.rollover;
+        #[cfg(not(test))]
+        COPY_ROLLOVER_BYTES
     }
 
     fn column_list(&self) -> String {
@@ -44,45 +197,135 @@ impl PgWriter {
             .join(", ")
     }
 
-    fn tx(&mut self) -> Result<&mut Transaction<'static, Postgres>> {
-        self.tx
-            .as_mut()
+    /// Remember a failure: the transaction can no longer commit.
+    fn check<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn take_conn(&mut self) -> Result<TxConn> {
+        if self.failed {
+            return Err(ConnectorError::external(
+                "the transaction failed earlier and can only be rolled back",
+            ));
+        }
+        self.conn
+            .take()
             .ok_or_else(|| ConnectorError::internal("writer used outside begin/commit"))
     }
 
-    async fn exec(&mut self, sql: String) -> Result<()> {
-        let tx = self.tx()?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut **tx)
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        self.finish_copy().await?;
+        let mut conn = self.take_conn()?;
+        let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(conn.conn())
             .await
             .map(|_| ())
-            .map_err(|e| map_sqlx_error("write", e))
+            .map_err(|e| map_sqlx_error("write", e));
+        self.conn = Some(conn);
+        self.check(r)
     }
 
-    /// COPY the batch (as COPY text) into `into`.
-    async fn copy_batch(&mut self, into: String, batch: &RecordBatch) -> Result<u64> {
-        let mut buf = std::mem::take(&mut self.buf);
+    /// Start `COPY into FROM STDIN` (binary or text) in a task that owns the connection.
+    fn open_copy(&mut self, into: &str, binary: bool) -> Result<()> {
+        let conn = self.take_conn()?;
+        let stmt = format!(
+            "COPY {into} ({}) FROM STDIN{}",
+            self.column_list(),
+            if binary { " (FORMAT binary)" } else { "" }
+        );
+        self.copy = Some(CopyTask::spawn(conn, stmt, binary));
+        Ok(())
+    }
+
+    /// Finish the open COPY (if any) and take the connection back; the server's errors for the
+    /// copied rows (constraints, lengths) surface here.
+    async fn finish_copy(&mut self) -> Result<()> {
+        let Some(task) = self.copy.take() else {
+            return Ok(());
+        };
+        // A failed send means the task already ended; join() says why.
+        let _ = task.tx.send(Msg::Finish).await;
+        let (conn, r) = task.join().await;
+        self.conn = conn;
+        self.check(r)
+    }
+
+    /// Encode `batch` and queue it on the open COPY. Returns the bytes queued.
+    async fn send(&mut self, batch: &RecordBatch) -> Result<u64> {
+        let Some(task) = self.copy.as_mut() else {
+            return Err(ConnectorError::internal("no COPY in progress"));
+        };
+        let mut buf = task.spare.try_recv().unwrap_or_default();
         buf.clear();
-        {
+        if task.binary {
+            if !binary::encode(&mut buf, batch) {
+                return self.check(Err(ConnectorError::internal(
+                    "binary COPY encoding refused a batch",
+                )));
+            }
+        } else {
+            self.text.clear();
             let fmts = formatters(batch, Output::CopyText)?;
             for i in 0..batch.num_rows() {
-                push_copy_line(&mut buf, &fmts, i);
+                push_copy_line(&mut self.text, &fmts, i);
             }
+            buf.extend_from_slice(self.text.as_bytes());
         }
         let bytes = buf.len() as u64;
-        let stmt = format!("COPY {into} ({}) FROM STDIN", self.column_list());
-        let tx = self.tx()?;
-        let result = async {
-            let mut copy = tx.copy_in_raw(&stmt).await?;
-            if let Err(e) = copy.send(buf.as_bytes()).await {
-                let _ = copy.abort("fdi: send failed").await;
-                return Err(e);
-            }
-            copy.finish().await
+        task.sent += bytes;
+        if task.tx.send(Msg::Data(buf)).await.is_err() {
+            // The task ended early: it failed, and join() has the cause.
+            let task = self.copy.take().expect("copy task present");
+            let (conn, r) = task.join().await;
+            self.conn = conn;
+            self.check(r)?;
+            return self.check(Err(ConnectorError::internal("COPY ended early")));
         }
-        .await;
-        self.buf = buf;
-        result.map_err(|e| map_sqlx_error("copy", e))?;
+        Ok(bytes)
+    }
+
+    fn is_binary(&self, batch: &RecordBatch) -> bool {
+        #[cfg(test)]
+        if self.force_text {
+            return false;
+        }
+        self.binary_kinds
+            .as_deref()
+            .is_some_and(|k| binary::fits(k, batch))
+    }
+
+    /// Insert: stream the batch into the long-lived COPY.
+    async fn insert(&mut self, batch: &RecordBatch) -> Result<u64> {
+        let binary = self.is_binary(batch);
+        if let Some(task) = &self.copy
+            && (task.binary != binary || task.sent >= self.rollover())
+        {
+            self.finish_copy().await?;
+        }
+        if self.copy.is_none() {
+            let into = self.table_sql.clone();
+            self.open_copy(&into, binary)?;
+        }
+        self.send(batch).await
+    }
+
+    /// Upsert: COPY the batch into the staging table, then merge it.
+    async fn upsert(&mut self, batch: &RecordBatch, keys: &[String], part: bool) -> Result<u64> {
+        let binary = self.is_binary(batch);
+        self.open_copy(STAGE, binary)?;
+        let bytes = self.send(batch).await?;
+        self.finish_copy().await?;
+        let cols = self.column_list();
+        let suffix = upsert_suffix(Dialect::Postgres, &self.columns, keys, part);
+        self.exec(&format!(
+            "INSERT INTO {} AS fdi_t ({cols}) SELECT {cols} FROM {STAGE}{suffix}",
+            self.table_sql
+        ))
+        .await?;
+        self.exec(&format!("TRUNCATE {STAGE}")).await?;
         Ok(bytes)
     }
 }
@@ -90,18 +333,23 @@ impl PgWriter {
 #[async_trait]
 impl SinkWriter for PgWriter {
     async fn begin(&mut self) -> Result<()> {
-        let tx = self
+        if self.conn.is_some() || self.copy.is_some() {
+            return Err(ConnectorError::internal("begin called twice"));
+        }
+        let conn = self
             .pool
-            .begin()
+            .acquire()
             .await
             .map_err(|e| map_sqlx_error("begin", e))?;
-        self.tx = Some(tx);
+        self.failed = false;
+        self.conn = Some(TxConn(Some(conn)));
+        self.exec("BEGIN").await?;
         if self.spec.clear_table {
-            self.exec(format!("TRUNCATE TABLE {}", self.table_sql))
+            self.exec(&format!("TRUNCATE TABLE {}", self.table_sql))
                 .await?;
         }
         if matches!(self.spec.mode, WriteMode::Upsert { .. }) {
-            self.exec(format!(
+            self.exec(&format!(
                 "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
                 self.column_list(),
                 self.table_sql
@@ -116,49 +364,339 @@ impl SinkWriter for PgWriter {
             return Ok(WriteStats::default());
         }
         let rows = batch.num_rows() as u64;
-        match self.spec.mode.clone() {
-            WriteMode::Insert => {
-                let bytes = self.copy_batch(self.table_sql.clone(), &batch).await?;
-                Ok(WriteStats {
-                    rows,
-                    bytes,
-                    dirty_rows: 0,
-                })
-            }
+        let bytes = match self.spec.mode.clone() {
+            WriteMode::Insert => self.insert(&batch).await?,
             WriteMode::Upsert { keys, part_update } => {
-                let bytes = self.copy_batch(STAGE.to_string(), &batch).await?;
-                let cols = self.column_list();
-                let suffix = upsert_suffix(Dialect::Postgres, &self.columns, &keys, part_update);
-                self.exec(format!(
-                    "INSERT INTO {} AS fdi_t ({cols}) SELECT {cols} FROM {STAGE}{suffix}",
-                    self.table_sql
-                ))
-                .await?;
-                self.exec(format!("TRUNCATE {STAGE}")).await?;
-                Ok(WriteStats {
-                    rows,
-                    bytes,
-                    dirty_rows: 0,
-                })
+                self.upsert(&batch, &keys, part_update).await?
             }
-        }
+        };
+        Ok(WriteStats {
+            rows,
+            bytes,
+            dirty_rows: 0,
+        })
     }
 
     async fn commit(&mut self) -> Result<()> {
-        let tx = self
-            .tx
-            .take()
-            .ok_or_else(|| ConnectorError::internal("commit without begin"))?;
-        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))
+        if self.conn.is_none() && self.copy.is_none() {
+            return Err(ConnectorError::internal("commit without begin"));
+        }
+        self.finish_copy().await?;
+        let mut conn = self.take_conn()?;
+        let r = sqlx::raw_sql("COMMIT")
+            .execute(conn.conn())
+            .await
+            .map(|_| ())
+            .map_err(|e| map_sqlx_error("commit", e));
+        if r.is_ok() {
+            conn.release();
+        }
+        self.check(r)
     }
 
     async fn abort(&mut self) -> Result<()> {
-        match self.tx.take() {
-            Some(tx) => tx
-                .rollback()
-                .await
-                .map_err(|e| map_sqlx_error("rollback", e)),
-            None => Ok(()),
+        // After an interrupted COPY or a failed statement the connection is only closed (which
+        // rolls back); otherwise it is rolled back and pooled again.
+        let mut reusable = !self.failed;
+        if let Some(task) = self.copy.take() {
+            reusable = false;
+            // Closing the queue makes the task abort its COPY.
+            drop(task.tx);
+            if let Ok((conn, _)) = task.handle.await {
+                self.conn = Some(conn);
+            }
         }
+        self.failed = false;
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let r = sqlx::raw_sql("ROLLBACK")
+            .execute(conn.conn())
+            .await
+            .map(|_| ())
+            .map_err(|e| map_sqlx_error("rollback", e));
+        if r.is_ok() && reusable {
+            conn.release();
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real server (127.0.0.1:5432, user postgres, db test), like tests/postgres.rs.
+
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use fdi_connector::{Connector, ConnectorFactory, ReadSpec, SourceQuery};
+    use sqlx::postgres::PgPoolOptions;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    fn connector() -> Arc<dyn Connector> {
+        crate::Factory
+            .create(&serde_json::json!({"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}))
+            .unwrap()
+    }
+
+    fn unique(p: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{p}_{}_{nanos}", std::process::id())
+    }
+
+    async fn pool() -> PgPool {
+        PgPoolOptions::new().connect(URL).await.unwrap()
+    }
+
+    async fn exec(sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn scalar(sql: &str) -> String {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&pool().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn read_all(c: &Arc<dyn Connector>, table: &str) -> Vec<RecordBatch> {
+        let mut reader = c
+            .reader(ReadSpec {
+                query: SourceQuery::Table {
+                    table: table.into(),
+                    columns: vec![],
+                    filters: vec![],
+                    order_by: None,
+                },
+                batch_rows: 100,
+            })
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(1000);
+        reader.read(tx, CancellationToken::new()).await.unwrap();
+        collect(rx).await
+    }
+
+    async fn collect(mut rx: tokio::sync::mpsc::Receiver<RecordBatch>) -> Vec<RecordBatch> {
+        let mut v = Vec::new();
+        while let Some(b) = rx.recv().await {
+            v.push(b);
+        }
+        v
+    }
+
+    async fn writer(
+        c: &Arc<dyn Connector>,
+        table: &str,
+        mode: WriteMode,
+        text: bool,
+        pool: &PgPool,
+    ) -> PgWriter {
+        let spec = WriteSpec {
+            table: table.into(),
+            columns: c.columns(table).await.unwrap(),
+            mode,
+            clear_table: false,
+        };
+        let mut w = PgWriter::new(pool.clone(), ("public".into(), table.into()), spec);
+        w.force_text = text;
+        w.rollover = 4096;
+        w
+    }
+
+    fn checksum(t: &str) -> String {
+        format!(
+            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY id)), '') || ':' || count(*) FROM {t} x"
+        )
+    }
+
+    /// Every binary-encoded type lands exactly as COPY text puts it (and as the source had it).
+    #[tokio::test]
+    async fn binary_copy_matches_text_copy() {
+        let ddl = "id bigint PRIMARY KEY, flag boolean, s smallint, i int, r real, d double precision,
+            amount numeric(12,2), huge numeric(38,10), tiny numeric(10,9), whole numeric(30,0), name varchar(64),
+            note text, code char(5), payload bytea, born date, at_time time, created timestamp(6), created3 timestamp(3),
+            created_tz timestamptz";
+        let (src, bin, txt) = (
+            unique("c_pgbin_src"),
+            unique("c_pgbin_b"),
+            unique("c_pgbin_t"),
+        );
+        exec(&format!(
+            "CREATE TABLE {src} ({ddl}); CREATE TABLE {bin} ({ddl}); CREATE TABLE {txt} ({ddl});
+             INSERT INTO {src} SELECT g, g % 3 = 0, (g % 30000) - 15000, g * 1000 - 500000, g / 7.0, g / 3.0 - 100,
+               (g * 12.34 - 3000)::numeric(12,2), ('-1234567890123456789.' || g)::numeric(38,10), (g / 1000.0)::numeric(10,9) / 3,
+               (10::numeric ^ (g % 25)) * g, 'name ' || g, repeat('ü名🚀 \\ 	 x', g % 5) || E'\\n\\r', left('c' || g, 5),
+               decode(md5(g::text), 'hex') || '\\x00'::bytea, date '1970-01-01' + (g - 250) * 97,
+               time '00:00:00' + g * interval '7 min 1.000001 s', timestamp '1960-02-29 23:59:59.999999' + g * interval '51 days 1 microsecond',
+               timestamp '2000-01-01' - g * interval '1 hour 0.0005 s', timestamptz '2024-01-01 00:00:00+05' + g * interval '1 s 1 microsecond'
+             FROM generate_series(1, 500) g;
+             INSERT INTO {src} (id) VALUES (0);
+             INSERT INTO {src} (id, amount, huge, tiny, whole, r, d) VALUES (-1, 0, 0, 0.000000001, 0, 'NaN', '-Infinity'),
+               (-2, -0.01, -0.0000000001, -9.999999999, 999999999999999999999999999999, 'Infinity', 'NaN')"
+        ))
+        .await;
+        let c = connector();
+        let batches = read_all(&c, &src).await;
+        assert!(batches.len() > 3);
+        for (table, text) in [(&bin, false), (&txt, true)] {
+            let mut w = writer(&c, table, WriteMode::Insert, text, &pool().await).await;
+            assert!(w.binary_kinds.is_some());
+            w.begin().await.unwrap();
+            for b in &batches {
+                assert_eq!(w.is_binary(b), !text);
+                w.write(b.clone()).await.unwrap();
+            }
+            w.commit().await.unwrap();
+        }
+        let want = scalar(&checksum(&src)).await;
+        assert!(want.ends_with(":503"), "{want}");
+        assert_eq!(scalar(&checksum(&bin)).await, want, "binary copy");
+        assert_eq!(scalar(&checksum(&txt)).await, want, "text copy");
+        exec(&format!("DROP TABLE {src}, {bin}, {txt}")).await;
+    }
+
+    fn batch(ids: std::ops::Range<i64>, note: impl Fn(i64) -> String) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let id: ArrayRef = Arc::new(Int64Array::from_iter_values(ids.clone()));
+        let n: ArrayRef = Arc::new(StringArray::from_iter_values(ids.map(note)));
+        RecordBatch::try_new(schema, vec![id, n]).unwrap()
+    }
+
+    /// NUL characters are dropped (as COPY text does); a server-side error in a long-lived COPY
+    /// fails the run at the latest at commit and leaves nothing; abort mid-COPY rolls back; upserts.
+    #[tokio::test]
+    async fn errors_abort_and_upsert() {
+        let t = unique("c_pgbin_err");
+        exec(&format!(
+            "CREATE TABLE {t} (id bigint PRIMARY KEY, note varchar(20))"
+        ))
+        .await;
+        let c = connector();
+        // One connection, reused by every writer: a connection pooled again in the middle of a
+        // transaction would leak its rows into the next writer's commit.
+        let p = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(URL)
+            .await
+            .unwrap();
+        for text in [false, true] {
+            let mut w = writer(&c, &t, WriteMode::Insert, text, &p).await;
+            w.begin().await.unwrap();
+            w.write(batch(0..100, |i| format!("a\0b{i}")))
+                .await
+                .unwrap();
+            w.write(batch(100..2000, |i| format!("n{i}")))
+                .await
+                .unwrap();
+            // Duplicate keys: the COPY fails on the server.
+            let mut failed = w.write(batch(5..6, |_| "dup".into())).await.is_err();
+            for k in 0..50 {
+                if failed {
+                    break;
+                }
+                failed = w
+                    .write(batch(3000 + k * 100..3100 + k * 100, |i| format!("m{i}")))
+                    .await
+                    .is_err();
+            }
+            if !failed {
+                failed = w.commit().await.is_err();
+            }
+            assert!(failed, "a failed COPY must not commit");
+            assert!(w.commit().await.is_err());
+            w.abort().await.ok();
+            assert_eq!(
+                scalar(&format!("SELECT count(*)::text FROM {t}")).await,
+                "0"
+            );
+
+            // Abort while a COPY is open.
+            let mut w = writer(&c, &t, WriteMode::Insert, text, &p).await;
+            w.begin().await.unwrap();
+            w.write(batch(0..100, |i| format!("x{i}"))).await.unwrap();
+            assert!(w.copy.is_some());
+            w.abort().await.unwrap();
+            assert_eq!(
+                scalar(&format!("SELECT count(*)::text FROM {t}")).await,
+                "0"
+            );
+
+            // Dropped while a COPY is open: nothing lands, the connection is not reused.
+            let mut w = writer(&c, &t, WriteMode::Insert, text, &p).await;
+            w.begin().await.unwrap();
+            w.write(batch(0..100, |i| format!("x{i}"))).await.unwrap();
+            drop(w);
+
+            // Too long for varchar(20): fails.
+            let mut w = writer(&c, &t, WriteMode::Insert, text, &p).await;
+            w.begin().await.unwrap();
+            let r = async {
+                w.write(batch(0..10, |_| "y".repeat(21))).await?;
+                w.commit().await
+            }
+            .await;
+            assert!(r.is_err());
+            w.abort().await.ok();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(
+            scalar(&format!("SELECT count(*)::text FROM {t}")).await,
+            "0"
+        );
+
+        let mut w = writer(&c, &t, WriteMode::Insert, false, &p).await;
+        w.begin().await.unwrap();
+        w.write(batch(0..100, |i| format!("a\0b{i}")))
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(
+            scalar(&format!("SELECT note FROM {t} WHERE id = 7")).await,
+            "ab7"
+        );
+        for text in [false, true] {
+            let mode = WriteMode::Upsert {
+                keys: vec!["id".into()],
+                part_update: true,
+            };
+            let mut w = writer(&c, &t, mode, text, &p).await;
+            w.begin().await.unwrap();
+            w.write(batch(50..150, |i| format!("u{i}"))).await.unwrap();
+            w.write(batch(150..160, |i| format!("v{i}"))).await.unwrap();
+            w.commit().await.unwrap();
+        }
+        assert_eq!(
+            scalar(&format!("SELECT count(*) || ':' || string_agg(note, ',' ORDER BY id) FILTER (WHERE id IN (49, 50, 155)) FROM {t}")).await,
+            "160:ab49,u50,v155"
+        );
+        // Many rollovers (4 KiB each) in one transaction.
+        let mut w = writer(&c, &t, WriteMode::Insert, false, &p).await;
+        w.begin().await.unwrap();
+        for k in 0..40 {
+            w.write(batch(1000 + k * 500..1500 + k * 500, |i| format!("r{i}")))
+                .await
+                .unwrap();
+        }
+        w.commit().await.unwrap();
+        assert_eq!(
+            scalar(&format!("SELECT count(*)::text FROM {t}")).await,
+            "20160"
+        );
+        exec(&format!("DROP TABLE {t}")).await;
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! `copy_bench <pg|mysql> <source_table> <pg|mysql> <target_table>` (tables must exist; the
 //! target is cleared in the run's transaction). Prints one line:
-//! `rows=<n> secs=<s> bytes=<b> peak_rss_kb=<kb> status=<SUCCESS|...>`.
+//! `rows=<n> secs=<s> bytes=<b> peak_rss_kb=<kb> read_ms=<ms> write_ms=<ms> status=<SUCCESS|...>`
+//! (`bytes`: what the writer sent; `read_ms`/`write_ms`: the engine's reader and writer spans).
+//! `FDI_BATCH_ROWS` overrides the rows per batch. Driven by `benches/copy_bench.sh`.
 
 use std::time::Instant;
 
@@ -77,10 +79,12 @@ async fn main() -> Result<(), String> {
     let secs = t0.elapsed().as_secs_f64();
     let _ = drain.await;
     println!(
-        "rows={} secs={secs:.3} bytes={} peak_rss_kb={} status={} remarks={:?}",
+        "rows={} secs={secs:.3} bytes={} peak_rss_kb={} read_ms={} write_ms={} status={} remarks={:?}",
         out.rows_written,
         out.bytes_written,
         peak_rss_kb(),
+        out.read_ms,
+        out.write_ms,
         out.status.as_str(),
         out.remarks
     );
