@@ -188,7 +188,9 @@ impl SinkWriter for MySqlWriter {
             if queue.send(s).await.is_err() {
                 // The task stopped at a failed statement; join() has the cause.
                 self.join().await?;
-                return Err(ConnectorError::internal("statement task ended early"));
+                let e = ConnectorError::internal("statement task ended early");
+                self.failed = Some(e.message.clone());
+                return Err(e);
             }
         }
         Ok(WriteStats {
