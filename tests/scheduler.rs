@@ -902,7 +902,6 @@ async fn plans_do_not_fire_before_their_start_datetime() {
 /// Quartz's `start/step` form (`0/2` = from second 0 every 2 s; `0 0/5 * * * ?` = every five
 /// minutes, the most common Quartz example) is standard Quartz syntax.
 #[tokio::test]
-#[ignore = "bug: Quartz start/step syntax (\"0/2 * * * * ?\", \"0 0/5 * * * ?\") refused with 400 FDI.3002 (croner rejects single-number steps)"]
 async fn quartz_start_step_syntax_is_accepted_and_fires() {
     let s = TestServer::start(StoreKind::Sqlite).await;
     let t = fast_task(&s).await;
@@ -1492,7 +1491,6 @@ impl IncTables {
 }
 
 #[tokio::test]
-#[ignore = "needs engine windows"]
 async fn incremental_runs_copy_only_their_window() {
     incremental_flow("timestamp", "UTC").await;
 }
@@ -1500,13 +1498,11 @@ async fn incremental_runs_copy_only_their_window() {
 /// Wall-clock timestamps in a zone ahead of UTC: read in the task's `timeZone`, not as UTC
 /// (as UTC they would lie 8 hours in the future and no window would reach them).
 #[tokio::test]
-#[ignore = "needs engine windows"]
 async fn incremental_windows_read_wall_clock_in_the_task_zone() {
     incremental_flow("timestamp", "Asia/Shanghai").await;
 }
 
 #[tokio::test]
-#[ignore = "needs engine windows"]
 async fn incremental_windows_on_a_timestamptz_cursor() {
     incremental_flow("timestamptz", "America/New_York").await;
 }
@@ -1514,7 +1510,6 @@ async fn incremental_windows_on_a_timestamptz_cursor() {
 /// The watermark moves only when a run has committed: a failed run is retried from the same
 /// point; `reset_incr_begin_time` moves it back to `dataTimestamp`.
 #[tokio::test]
-#[ignore = "needs engine windows"]
 async fn incremental_failed_run_is_retried_and_reset_rereads() {
     let s = TestServer::start(StoreKind::Sqlite).await;
     let app = s.create_app().await;
@@ -1620,7 +1615,6 @@ async fn incremental_flow(col_type: &str, zone: &'static str) {
 }
 
 #[tokio::test]
-#[ignore = "needs engine windows"]
 async fn realtime_task_streams_new_rows_until_stopped() {
     // Two nodes: the run lives on one of them, the stop goes through the other.
     let s = TestServer::start_with_env(

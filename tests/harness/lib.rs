@@ -68,6 +68,8 @@ pub struct TestServer {
     /// Extra environment variables given to the server process (e.g. `FDI_LEASE_MS`).
     pub env: Vec<(String, String)>,
     http: reqwest::Client,
+    /// The PostgreSQL store database this server created (dropped with it); joined nodes don't own it.
+    owns_db: bool,
 }
 
 fn free_port() -> u16 {
@@ -100,6 +102,7 @@ impl TestServer {
             base: String::new(),
             data_dir,
             port: 0,
+            owns_db: store_url.is_some(),
             store_url,
             env: env
                 .iter()
@@ -194,6 +197,7 @@ impl TestServer {
             store_url: self.store_url.clone(),
             env: self.env.clone(),
             http: self.http.clone(),
+            owns_db: false,
         };
         s.spawn().await;
         s
@@ -430,6 +434,26 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_db
+            && let Some(db) = self.store_url.as_deref().and_then(|u| u.rsplit('/').next())
+        {
+            // Other nodes of the cluster may still be connected: FORCE ends their sessions.
+            let _ = Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "test",
+                    "-q",
+                    "-c",
+                ])
+                .arg(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

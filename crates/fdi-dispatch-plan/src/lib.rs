@@ -72,6 +72,35 @@ impl Period {
     }
 }
 
+/// Quartz's start/step form `N/S` ("from N every S") as a range croner accepts: `N-MAX/S`,
+/// with MAX the field's last value (seconds/minutes 59, hours 23, day-of-month 31, month 12 or
+/// DEC, day-of-week 7 or SAT, year 2099).
+fn expand_start_steps(field: &str, index: usize) -> String {
+    let (last_num, last_name) = match index {
+        0 | 1 => ("59", "59"),
+        2 => ("23", "23"),
+        3 => ("31", "31"),
+        4 => ("12", "DEC"),
+        5 => ("7", "SAT"),
+        _ => ("2099", "2099"),
+    };
+    field
+        .split(',')
+        .map(|part| match part.split_once('/') {
+            Some((start, step)) if !start.is_empty() && start != "*" && !start.contains('-') => {
+                let last = if start.chars().all(|c| c.is_ascii_digit()) {
+                    last_num
+                } else {
+                    last_name
+                };
+                format!("{start}-{last}/{step}")
+            }
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A parsed Quartz cron expression.
 #[derive(Debug, Clone)]
 pub struct QuartzCron {
@@ -101,12 +130,18 @@ impl QuartzCron {
                 "{expr:?} uses '?' in both day fields; only one may be '?'"
             )));
         }
+        let normalized = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| expand_start_steps(f, i))
+            .collect::<Vec<_>>()
+            .join(" ");
         let cron = CronParser::builder()
             .seconds(Seconds::Required)
             .year(Year::Optional)
             .alternative_weekdays(true)
             .build()
-            .parse(expr)
+            .parse(&normalized)
             .map_err(|e| PlanError::InvalidCron(format!("{expr:?}: {e}")))?;
         Ok(Self {
             expr: expr.to_string(),
@@ -315,6 +350,37 @@ mod tests {
 
     fn cron_plan(expr: &str, tz: Tz) -> DispatchPlan {
         DispatchPlan::new(MIN_START_MS, tz, true, Some(expr), None, None).unwrap()
+    }
+
+    #[test]
+    fn quartz_start_step_fires_from_the_start_value() {
+        let tz = Tz::UTC;
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let c = QuartzCron::parse("1/2 * * * * ?").unwrap();
+        assert_eq!(
+            c.next_after(at("2024-01-01T00:00:00Z"), tz),
+            Some(at("2024-01-01T00:00:01Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2024-01-01T00:00:01Z"), tz),
+            Some(at("2024-01-01T00:00:03Z"))
+        );
+        let c = QuartzCron::parse("0 0/5 * * * ?").unwrap();
+        assert_eq!(
+            c.next_after(at("2024-01-01T00:07:00Z"), tz),
+            Some(at("2024-01-01T00:10:00Z"))
+        );
+        let c = QuartzCron::parse("0 15/30 8-18 ? * MON-FRI").unwrap();
+        // 2024-01-06 is a Saturday: next is Monday 08:15.
+        assert_eq!(
+            c.next_after(at("2024-01-06T12:00:00Z"), tz),
+            Some(at("2024-01-08T08:15:00Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2024-01-08T08:15:00Z"), tz),
+            Some(at("2024-01-08T08:45:00Z"))
+        );
+        assert_eq!(c.as_str(), "0 15/30 8-18 ? * MON-FRI");
     }
 
     #[test]

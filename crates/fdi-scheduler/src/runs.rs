@@ -169,7 +169,6 @@ impl Scheduler {
         window: Option<Window>,
         cancel: CancellationToken,
     ) -> RunRequest {
-        let _ = window;
         RunRequest {
             task_id: task.task_id.clone(),
             run_id: run_id.to_string(),
@@ -178,11 +177,11 @@ impl Scheduler {
             target: task.target.clone(),
             cancel,
             options: EngineOptions::default(),
-            // WINDOW-PENDING window: window.map(|w| fdi_engine::IncrementalWindow {
-            // WINDOW-PENDING     begin_ms: w.begin_ms,
-            // WINDOW-PENDING     end_ms: w.end_ms,
-            // WINDOW-PENDING     include_nulls: w.first,
-            // WINDOW-PENDING }),
+            window: window.map(|w| fdi_engine::IncrementalWindow {
+                begin_ms: w.begin_ms,
+                end_ms: w.end_ms,
+                include_nulls: w.first,
+            }),
         }
     }
 
