@@ -171,7 +171,9 @@ impl ErrorCode {
             InvalidTaskTag => "The task tag is illegal.",
             TasksNotExist => "One or more tasks do not exist.",
             EmptyTaskIds => "One or more tasks have empty task IDs.",
-            RealtimeUnsupported => "The data source does not support the real-time integration mode.",
+            RealtimeUnsupported => {
+                "The data source does not support the real-time integration mode."
+            }
             InvalidInterval => "The parameter for setting the time interval is invalid.",
             TaskIdEmpty => "The task ID is empty.",
             DispatchNotFound => "The dispatch plan does not exist.",
