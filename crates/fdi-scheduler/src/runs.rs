@@ -233,8 +233,9 @@ impl Scheduler {
         let engine = tokio::spawn(fdi_engine::run(req, tx));
         let mut last_save = std::time::Instant::now();
         let base = (run.data_count, run.dirty_data_count, run.data_bytes);
+        // The run's record is written at most every 500 ms while it runs (and once at its end):
+        // short runs cost the store two writes, long runs still show live progress.
         while let Some(ev) = rx.recv().await {
-            let is_step = matches!(ev, fdi_engine::RunEvent::Step(_));
             if with_steps {
                 run.apply(ev);
             } else if let fdi_engine::RunEvent::Progress {
@@ -248,7 +249,7 @@ impl Scheduler {
                 run.dirty_data_count = base.1 + dirty_rows;
                 run.data_bytes = base.2 + bytes_written;
             }
-            if (is_step && with_steps) || last_save.elapsed() > Duration::from_millis(500) {
+            if last_save.elapsed() > Duration::from_millis(500) {
                 last_save = std::time::Instant::now();
                 if let Err(e) = self.monitor.save(run).await {
                     tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record run progress");
@@ -372,11 +373,21 @@ impl Scheduler {
             let now = fdi_types::now_millis();
             match self.store.due_plans(now, 1000).await {
                 Ok(due) => {
+                    // Fires of different plans are independent (each owns its instant through
+                    // the compare-and-set): dispatch them concurrently, a bounded number at once.
+                    let mut fires = tokio::task::JoinSet::new();
                     for row in due {
-                        if let Err(e) = self.fire(row, now).await {
-                            tracing::warn!(error = %e, "plan fire failed");
+                        while fires.len() >= 32 {
+                            fires.join_next().await;
                         }
+                        let this = Arc::clone(&self);
+                        fires.spawn(async move {
+                            if let Err(e) = this.fire(row, now).await {
+                                tracing::warn!(error = %e, "plan fire failed");
+                            }
+                        });
                     }
+                    while fires.join_next().await.is_some() {}
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read due plans"),
             }

@@ -111,7 +111,7 @@ impl Store {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Pg(
                 sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(10)
+                    .max_connections(20)
                     .connect(url)
                     .await?,
             )
