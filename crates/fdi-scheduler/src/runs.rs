@@ -434,6 +434,9 @@ impl Scheduler {
         {
             return Ok(()); // another node owns this fire
         }
+        if self.store.task_status(&row.task_id).await? != 1 {
+            return Ok(()); // stopped since the due plans were read
+        }
         if missed > 0 && doc.misfire_policy == MisfirePolicy::DoNothing {
             tracing::info!(
                 task_id = row.task_id,
