@@ -482,7 +482,6 @@ impl TaskResolver for StoreTaskResolver {
             .await?;
         Ok(Some(ResolvedTask {
             task_id: t.id,
-            task_name: t.name,
             task_type: t.task_type,
             raw_detail: t.task_detail,
             source,

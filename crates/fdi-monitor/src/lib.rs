@@ -288,17 +288,6 @@ impl MonitorLog {
         Ok(true)
     }
 
-    /// Every run still marked active (WAITING/RUNNING).
-    pub async fn active_runs(&self) -> Result<Vec<RunView>> {
-        Ok(self
-            .store
-            .all::<RunView>(RUN)
-            .await?
-            .into_iter()
-            .filter(|r| r.execute_status.is_active())
-            .collect())
-    }
-
     pub async fn last_run(&self, task_id: &str) -> Result<Option<RunView>> {
         self.store.first_child::<RunView>(RUN, task_id).await
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fdi_connector::{ConnectorFactory, ConnectorRegistry};
+use fdi_connector::ConnectorFactory;
 use fdi_engine::Endpoint;
 use fdi_monitor::{MonitorLog, RunView, Trigger};
 use fdi_scheduler::{ResolvedTask, Scheduler, SchedulerConfig, TaskResolver};
@@ -74,7 +74,6 @@ impl TaskResolver for BenchResolver {
     async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError> {
         Ok(Some(ResolvedTask {
             task_id: task_id.to_string(),
-            task_name: task_id.to_string(),
             task_type: TaskType::Timing,
             raw_detail: DETAIL.to_string(),
             source: self.source.clone(),
@@ -136,7 +135,6 @@ async fn main() {
     .execute(&setup)
     .await
     .unwrap();
-    let _ = ConnectorRegistry::new();
 
     let mut nodes = Vec::new();
     for n in 0..a.nodes {

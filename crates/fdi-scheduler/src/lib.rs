@@ -37,7 +37,6 @@ pub use plans::{MisfirePolicy, PlanDoc};
 /// Everything the scheduler needs to start one run of a task.
 pub struct ResolvedTask {
     pub task_id: String,
-    pub task_name: String,
     pub task_type: TaskType,
     pub raw_detail: String,
     pub source: Endpoint,
@@ -165,10 +164,6 @@ impl Scheduler {
             stopped: CancellationToken::new(),
             plans_changed: Notify::new(),
         })
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.cfg.node_id
     }
 
     pub fn monitor(&self) -> &MonitorLog {

@@ -9,6 +9,7 @@ use fdi_store::PlanRow;
 use fdi_types::{ApiError, ErrorCode, ExecuteStatus, StepCode, TaskDetail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::plans::{self, MisfirePolicy, PlanDoc};
 use crate::{Active, ResolvedTask, Result, Scheduler};
@@ -80,17 +81,19 @@ impl Scheduler {
         );
         let this = Arc::clone(self);
         let task_id = task.task_id.clone();
-        let handle = tokio::spawn(async move {
-            let span = tracing::info_span!("run", task_id = %task.task_id, run_id = %run.id);
-            let _ = &span;
-            if realtime {
-                this.drive_realtime(task, detail, &mut run, cancel, stop)
-                    .await;
-            } else {
-                this.drive_once(task, detail, &mut run, cancel).await;
+        let span = tracing::info_span!("run", task_id = %task_id, run_id = %run_id);
+        let handle = tokio::spawn(
+            async move {
+                if realtime {
+                    this.drive_realtime(task, detail, &mut run, cancel, stop)
+                        .await;
+                } else {
+                    this.drive_once(task, detail, &mut run, cancel).await;
+                }
+                this.finish_run(&run).await;
             }
-            this.finish_run(&run).await;
-        });
+            .instrument(span),
+        );
         if let Some(a) = self.active.lock().unwrap().get_mut(&task_id) {
             a.handle = Some(handle);
         }
@@ -275,11 +278,15 @@ impl Scheduler {
                 _ = self.stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self
-                .store
-                .renew_claims(&self.cfg.node_id, self.lease_until())
-                .await
-            {
+            let has_local_runs = !self.active.lock().unwrap().is_empty();
+            let renewed = if has_local_runs {
+                self.store
+                    .renew_claims(&self.cfg.node_id, self.lease_until())
+                    .await
+            } else {
+                Ok(Vec::new())
+            };
+            match renewed {
                 Ok(cancel) => {
                     let active = self.active.lock().unwrap();
                     for task_id in cancel {
@@ -303,8 +310,9 @@ impl Scheduler {
         }
     }
 
-    /// End runs whose node is gone: claims whose lease ran out (or, at startup, this node's own
-    /// claims from its previous life), and active runs with no claim at all.
+    /// End runs whose node is gone: claims whose lease ran out, or, at startup, this node's own
+    /// claims from its previous life. (Every active run has a claim: it is taken before the run
+    /// is recorded and dropped after its end is.)
     pub(crate) async fn recover(&self, at_startup: bool) -> Result<usize> {
         let now = fdi_types::now_millis();
         let mine = at_startup.then_some(self.cfg.node_id.as_str());
@@ -315,15 +323,6 @@ impl Scheduler {
             }
             if self.end_orphan(&c.task_id, &c.run_id).await? {
                 n += 1;
-            }
-        }
-        if at_startup {
-            for r in self.monitor.active_runs().await? {
-                if self.store.claim_of(&r.task_id).await?.is_none()
-                    && self.monitor.end_abnormally(&r.id, ABNORMAL_REMARK).await?
-                {
-                    n += 1;
-                }
             }
         }
         Ok(n)
@@ -432,10 +431,7 @@ impl Scheduler {
             .advance_plan(&row.dispatch_id, planned, next)
             .await?
         {
-            return Ok(()); // another node owns this fire
-        }
-        if self.store.task_status(&row.task_id).await? != 1 {
-            return Ok(()); // stopped since the due plans were read
+            return Ok(()); // another node owns this fire, or the task was stopped meanwhile
         }
         if missed > 0 && doc.misfire_policy == MisfirePolicy::DoNothing {
             tracing::info!(

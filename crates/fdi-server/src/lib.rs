@@ -1,7 +1,7 @@
 //! The `fdi` server: configuration, wiring and CLI. The only crate allowed to use `anyhow`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -98,7 +98,8 @@ pub fn resolve_auth(args: &ServeArgs) -> anyhow::Result<fdi_api::AuthConfig> {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
-            write_private(&path, &token).with_context(|| format!("write {}", path.display()))?;
+            fdi_store::write_private(&path, &token)
+                .with_context(|| format!("write {}", path.display()))?;
             tracing::warn!(file = %path.display(), "FDI_AUTH_TOKENS is not set: generated an API token");
             println!(
                 "fdi: FDI_AUTH_TOKENS is not set; generated an API token (kept in {}):\n  X-Auth-Token: {token}",
@@ -108,20 +109,6 @@ pub fn resolve_auth(args: &ServeArgs) -> anyhow::Result<fdi_api::AuthConfig> {
         }
     };
     Ok(fdi_api::AuthConfig::parse(&token))
-}
-
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(content.as_bytes())?;
-    f.write_all(b"\n")
 }
 
 async fn shutdown_signal() {
@@ -156,7 +143,7 @@ pub fn scheduler_config(args: &ServeArgs) -> anyhow::Result<fdi_scheduler::Sched
                 Ok(n) if !n.trim().is_empty() => n.trim().to_string(),
                 _ => {
                     let n = format!("node-{}", uuid::Uuid::new_v4().simple());
-                    write_private(&path, &n)
+                    fdi_store::write_private(&path, &n)
                         .with_context(|| format!("write {}", path.display()))?;
                     n
                 }
@@ -227,7 +214,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn args(dir: &Path, tokens: Option<&str>) -> ServeArgs {
+    fn args(dir: &std::path::Path, tokens: Option<&str>) -> ServeArgs {
         ServeArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_path_buf(),

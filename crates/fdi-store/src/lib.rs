@@ -160,10 +160,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.pool, Pool::Pg(_))
-    }
-
     // ---- documents ------------------------------------------------------------------------
 
     pub async fn insert<T: Serialize>(
@@ -357,12 +353,6 @@ impl Store {
         Ok(rows)
     }
 
-    pub async fn delete_plans_of_task(&self, task_id: &str) -> Result<()> {
-        on_pool!(&self.pool, p => sqlx::query("DELETE FROM fdi_plans WHERE task_id = $1")
-            .bind(task_id).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
     /// Plans of started tasks whose next fire is at or before `until`, earliest first.
     pub async fn due_plans(&self, until: i64, limit: i64) -> Result<Vec<PlanRow>> {
         let rows = on_pool!(&self.pool, p => sqlx::query(
@@ -383,8 +373,8 @@ impl Store {
         Ok(v)
     }
 
-    /// Move a plan's next fire from `expected` to `next` only if no other node did it first:
-    /// true means this caller owns the fire at `expected`.
+    /// Move a plan's next fire from `expected` to `next` only if no other node did it first and
+    /// its task is still started: true means this caller owns the fire at `expected`.
     pub async fn advance_plan(
         &self,
         dispatch_id: &str,
@@ -392,7 +382,8 @@ impl Store {
         next: Option<i64>,
     ) -> Result<bool> {
         let n = on_pool!(&self.pool, p => sqlx::query(
-            "UPDATE fdi_plans SET next_fire = $1 WHERE dispatch_id = $2 AND next_fire = $3")
+            "UPDATE fdi_plans SET next_fire = $1 WHERE dispatch_id = $2 AND next_fire = $3
+             AND EXISTS (SELECT 1 FROM fdi_task_status s WHERE s.task_id = fdi_plans.task_id AND s.status = 1)")
             .bind(next).bind(dispatch_id).bind(expected).execute(p).await?.rows_affected());
         Ok(n == 1)
     }
