@@ -123,7 +123,11 @@ async fn datasources_crud_discovery_and_secrets() {
     assert_eq!(got["content"]["password"], "******");
     assert_eq!(got["datasource_name"], name.as_str());
     let sq = s
-        .create_datasource(&app, "SQLITE", sqlite_content(&s.data_dir.join("a.sqlite")))
+        .create_datasource(
+            &app,
+            "SQLITE",
+            sqlite_content(&s.files_dir().join("a.sqlite")),
+        )
         .await;
     let (st, list) = s.get("/datasources?datasource_type=POSTGRESQL").await;
     assert_eq!(st, 200, "{list}");
@@ -409,7 +413,7 @@ async fn task_crud_validation_and_delete_refusal() {
 
     // A datasource in use cannot be deleted.
     let r = s.delete(&format!("/datasources/{pg_ds}")).await;
-    assert_fdi_error(&r, 500, "FDI.3121", "");
+    assert_fdi_error(&r, 400, "FDI.3121", "");
     let (st, _) = s.delete(&format!("/tasks/{task_id}")).await;
     assert!(st == 200 || st == 204);
     let r = s.get(&format!("/tasks/{task_id}")).await;

@@ -193,8 +193,8 @@ async fn pg_to_mysql_flow(s: &TestServer) {
 async fn sqlite_to_sqlite_survives_a_restart() {
     let mut s = TestServer::start(StoreKind::Sqlite).await;
     let app = s.create_app().await;
-    let src_path = s.data_dir.join("src.sqlite");
-    let dst_path = s.data_dir.join("dst.sqlite");
+    let src_path = s.files_dir().join("src.sqlite");
+    let dst_path = s.files_dir().join("dst.sqlite");
     {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&src_path)

@@ -152,8 +152,8 @@ async fn sqlite_pool(path: &Path) -> sqlx::SqlitePool {
 /// run appends `FAST_ROWS` rows and the target tells how many runs wrote.
 async fn fast_task(s: &TestServer) -> FastTask {
     let app = s.create_app().await;
-    let src = s.data_dir.join(format!("{}.sqlite", unique("src")));
-    let dst = s.data_dir.join(format!("{}.sqlite", unique("dst")));
+    let src = s.files_dir().join(format!("{}.sqlite", unique("src")));
+    let dst = s.files_dir().join(format!("{}.sqlite", unique("dst")));
     let pool = sqlite_pool(&src).await;
     sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v INTEGER)")
         .execute(&pool)

@@ -189,18 +189,33 @@ impl TestServer {
         if key.exists() {
             std::fs::copy(&key, data_dir.join("secret.key")).expect("copy secret.key");
         }
+        // The nodes share one files root (on a real cluster: a shared mount), the first's.
+        let mut env = self.env.clone();
+        if !env.iter().any(|(k, _)| k == "FDI_FILES_ROOT") {
+            env.push((
+                "FDI_FILES_ROOT".into(),
+                self.files_dir().to_string_lossy().into(),
+            ));
+        }
         let mut s = TestServer {
             child: None,
             base: String::new(),
             data_dir,
             port: 0,
             store_url: self.store_url.clone(),
-            env: self.env.clone(),
+            env,
             http: self.http.clone(),
             owns_db: false,
         };
         s.spawn().await;
         s
+    }
+
+    /// The server's files root (`<data-dir>/files`, the default): SQLite datasources live here.
+    pub fn files_dir(&self) -> PathBuf {
+        let d = self.data_dir.join("files");
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 
     pub fn log(&self) -> String {

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ReadSpec, Result, SinkWriter,
-    SourceReader, WriteSpec,
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ContentField, ReadSpec, Result,
+    SinkWriter, SourceReader, WriteSpec,
 };
-use fdi_sql_core::content::ServerContent;
+use fdi_sql_core::content::{SERVER_CONTENT_FIELDS, ServerContent};
 use fdi_sql_core::map_sqlx_error;
 use fdi_types::DatasourceType;
 use sqlx::Executor;
@@ -26,6 +26,10 @@ pub struct Factory;
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
         DatasourceType::Mysql
+    }
+
+    fn content_fields(&self) -> &'static [ContentField] {
+        SERVER_CONTENT_FIELDS
     }
 
     fn validate(&self, content: &serde_json::Value) -> Result<()> {
@@ -75,7 +79,7 @@ fn connect_options(c: &ServerContent) -> Result<MySqlConnectOptions> {
     if let Some(d) = &c.database {
         o = o.database(d);
     }
-    Ok(o.charset("utf8mb4"))
+    Ok(fdi_sql_core::statement_log::quiet(o.charset("utf8mb4")))
 }
 
 /// One configured MySQL datasource.

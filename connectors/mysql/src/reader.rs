@@ -70,7 +70,7 @@ impl SourceReader for MySqlReader {
     }
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
-        tracing::debug!(sql = %self.sql, "mysql read");
+        fdi_sql_core::statement_log::debug("mysql read", &self.sql);
         let assembler =
             BatchAssembler::new(self.schema.clone(), self.kinds.clone(), self.batch_rows);
         let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone())).fetch(&self.pool);

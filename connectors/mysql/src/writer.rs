@@ -45,6 +45,7 @@ impl Executor {
                 if stopped.load(Ordering::Relaxed) {
                     break;
                 }
+                fdi_sql_core::statement_log::debug("mysql write", &sql);
                 if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                     .execute(&mut *tx)
                     .await

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ReadSpec, Result, SinkWriter,
-    SourceReader, WriteSpec,
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ContentField, ReadSpec, Result,
+    SinkWriter, SourceReader, WriteSpec,
 };
-use fdi_sql_core::content::ServerContent;
+use fdi_sql_core::content::{SERVER_CONTENT_FIELDS, ServerContent};
 use fdi_sql_core::map_sqlx_error;
 use fdi_types::DatasourceType;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -27,6 +27,10 @@ pub struct Factory;
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
         DatasourceType::Postgresql
+    }
+
+    fn content_fields(&self) -> &'static [ContentField] {
+        SERVER_CONTENT_FIELDS
     }
 
     fn validate(&self, content: &serde_json::Value) -> Result<()> {
@@ -68,7 +72,9 @@ fn connect_options(c: &ServerContent) -> Result<PgConnectOptions> {
     if let Some(d) = &c.database {
         o = o.database(d);
     }
-    Ok(o.application_name("fdi"))
+    Ok(fdi_sql_core::statement_log::quiet(
+        o.application_name("fdi"),
+    ))
 }
 
 /// One configured PostgreSQL datasource.

@@ -219,6 +219,7 @@ impl PgWriter {
     async fn exec(&mut self, sql: &str) -> Result<()> {
         self.finish_copy().await?;
         let mut conn = self.take_conn()?;
+        fdi_sql_core::statement_log::debug("pg write", sql);
         let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
             .execute(conn.conn())
             .await

@@ -1,7 +1,26 @@
 //! Datasource `content` parsing for the server databases (MySQL / PostgreSQL).
 
-use fdi_connector::{ConnectorError, Result};
+use fdi_connector::{ConnectorError, ContentField, Result};
 use serde_json::Value;
+
+/// The `content` fields of a MySQL / PostgreSQL datasource: the reference's (`host`, `port`,
+/// `database_name`, `user_name`, `password`, `mode`, `url` in professional mode, `cdc_mode`) and
+/// the short spellings we accept.
+pub const SERVER_CONTENT_FIELDS: &[ContentField] = &[
+    ContentField::plain("host"),
+    ContentField::plain("port"),
+    ContentField::plain("database_name"),
+    ContentField::plain("database"),
+    ContentField::plain("db"),
+    ContentField::plain("user_name"),
+    ContentField::plain("user"),
+    ContentField::plain("username"),
+    ContentField::secret("password"),
+    ContentField::plain("schema"),
+    ContentField::plain("mode"),
+    ContentField::plain("cdc_mode"),
+    ContentField::url("url"),
+];
 
 /// Connection settings of a MySQL / PostgreSQL datasource.
 #[derive(Clone, PartialEq)]

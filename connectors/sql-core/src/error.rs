@@ -11,6 +11,9 @@ pub fn map_sqlx_error(context: &str, e: sqlx::Error) -> ConnectorError {
         format!("{context}: {e}")
     };
     match e {
+        sqlx::Error::Database(db) if is_login_refused(db.code().as_deref()) => {
+            ConnectorError::refused(message)
+        }
         sqlx::Error::Database(_)
         | sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
@@ -27,4 +30,10 @@ pub fn cancelled_or(cancelled: bool, e: ConnectorError) -> ConnectorError {
     } else {
         e
     }
+}
+
+/// SQLSTATE of a refused login: class 28 (invalid authorization: wrong user or password, MySQL's
+/// 1045 too) and 3D000 (PostgreSQL: the database does not exist).
+fn is_login_refused(sqlstate: Option<&str>) -> bool {
+    sqlstate.is_some_and(|c| c.starts_with("28") || c == "3D000")
 }

@@ -12,6 +12,7 @@ pub mod literal;
 pub mod reader;
 pub mod rows;
 pub mod select;
+pub mod statement_log;
 pub mod types;
 pub mod window;
 

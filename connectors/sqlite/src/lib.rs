@@ -11,48 +11,66 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ReadSpec, Result, SinkWriter,
-    SourceReader, WriteSpec,
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ContentField, FilesRoot, ReadSpec,
+    Result, SinkWriter, SourceReader, WriteSpec,
 };
 use fdi_sql_core::content::str_field;
 use fdi_sql_core::map_sqlx_error;
 use fdi_types::DatasourceType;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-/// Builds SQLite connectors from a datasource's `content`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Factory;
-
-/// The database file named by `content.url` (a path, optionally prefixed `sqlite://` / `file:`).
-fn file_path(content: &serde_json::Value) -> Result<PathBuf> {
-    if !content.is_object() {
-        return Err(ConnectorError::user("content: must be a JSON object"));
-    }
-    let url = str_field(content, "url")
-        .ok_or_else(|| ConnectorError::user("content.url: required (path of the SQLite file)"))?;
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .or_else(|| url.strip_prefix("file:"))
-        .unwrap_or(&url);
-    let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() {
-        return Err(ConnectorError::user("content.url: empty path"));
-    }
-    Ok(PathBuf::from(path))
+/// Builds SQLite connectors from a datasource's `content`. Every file lies under the files root.
+#[derive(Debug, Clone)]
+pub struct Factory {
+    files: FilesRoot,
 }
+
+impl Factory {
+    /// SQLite files are confined to `files` (see [`FilesRoot`]).
+    pub fn new(files: FilesRoot) -> Self {
+        Self { files }
+    }
+
+    /// The database file named by `content.url` (a path, optionally prefixed `sqlite://` /
+    /// `file:`; relative to the files root), resolved inside the root.
+    fn file_path(&self, content: &serde_json::Value) -> Result<PathBuf> {
+        if !content.is_object() {
+            return Err(ConnectorError::user("content: must be a JSON object"));
+        }
+        let url = str_field(content, "url").ok_or_else(|| {
+            ConnectorError::user("content.url: required (path of the SQLite file)")
+        })?;
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .or_else(|| url.strip_prefix("file:"))
+            .unwrap_or(&url);
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() {
+            return Err(ConnectorError::user("content.url: empty path"));
+        }
+        self.files.resolve("content.url", path)
+    }
+}
+
+/// `content` of a SQLite datasource: the file (`url`) and the reference's `mode`.
+const CONTENT_FIELDS: &[ContentField] = &[ContentField::plain("url"), ContentField::plain("mode")];
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
         DatasourceType::Sqlite
     }
 
+    fn content_fields(&self) -> &'static [ContentField] {
+        CONTENT_FIELDS
+    }
+
     fn validate(&self, content: &serde_json::Value) -> Result<()> {
-        file_path(content).map(|_| ())
+        self.file_path(content).map(|_| ())
     }
 
     fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
-        let path = file_path(content)?;
+        let path = self.file_path(content)?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(false)
@@ -62,7 +80,7 @@ impl ConnectorFactory for Factory {
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(15))
             .idle_timeout(Duration::from_secs(30))
-            .connect_lazy_with(options);
+            .connect_lazy_with(fdi_sql_core::statement_log::quiet(options));
         Ok(Arc::new(SqliteConnector { pool, path }))
     }
 }

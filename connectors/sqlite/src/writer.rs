@@ -49,6 +49,7 @@ impl SqliteWriter {
             .tx
             .as_mut()
             .ok_or_else(|| ConnectorError::internal("writer used outside begin/commit"))?;
+        fdi_sql_core::statement_log::debug("sqlite write", &sql);
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut **tx)
             .await

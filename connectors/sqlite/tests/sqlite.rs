@@ -34,7 +34,7 @@ async fn new_db(ddl: &str) -> (std::path::PathBuf, sqlx::SqlitePool) {
 }
 
 fn connector(path: &std::path::Path) -> Arc<dyn Connector> {
-    fdi_connector_sqlite::Factory
+    fdi_connector_sqlite::Factory::new(fdi_connector::FilesRoot::new(std::env::temp_dir()).unwrap())
         .create(&json!({"url": path.display().to_string()}))
         .unwrap()
 }
@@ -131,11 +131,13 @@ async fn discovery_and_missing_files() {
         "a missing source file is not created"
     );
     assert!(
-        fdi_connector_sqlite::Factory
-            .validate(&json!({}))
-            .unwrap_err()
-            .message
-            .starts_with("content.url")
+        fdi_connector_sqlite::Factory::new(
+            fdi_connector::FilesRoot::new(std::env::temp_dir()).unwrap()
+        )
+        .validate(&json!({}))
+        .unwrap_err()
+        .message
+        .starts_with("content.url")
     );
     let _ = std::fs::remove_file(&path);
 }

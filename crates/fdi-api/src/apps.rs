@@ -67,7 +67,8 @@ fn remark_ok(r: &Option<String>) -> Result<()> {
         Some(r) if r.chars().count() > 1024 => {
             Err(Error::field("remark", "must be at most 1024 characters"))
         }
-        _ => Ok(()),
+        Some(r) => validate::description("remark", r),
+        None => Ok(()),
     }
 }
 

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use fdi_connector::ContentField;
+use fdi_connector::content;
 use fdi_types::{DatasourceType, ErrorCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -13,25 +15,6 @@ use crate::backend::{self, DatasourceFilter, DatasourceView, NewDatasource};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, Params, PathParams};
 use crate::validate;
-
-/// What every endpoint shows instead of a secret.
-pub const MASK: &str = "******";
-
-/// Content fields that are secrets whatever the type (the factory may name more).
-const SECRET_FIELDS: &[&str] = &[
-    "password",
-    "sk",
-    "ssl_password",
-    "secret",
-    "token",
-    "app_secret",
-    "client_secret",
-    "trust_store_password",
-    "key_store_password",
-    "key_store_key_password",
-    "snmp_community",
-    "config_file_content",
-];
 
 /// The body of create / update (reference table 5-3).
 #[derive(Deserialize)]
@@ -44,61 +27,31 @@ pub struct DatasourceBody {
     pub description: Option<String>,
 }
 
-pub(crate) fn secret_fields(s: &AppState, t: DatasourceType) -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = SECRET_FIELDS.to_vec();
-    if let Some(f) = s.connectors.get(t) {
-        v.extend(f.secret_fields().iter().copied());
-    }
-    v
+/// The content fields of type `t` (none when the binary has no connector for it).
+pub(crate) fn content_fields(s: &AppState, t: DatasourceType) -> &'static [ContentField] {
+    s.connectors.get(t).map_or(&[], |f| f.content_fields())
 }
 
-/// Replace every secret (at any depth, e.g. `api_auth_detail.password`) by `"******"`.
-pub(crate) fn mask(content: &Value, secrets: &[&str]) -> Value {
-    match content {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let masked = if secrets.contains(&k.as_str()) && !v.is_null() && !v.is_object()
-                    {
-                        Value::String(MASK.into())
-                    } else {
-                        mask(v, secrets)
-                    };
-                    (k.clone(), masked)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(|v| mask(v, secrets)).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Where the new content sends back a secret as `"******"` or leaves it out, keep the stored one.
-pub(crate) fn keep_secrets(new: &mut Map<String, Value>, stored: &Value, secrets: &[&str]) {
-    let Some(stored) = stored.as_object() else {
-        return;
-    };
-    for (k, old) in stored {
-        if secrets.contains(&k.as_str()) {
-            let masked_or_absent = match new.get(k) {
-                None | Some(Value::Null) => true,
-                Some(Value::String(s)) => s == MASK,
-                _ => false,
-            };
-            if masked_or_absent {
-                new.insert(k.clone(), old.clone());
-            }
-        } else if let (Some(Value::Object(n)), Value::Object(_)) = (new.get_mut(k), old) {
-            keep_secrets(n, old, secrets);
-        }
-    }
+/// The content a client sent, as it will be stored: keys the type does not declare dropped, and
+/// secrets sent back masked (or left out) taken from `stored` — the stored content of the same
+/// datasource type, `None` for a new datasource or a type change (then the mask is refused).
+pub(crate) fn content_to_store(
+    s: &AppState,
+    t: DatasourceType,
+    mut content: Map<String, Value>,
+    stored: Option<&Value>,
+) -> Result<Value> {
+    let fields = content_fields(s, t);
+    content::retain_declared(&mut content, fields);
+    content::keep_stored_secrets(&mut content, stored, fields)
+        .map_err(|e| Error::new(ErrorCode::IncorrectContent, e.to_string()))?;
+    Ok(Value::Object(content))
 }
 
 /// DataSourceRsp (reference table 5-17), secrets masked.
 pub(crate) fn ds_json(s: &AppState, d: &DatasourceView) -> Value {
-    let secrets = DatasourceType::parse(&d.datasource_type)
-        .map(|t| secret_fields(s, t))
-        .unwrap_or_else(|_| SECRET_FIELDS.to_vec());
+    let fields =
+        DatasourceType::parse(&d.datasource_type).map_or(&[][..], |t| content_fields(s, t));
     let mut v = json!({
         "datasource_id": d.id,
         "datasource_name": d.name,
@@ -106,7 +59,7 @@ pub(crate) fn ds_json(s: &AppState, d: &DatasourceView) -> Value {
         "app_id": d.app_id,
         "app_name": d.app_name,
         "instance_id": d.instance_id,
-        "content": mask(&d.content, &secrets),
+        "content": content::masked(&d.content, fields),
         "create_time": d.created_ms,
         "update_time": d.updated_ms,
         "app_permission": ["read", "access", "delete", "modify"],
@@ -118,12 +71,16 @@ pub(crate) fn ds_json(s: &AppState, d: &DatasourceView) -> Value {
 }
 
 /// Check a create/update body: name, type (never stored when unsupported), app, content.
+///
+/// `old` is the stored datasource on update. A type change keeps no secret: the new type's
+/// secrets must be sent, and a datasource used by tasks cannot change type.
 async fn check_body(
     s: &AppState,
     p: &PathParams,
     b: DatasourceBody,
-    id: Option<&str>,
+    old: Option<&DatasourceView>,
 ) -> Result<NewDatasource> {
+    let id = old.map(|o| o.id.as_str());
     let name = b
         .datasource_name
         .ok_or_else(|| Error::field("datasource_name", "is required"))?;
@@ -150,16 +107,26 @@ async fn check_body(
     if let Some(d) = &b.description {
         validate::description("description", d)?;
     }
-    let mut content = b
+    let content = b
         .content
         .ok_or_else(|| Error::field("content", "is required"))?;
-    if let Some(id) = id
-        && let Some(old) = backend::ds_get(s, p.project(), p.instance(), id).await?
-        && old.datasource_type == t.as_str()
+    let same_type = old.filter(|o| o.datasource_type == t.as_str());
+    if let Some(old) = old
+        && same_type.is_none()
     {
-        keep_secrets(&mut content, &old.content, &secret_fields(s, t));
+        let users = backend::tasks_using_datasource(s, p.project(), p.instance(), &old.id).await?;
+        if !users.is_empty() {
+            return Err(Error::field(
+                "datasource_type",
+                format!(
+                    "cannot change {} to {t} while task(s) {} use this datasource",
+                    old.datasource_type,
+                    users.join(", ")
+                ),
+            ));
+        }
     }
-    let content = Value::Object(content);
+    let content = content_to_store(s, t, content, same_type.map(|o| &o.content))?;
     let factory = s.connectors.get(t).ok_or_else(|| {
         Error::new(
             ErrorCode::InvalidDatasourceType,
@@ -259,7 +226,7 @@ pub async fn update(
     JsonBody(b): JsonBody<DatasourceBody>,
 ) -> Result<Json<Value>> {
     let old = load(&s, &p).await?;
-    let new = check_body(&s, &p, b, Some(&old.id)).await?;
+    let new = check_body(&s, &p, b, Some(&old)).await?;
     let d = backend::ds_update(&s, p.project(), p.instance(), &old.id, new).await?;
     Ok(Json(ds_json(&s, &d)))
 }
@@ -269,34 +236,10 @@ pub async fn delete(State(s): State<AppState>, p: PathParams) -> Result<StatusCo
     let users = backend::tasks_using_datasource(&s, p.project(), p.instance(), &d.id).await?;
     if !users.is_empty() {
         return Err(Error::new(
-            ErrorCode::DatasourceDeleteFailed,
+            ErrorCode::DatasourceInUse,
             format!("datasource_id: still used by task(s) {}", users.join(", ")),
         ));
     }
     backend::ds_delete(&s, p.project(), p.instance(), &d.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_and_keeps_secrets() {
-        let c = json!({"host": "h", "password": "pw", "api_auth_detail": {"password": "x", "user_name": "u"}, "empty": null});
-        let m = mask(&c, SECRET_FIELDS);
-        assert_eq!(m["password"], MASK);
-        assert_eq!(m["api_auth_detail"]["password"], MASK);
-        assert_eq!(m["api_auth_detail"]["user_name"], "u");
-        assert_eq!(m["host"], "h");
-        let mut new =
-            json!({"host": "h2", "password": MASK, "api_auth_detail": {"user_name": "u"}})
-                .as_object()
-                .unwrap()
-                .clone();
-        keep_secrets(&mut new, &c, SECRET_FIELDS);
-        assert_eq!(new["password"], "pw");
-        assert_eq!(new["api_auth_detail"]["password"], "x");
-        assert_eq!(new["host"], "h2");
-    }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::datasources::{self, keep_secrets, secret_fields};
+use crate::datasources::{self, content_to_store};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, Params, PathParams};
 
@@ -140,12 +140,16 @@ pub async fn test_connect(
         Some(t) => DatasourceType::parse(t)?,
         None => DatasourceType::parse(&stored.datasource_type)?,
     };
+    let same_type = (stored.datasource_type == t.as_str()).then_some(&stored.content);
     let content = match b.content {
-        None => stored.content.clone(),
-        Some(mut c) => {
-            keep_secrets(&mut c, &stored.content, &secret_fields(&s, t));
-            Value::Object(c)
+        None if same_type.is_some() => stored.content.clone(),
+        None => {
+            return Err(Error::field(
+                "content",
+                "is required when datasource_type changes",
+            ));
         }
+        Some(c) => content_to_store(&s, t, c, same_type)?,
     };
     let c = connector_for(&s, t, &content)?;
     let r = c.test_connect().await;

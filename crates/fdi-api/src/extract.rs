@@ -19,9 +19,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Error::field("body", format!("cannot read the request body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::new(ErrorCode::PayloadTooLarge, format!("body: {e}"))
+            } else {
+                Error::field("body", format!("cannot read the request body: {e}"))
+            }
+        })?;
         parse_json(&bytes).map(JsonBody)
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod validate;
 
 mod apps;
@@ -27,6 +28,7 @@ use fdi_types::ErrorCode;
 
 pub use auth::AuthConfig;
 pub use error::{Error, Result};
+pub use listener::FdiListener;
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -61,8 +63,19 @@ impl AppState {
 }
 
 /// The whole API: FDI routes + apps routes, behind the token check; unknown routes and methods
-/// answer 404/405 in the FDI error format.
+/// answer 404/405 in the FDI error format; `GET /health` answers without a token. Every error
+/// response carries the FDI error body.
 pub fn router(state: AppState, auth: Arc<AuthConfig>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .merge(api_routes(auth))
+        .with_state(state)
+        .layer(axum::middleware::map_response(fdi_error_bodies))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The routes that need a token.
+fn api_routes(auth: Arc<AuthConfig>) -> Router<AppState> {
     const FDI: &str = "/v2/{project_id}/fdi/instances/{instance_id}";
     const APPS: &str = "/v2/{project_id}/instances/{instance_id}/apps";
     let f = |p: &str| format!("{FDI}{p}");
@@ -130,12 +143,71 @@ pub fn router(state: AppState, auth: Arc<AuthConfig>) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_token,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// For load balancers and probes (no token): 200 when the metadata store answers, else 503.
+async fn health(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match s.store.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({"status": "UP", "store": "UP"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health: the metadata store does not answer");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "DOWN", "store": "DOWN"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Any error response that is not already an FDI body (a layer's or the framework's own,
+/// e.g. 413 from a body limit) gets one matching its status.
+///
+/// A 413 also closes the connection: the rest of the body was never read, so the connection
+/// cannot carry another request (a client that reused it would see a broken response).
+async fn fdi_error_bodies(resp: axum::response::Response) -> axum::response::Response {
+    let mut resp = fdi_error_body(resp);
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+fn fdi_error_body(resp: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        431 => ErrorCode::HeadersTooLarge,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidParameters,
+    };
+    let mut e = fdi_types::ApiError::of(code);
+    e.status = status.as_u16();
+    Error(e).into_response()
 }
 
 async fn not_found(uri: Uri) -> Error {
@@ -144,10 +216,9 @@ async fn not_found(uri: Uri) -> Error {
 
 async fn method_not_allowed(uri: Uri) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let mut e = fdi_types::ApiError::new(
-        ErrorCode::InvalidParameters,
+    Error::new(
+        ErrorCode::MethodNotAllowed,
         format!("method not allowed on {}", uri.path()),
-    );
-    e.status = 405;
-    Error(e).into_response()
+    )
+    .into_response()
 }

@@ -129,7 +129,8 @@ fn endpoint(s: &AppState, d: &DatasourceView) -> Result<Endpoint> {
     })
 }
 
-/// `fdi_engine::resolve_plan` against the live datasources: 400 naming the field when a table or
+/// `fdi_engine::resolve_plan` against the live datasources: 400 FDI.3016 naming the side when a
+/// datasource cannot be reached or refuses the login, 400 naming the field when a table or
 /// column is missing or a mapping is incompatible.
 async fn resolve(
     s: &AppState,
@@ -139,10 +140,32 @@ async fn resolve(
 ) -> Result<()> {
     let a = endpoint(s, src)?;
     let b = endpoint(s, dst)?;
-    let r = fdi_engine::resolve_plan(detail, &a, &b).await;
+    let r = async {
+        reachable(&a, "task.source_datasource_id", src).await?;
+        reachable(&b, "task.target_datasource_id", dst).await?;
+        fdi_engine::resolve_plan(detail, &a, &b)
+            .await
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+    .await;
     a.connector.close().await;
     b.connector.close().await;
-    r.map(|_| ()).map_err(Error::from)
+    r
+}
+
+/// Test-connect one side of a task: 400 FDI.3016 naming the field and the datasource.
+async fn reachable(e: &Endpoint, field: &str, d: &DatasourceView) -> Result<()> {
+    e.connector.test_connect().await.map_err(|err| {
+        Error::new(
+            ErrorCode::TestConnectFailed,
+            format!(
+                "{field}: cannot connect to datasource {:?} ({})",
+                d.name, d.id
+            ),
+        )
+        .with_detail(err.message)
+    })
 }
 
 /// Names and apps of the datasources a task points at, for responses.

@@ -41,12 +41,32 @@ pub fn task_tag(tag: &str) -> Result<()> {
     }
 }
 
-/// Description: at most 1024 characters (FDI.3142).
+/// Description: at most 1024 characters (FDI.3142); line breaks and tabs allowed, no other
+/// control characters.
 pub fn description(field: &str, d: &str) -> Result<()> {
     if d.chars().count() > 1024 {
-        Err(Error::new(ErrorCode::DescriptionTooLong, field))
-    } else {
-        Ok(())
+        return Err(Error::new(ErrorCode::DescriptionTooLong, field));
+    }
+    if let Some(c) = d
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::field(
+            field,
+            format!("cannot contain the control character {c:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A name: no control characters at all (`\0`, line breaks, escapes).
+fn no_control_chars(field: &str, name: &str) -> Result<()> {
+    match name.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::field(
+            field,
+            format!("cannot contain the control character {c:?}"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -59,6 +79,7 @@ pub fn datasource_name(name: &str) -> Result<()> {
             "is required and cannot be only spaces",
         ));
     }
+    no_control_chars("datasource_name", name)?;
     if name.chars().count() > 255 {
         return Err(Error::field(
             "datasource_name",
@@ -80,6 +101,7 @@ pub fn app_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(Error::field("name", "is required"));
     }
+    no_control_chars("name", name)?;
     if name.chars().count() > 64 {
         return Err(Error::field("name", "must be at most 64 characters"));
     }
@@ -113,6 +135,12 @@ mod tests {
         assert!(datasource_name("ok name 1").is_ok());
         assert!(datasource_name("bad<name>").is_err());
         assert!(datasource_name("   ").is_err());
+        for bad in ["a\u{0}b", "a\nb", "a\u{1b}[31mb"] {
+            assert!(datasource_name(bad).is_err(), "{bad:?}");
+            assert!(app_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(description("d", "line 1\nline 2\ttab").is_ok());
+        assert!(description("d", "nul\u{0}").is_err());
         assert_eq!(
             description("d", &"x".repeat(1025)).unwrap_err().0.code,
             "FDI.3142"

@@ -377,7 +377,7 @@ async fn run_monitor_and_secrets_at_rest() {
         .await;
     assert_eq!(
         (st, b["error_code"].as_str()),
-        (500, Some("FDI.3121")),
+        (400, Some("FDI.3121")),
         "{b}"
     );
     let (st, _) = t

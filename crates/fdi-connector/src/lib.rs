@@ -5,6 +5,9 @@
 //! [`SinkWriter`] halves. Readers push Arrow `RecordBatch`es into a bounded channel; writers take
 //! batches whose columns are already named and typed as the target's columns.
 
+pub mod content;
+pub mod files;
+
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
@@ -12,6 +15,9 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use fdi_types::{DatasourceType, WhereCondition};
 use tokio::sync::mpsc;
+
+pub use content::{ContentField, FieldKind};
+pub use files::FilesRoot;
 use tokio_util::sync::CancellationToken;
 
 /// Why a connector call failed. `kind` says whose fault it is; `retryable` is a hint.
@@ -48,6 +54,15 @@ impl ConnectorError {
             kind: ErrorKind::External,
             message: message.into(),
             retryable: true,
+        }
+    }
+    /// The external system refused the login (bad credentials, unknown database): retrying will
+    /// not help until the datasource is fixed.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::External,
+            message: message.into(),
+            retryable: false,
         }
     }
     pub fn internal(message: impl Into<String>) -> Self {
@@ -194,10 +209,9 @@ pub trait ConnectorFactory: Send + Sync {
     fn validate(&self, content: &serde_json::Value) -> Result<()>;
     /// Build a connector (lazily connecting pools are fine).
     fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>>;
-    /// Names of `content` fields that are secrets (encrypted at rest, masked in responses).
-    fn secret_fields(&self) -> &'static [&'static str] {
-        &["password", "sk", "ssl_password", "secret", "token"]
-    }
+    /// Every field `content` may hold, with the secrets and password-bearing URLs marked
+    /// (masked in responses). Keys not listed are neither stored nor echoed.
+    fn content_fields(&self) -> &'static [ContentField];
 }
 
 /// All factories the binary was built with.

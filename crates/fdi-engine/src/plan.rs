@@ -41,6 +41,7 @@ fn field_error(side: Side, code: ErrorCode, field: &str, reason: impl AsRef<str>
 fn connector_error(side: Side, field: &str, e: ConnectorError) -> PlanError {
     let code = match e.kind {
         ErrorKind::User => ErrorCode::InvalidParameters,
+        ErrorKind::External => ErrorCode::TestConnectFailed,
         _ => ErrorCode::InvalidDatasource,
     };
     field_error(side, code, field, e.message)

@@ -68,6 +68,7 @@ impl PlanDoc {
         let obj = body
             .as_object()
             .ok_or_else(|| ApiError::invalid_field("body", "must be a JSON object"))?;
+        let mode = plan_mode(obj)?;
         for (k, v) in obj {
             match k.as_str() {
                 "start_datetime" => self.start_datetime = start_ms(v)?,
@@ -99,6 +100,9 @@ impl PlanDoc {
                 }
             }
         }
+        if let Some(quartz) = mode {
+            self.use_quartz_cron = quartz;
+        }
         if self.use_quartz_cron {
             self.period = None;
             self.dispatch_interval = None;
@@ -112,6 +116,40 @@ impl PlanDoc {
             self.cron = None;
         }
         self.timing(default_tz).map(|_| ())
+    }
+}
+
+/// Which kind of plan a body asks for: `Some(true)` a Quartz cron, `Some(false)` a period, `None`
+/// when it names neither (the plan keeps its kind). A body that names a cron and a period, or
+/// contradicts its own `use_quartz_cron`, is refused rather than half applied.
+fn plan_mode(body: &serde_json::Map<String, Value>) -> Result<Option<bool>, ApiError> {
+    let named = |k: &str| {
+        body.get(k)
+            .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+    };
+    let cron = named("cron");
+    let period = named("period") || named("dispatch_interval");
+    let explicit = match body.get("use_quartz_cron") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(bool_of("use_quartz_cron", v)?),
+    };
+    match (explicit, cron, period) {
+        (_, true, true) => Err(ApiError::invalid_field(
+            "cron",
+            "a plan is either a Quartz cron (cron) or a period (period, dispatch_interval), not both",
+        )),
+        (Some(false), true, false) => Err(ApiError::invalid_field(
+            "cron",
+            "given while use_quartz_cron is false",
+        )),
+        (Some(true), false, true) => Err(ApiError::invalid_field(
+            "period",
+            "given while use_quartz_cron is true",
+        )),
+        (Some(q), _, _) => Ok(Some(q)),
+        (None, true, false) => Ok(Some(true)),
+        (None, false, true) => Ok(Some(false)),
+        (None, false, false) => Ok(None),
     }
 }
 
@@ -205,6 +243,32 @@ mod tests {
             cron: None,
             time_zone: None,
             misfire_policy: MisfirePolicy::FireOnceNow,
+        }
+    }
+
+    #[test]
+    fn a_period_posted_onto_a_cron_plan_switches_it_and_both_are_refused() {
+        let mut p = blank();
+        p.start_datetime = 1_700_000_000_000;
+        p.apply(&json!({"cron": "0 0 * * * ?"}), Tz::UTC).unwrap();
+        assert!(p.use_quartz_cron, "naming a cron makes it a cron plan");
+        p.apply(&json!({"period": "MIN", "dispatch_interval": 5}), Tz::UTC)
+            .unwrap();
+        assert!(!p.use_quartz_cron, "naming a period makes it a period plan");
+        assert_eq!(p.period.as_deref(), Some("MIN"));
+        assert_eq!(p.cron, None);
+        p.apply(&json!({"remark": "only a remark"}), Tz::UTC)
+            .unwrap();
+        assert_eq!(p.period.as_deref(), Some("MIN"), "kind kept");
+        for bad in [
+            json!({"cron": "0 0 * * * ?", "period": "DAY"}),
+            json!({"use_quartz_cron": false, "cron": "0 0 * * * ?"}),
+            json!({"use_quartz_cron": true, "cron": "0 0 * * * ?", "dispatch_interval": 2}),
+        ] {
+            let before = p.clone();
+            let e = p.apply(&bad, Tz::UTC).unwrap_err();
+            assert_eq!(e.code, "FDI.3002", "{bad}");
+            assert_eq!(p.period, before.period, "nothing applied from {bad}");
         }
     }
 

@@ -54,12 +54,29 @@ pub struct ServeArgs {
     /// Longest gap between progress entries in a realtime run's monitor log.
     #[arg(long, env = "FDI_REALTIME_PROGRESS_MS", default_value_t = 30_000)]
     pub realtime_progress_ms: u64,
+    /// The only directory file-backed datasources (SQLite) may point into; relative paths are
+    /// relative to it (default: `<data-dir>/files`, created at start). The data dir, the store
+    /// file and the key file are never reachable, whatever the root.
+    #[arg(long, env = "FDI_FILES_ROOT")]
+    pub files_root: Option<PathBuf>,
+    /// Log lines as human-readable text (no colours unless stderr is a terminal) or JSON.
+    #[arg(long, env = "FDI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Parse the command line and run.
 pub fn cli_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    match &cli.command {
+        Command::Serve(args) => init_tracing(args.log_format),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,13 +86,19 @@ pub fn cli_main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 /// The tokens to accept: `--auth-tokens` / `FDI_AUTH_TOKENS`, else the token in
@@ -168,12 +191,30 @@ pub fn store_url(args: &ServeArgs) -> String {
     }
 }
 
-/// Every connector this binary was built with.
-pub fn connector_registry() -> fdi_connector::ConnectorRegistry {
+/// Where file-backed datasources may point: `--files-root` (default `<data-dir>/files`, created),
+/// with the data dir, the SQLite store file and the key file off limits.
+pub fn files_root(args: &ServeArgs) -> anyhow::Result<fdi_connector::FilesRoot> {
+    let root = args
+        .files_root
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("files"));
+    let mut files = fdi_connector::FilesRoot::new(&root)
+        .with_context(|| format!("--files-root {}", root.display()))?
+        .protect_dir(&args.data_dir)
+        .with_context(|| format!("--files-root {}", root.display()))?
+        .protect_file(args.data_dir.join("secret.key"));
+    if let Some(store) = fdi_store::sqlite_store_file(&store_url(args)) {
+        files = files.protect_file(store);
+    }
+    Ok(files)
+}
+
+/// Every connector this binary was built with; file-backed ones confined to `files`.
+pub fn connector_registry(files: fdi_connector::FilesRoot) -> fdi_connector::ConnectorRegistry {
     let mut r = fdi_connector::ConnectorRegistry::new();
     r.register(Arc::new(fdi_connector_mysql::Factory));
     r.register(Arc::new(fdi_connector_postgres::Factory));
-    r.register(Arc::new(fdi_connector_sqlite::Factory));
+    r.register(Arc::new(fdi_connector_sqlite::Factory::new(files)));
     r
 }
 
@@ -182,10 +223,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
     let auth = Arc::new(resolve_auth(&args)?);
     let url = store_url(&args);
+    let files = files_root(&args)?;
+    tracing::info!(files_root = %files.root().display(), "file-backed datasources are confined to the files root");
     let state = fdi_api::AppState::open(
         &url,
         &args.data_dir,
-        Arc::new(connector_registry()),
+        Arc::new(connector_registry(files)),
         scheduler_config(&args)?,
     )
     .await
@@ -193,9 +236,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runs = Arc::clone(&state.scheduler);
     runs.start().await.context("start the scheduler")?;
     let app = fdi_api::router(state, auth);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listen on {}", args.listen))?;
+    let listener = fdi_api::FdiListener(
+        tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listen on {}", args.listen))?,
+    );
     tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), store = if url.starts_with("postgres") { "postgres" } else { "sqlite" }, "fdi is serving");
     let shutdown_runs = Arc::clone(&runs);
     axum::serve(listener, app)
@@ -225,6 +270,8 @@ mod tests {
             lease_ms: 10_000,
             realtime_poll_ms: 3_000,
             realtime_progress_ms: 30_000,
+            files_root: None,
+            log_format: LogFormat::Text,
         }
     }
 

@@ -97,6 +97,21 @@ pub struct PlanRow {
     pub created: i64,
 }
 
+/// The file of an SQLite store URL (`sqlite://PATH`, `sqlite:PATH` or a bare path); `None` for
+/// a PostgreSQL store.
+pub fn sqlite_store_file(url: &str) -> Option<std::path::PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Some(std::path::PathBuf::from(
+        path.split('?').next().unwrap_or(path),
+    ))
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
@@ -108,27 +123,28 @@ impl Store {
     /// the migrations. The secret key comes from `FDI_SECRET_KEY` (base64 of 32 bytes) or
     /// `<data_dir>/secret.key` (generated once, mode 0600).
     pub async fn open(url: &str, data_dir: &Path) -> Result<Self> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Pool::Pg(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(20)
-                    .connect(url)
-                    .await?,
-            )
-        } else {
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .unwrap_or(url);
+        use sqlx::ConnectOptions;
+        let pool = if let Some(path) = sqlite_store_file(url) {
             let opts = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(10));
+                .busy_timeout(std::time::Duration::from_secs(10))
+                .disable_statement_logging();
             Pool::Sqlite(
                 sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(4)
+                    .connect_with(opts)
+                    .await?,
+            )
+        } else {
+            let opts = url
+                .parse::<sqlx::postgres::PgConnectOptions>()?
+                .disable_statement_logging();
+            Pool::Pg(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(20)
                     .connect_with(opts)
                     .await?,
             )
@@ -157,6 +173,12 @@ impl Store {
         for m in MIGRATIONS {
             on_pool!(&self.pool, p => sqlx::query(*m).execute(p).await.map(|r| r.rows_affected()))?;
         }
+        Ok(())
+    }
+
+    /// One trivial round trip: does the store answer?
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
         Ok(())
     }
 

@@ -49,11 +49,16 @@ pub enum ErrorCode {
     DatasourceNotFound,        // 404 FDI.3101
     AppNotFound,               // 404 FDI.3435 (the reference has no app-specific 404 code)
     TaskStarted,               // 500 FDI.3030
-    DatasourceDeleteFailed,    // 500 FDI.3121 (also used while a task still uses it)
+    DatasourceDeleteFailed,    // 500 FDI.3121
+    DatasourceInUse,           // 400 FDI.3121 (delete refused: tasks still use it)
     Internal,                  // 500 FDI.9999
     Unauthorized,              // 401 FDI.1001 (no code in the table; ours)
     Forbidden,                 // 403 FDI.3478
     NotFound,                  // 404 FDI.3002 (unknown route)
+    MethodNotAllowed,          // 405 FDI.3002
+    PayloadTooLarge,           // 413 FDI.3002
+    UriTooLong,                // 414 FDI.3002
+    HeadersTooLarge,           // 431 FDI.3002
 }
 
 impl ErrorCode {
@@ -64,6 +69,10 @@ impl ErrorCode {
             TaskStarted | DatasourceDeleteFailed | Internal => 500,
             Unauthorized => 401,
             Forbidden => 403,
+            MethodNotAllowed => 405,
+            PayloadTooLarge => 413,
+            UriTooLong => 414,
+            HeadersTooLarge => 431,
             _ => 400,
         }
     }
@@ -71,7 +80,8 @@ impl ErrorCode {
     pub fn code(self) -> &'static str {
         use ErrorCode::*;
         match self {
-            InvalidParameters | NotFound => "FDI.3002",
+            InvalidParameters | NotFound | MethodNotAllowed | PayloadTooLarge | UriTooLong
+            | HeadersTooLarge => "FDI.3002",
             TestConnectFailed => "FDI.3016",
             ManualStartFailed => "FDI.3026",
             ManualStopFailed => "FDI.3027",
@@ -113,7 +123,7 @@ impl ErrorCode {
             TaskNotFound => "FDI.3081",
             DatasourceNotFound => "FDI.3101",
             TaskStarted => "FDI.3030",
-            DatasourceDeleteFailed => "FDI.3121",
+            DatasourceDeleteFailed | DatasourceInUse => "FDI.3121",
             Internal => "FDI.9999",
             Unauthorized => "FDI.1001",
             Forbidden => "FDI.3478",
@@ -181,6 +191,11 @@ impl ErrorCode {
             DatasourceNotFound => "The datasource does not exist.",
             TaskStarted => "The task is started.",
             DatasourceDeleteFailed => "Failed to delete the data source.",
+            DatasourceInUse => "Failed to delete the data source: it is used by tasks.",
+            MethodNotAllowed => "The method is not allowed on this resource.",
+            PayloadTooLarge => "The request body is too large.",
+            UriTooLong => "The request URI is too long.",
+            HeadersTooLarge => "The request headers are too large.",
             Internal => "Internal error.",
             Unauthorized => "The token is missing or invalid.",
             Forbidden => "You do not have permission to perform operations on this project.",

@@ -117,8 +117,8 @@ impl TestApp {
 
     /// Two SQLite datasources: `people` (source) and an empty `people_copy` (target).
     pub async fn sqlite_pair(&self, app: &str) -> (String, String) {
-        let src = self.dir.join("src.sqlite");
-        let dst = self.dir.join("dst.sqlite");
+        let src = self.dir.join("files/src.sqlite");
+        let dst = self.dir.join("files/dst.sqlite");
         for (path, sql) in [
             (
                 &src,
@@ -157,7 +157,12 @@ async fn build_state(dir: &std::path::Path) -> fdi_api::AppState {
     let mut reg = fdi_connector::ConnectorRegistry::new();
     reg.register(Arc::new(fdi_connector_mysql::Factory));
     reg.register(Arc::new(fdi_connector_postgres::Factory));
-    reg.register(Arc::new(fdi_connector_sqlite::Factory));
+    let files = fdi_connector::FilesRoot::new(dir.join("files"))
+        .unwrap()
+        .protect_dir(dir)
+        .unwrap()
+        .protect_file(dir.join("fdi.db"));
+    reg.register(Arc::new(fdi_connector_sqlite::Factory::new(files)));
     let cfg = fdi_scheduler::SchedulerConfig::new("test-node");
     let state = fdi_api::AppState::open(&url, dir, Arc::new(reg), cfg)
         .await

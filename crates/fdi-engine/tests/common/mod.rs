@@ -50,9 +50,11 @@ pub fn mysql() -> Endpoint {
 pub fn sqlite(path: &std::path::Path) -> Endpoint {
     Endpoint {
         datasource_type: DatasourceType::Sqlite,
-        connector: fdi_connector_sqlite::Factory
-            .create(&json!({"url": path.display().to_string()}))
-            .expect("sqlite connector"),
+        connector: fdi_connector_sqlite::Factory::new(
+            fdi_connector::FilesRoot::new(std::env::temp_dir()).unwrap(),
+        )
+        .create(&json!({"url": path.display().to_string()}))
+        .expect("sqlite connector"),
     }
 }
 
