@@ -424,3 +424,158 @@ async fn task_crud_validation_and_delete_refusal() {
     pg_exec(&format!("DROP TABLE {src}")).await;
     mysql_exec(&format!("DROP TABLE {dst}")).await;
 }
+
+/// Shapes the platform's official SDK relies on (issue: the SDK drives fdi).
+#[tokio::test]
+async fn reference_shapes_the_official_sdk_relies_on() {
+    let s = TestServer::start(StoreKind::Sqlite).await;
+    let app_name = unique("app");
+    let (st, app) = s
+        .call(
+            "POST",
+            &s.apps_url(""),
+            Some(json!({"name": app_name, "remark": "r1"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{app}");
+    let app = app["id"].as_str().unwrap().to_string();
+
+    // validate-apps (apps reference 4.1.1): exact match on name / id / key, 404 otherwise.
+    let validate = format!("{}/v2/{PROJECT}/instances/{INSTANCE}/validate-apps", s.base);
+    let (st, v) = s
+        .call("GET", &format!("{validate}?name={app_name}"), None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["id"].as_str(), v["name"].as_str(), v["remark"].as_str()),
+        (Some(app.as_str()), Some(app_name.as_str()), Some("r1"))
+    );
+    let (st, v) = s.call("GET", &format!("{validate}?id={app}"), None).await;
+    assert_eq!((st, v["name"].as_str()), (200, Some(app_name.as_str())));
+    let got = s
+        .call("GET", &format!("{validate}?name={}", &app_name[..5]), None)
+        .await;
+    assert_fdi_error(&got, 404, "FDI.3435", "no app");
+
+    // Datasource list: a negative offset counts as 0.
+    let table = unique("sdk_cols");
+    mysql_exec(&format!(
+        "CREATE TABLE {table} (id INT NOT NULL PRIMARY KEY, at DATETIME, ts TIMESTAMP(6) NULL, amount DECIMAL(10,3), note VARCHAR(20))"
+    ))
+    .await;
+    let my = s.create_datasource(&app, "MYSQL", mysql_content()).await;
+    let (st, list) = s.get("/datasources?offset=-3").await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list["size"], 1, "{list}");
+
+    // Column metadata as the reference shows it: date-time types have field_length "0" and no
+    // decimal digits; exact numerics keep theirs.
+    let (_, cols) = s
+        .get(&format!("/datasources/{my}/columns?table_name={table}"))
+        .await;
+    let col = |n: &str| {
+        cols["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field_name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} in {cols}"))
+    };
+    for dt in ["at", "ts"] {
+        assert_eq!(col(dt)["field_length"], "0", "{}", col(dt));
+        assert!(col(dt)["decimal_digits"].is_null(), "{}", col(dt));
+    }
+    assert_eq!(col("amount")["decimal_digits"], "3");
+    assert_eq!(col("note")["field_length"], "20");
+
+    // test-sql: columns read from a table carry its nullability and keys; expressions do not.
+    let (st, r) = s
+        .post(
+            &format!("/datasources/{my}/test-sql"),
+            json!({"sql": format!("select id, note, id + 1 as next_id from {table}")}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let c = r["columns"].as_array().unwrap();
+    assert_eq!(
+        (c[0]["null_able"].as_str(), c[0]["primary"].as_str()),
+        (Some("0"), Some("1")),
+        "{r}"
+    );
+    assert_eq!(
+        (c[1]["null_able"].as_str(), c[1]["primary"].as_str()),
+        (Some("1"), Some("0")),
+        "{r}"
+    );
+    assert_eq!(c[2]["primary"], "0", "{r}");
+    let pg_table = unique("sdk_pg");
+    pg_exec(&format!(
+        "CREATE TABLE {pg_table} (id bigint PRIMARY KEY, note text)"
+    ))
+    .await;
+    let pg = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let (st, r) = s
+        .post(
+            &format!("/datasources/{pg}/test-sql"),
+            json!({"sql": format!("select id, note from {pg_table}")}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (
+            r["columns"][0]["null_able"].as_str(),
+            r["columns"][0]["primary"].as_str()
+        ),
+        (Some("0"), Some("1")),
+        "{r}"
+    );
+
+    // Tasks: project_id in the task responses, enterprise_project_id in the list, the SDK's
+    // `name` filter.
+    let dst = unique("sdk_dst");
+    mysql_exec(&format!(
+        "CREATE TABLE {dst} (id INT NOT NULL PRIMARY KEY, at DATETIME, ts TIMESTAMP(6) NULL, amount DECIMAL(10,3), note VARCHAR(20))"
+    ))
+    .await;
+    let detail = json!({"sourceSelectedDatasource": {"sourceTable": table}, "targetSelectedDatasource": {"targetTable": dst}});
+    let name = unique("sdktask");
+    let (st, created) = s.post("/tasks", task_body(&name, &my, &my, &detail)).await;
+    assert_eq!(st, 200, "{created}");
+    assert_eq!(created["task"]["project_id"], PROJECT, "{created}");
+    let task = created["task"]["task_id"].as_str().unwrap().to_string();
+    let (_, shown) = s.get(&format!("/tasks/{task}")).await;
+    assert_eq!(shown["task"]["project_id"], PROJECT, "{shown}");
+    let other = s.create_task(&my, &my, detail.clone()).await;
+    let (_, list) = s.get(&format!("/tasks?name={name}")).await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["entities"][0]["task_id"], task.as_str());
+    assert_eq!(list["entities"][0]["enterprise_project_id"], "0", "{list}");
+    assert_ne!(task, other);
+
+    // The reading step reports the size of what it read.
+    mysql_exec(&format!(
+        "INSERT INTO {table} VALUES (1, NOW(), NOW(6), 1.5, 'a'), (2, NULL, NULL, NULL, 'b')"
+    ))
+    .await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}");
+    let reading = run["detail_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["status"] == 102)
+        .cloned()
+        .unwrap_or_else(|| panic!("no step 102 in {run}"));
+    assert_eq!(reading["data_count"], 2, "{reading}");
+    assert!(
+        reading["data_size"].as_f64().unwrap_or(0.0) > 0.0,
+        "{reading}"
+    );
+
+    // Combination tasks: the reference's answer for an operation not offered, not "no route".
+    let got = s.get("/multi-tasks").await;
+    assert_fdi_error(&got, 501, "FDI.3002", "not supported");
+    let got = s.post("/multi-tasks/init", json!({})).await;
+    assert_fdi_error(&got, 501, "FDI.3002", "not supported");
+}

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use fdi_connector::{ColumnInfo, ConnectorError, Result};
+use fdi_sql_core::describe::ResultColumns;
 use fdi_sql_core::dialect::split_qualified;
 use fdi_sql_core::{Dialect, arrow_mapping, map_sqlx_error, select};
-use sqlx::{Column, Executor, MySqlPool, Row, SqlSafeStr, Statement, TypeInfo};
+use sqlx::{Executor, MySqlPool, Row, SqlSafeStr, Statement};
 
 pub async fn list_tables(pool: &MySqlPool, filter: Option<&str>) -> Result<Vec<String>> {
     let rows = sqlx::query(
@@ -33,7 +34,7 @@ pub async fn columns(pool: &MySqlPool, table: &str) -> Result<Vec<ColumnInfo>> {
     let rows = sqlx::query(
         "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR),
                 CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED), CAST(NUMERIC_PRECISION AS SIGNED), CAST(NUMERIC_SCALE AS SIGNED),
-                CAST(DATETIME_PRECISION AS SIGNED), CAST(IS_NULLABLE AS CHAR)
+                CAST(IS_NULLABLE AS CHAR)
          FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?
          ORDER BY ORDINAL_POSITION",
     )
@@ -77,8 +78,7 @@ pub async fn columns(pool: &MySqlPool, table: &str) -> Result<Vec<ColumnInfo>> {
         let char_len: Option<i64> = r.try_get(3).map_err(get_err)?;
         let precision: Option<i64> = r.try_get(4).map_err(get_err)?;
         let scale: Option<i64> = r.try_get(5).map_err(get_err)?;
-        let dt_precision: Option<i64> = r.try_get(6).map_err(get_err)?;
-        let nullable: String = r.try_get(7).map_err(get_err)?;
+        let nullable: String = r.try_get(6).map_err(get_err)?;
         let data_type = data_type.to_ascii_lowercase();
         let native = if column_type.to_ascii_lowercase().contains("unsigned") {
             format!("{data_type} unsigned")
@@ -86,18 +86,19 @@ pub async fn columns(pool: &MySqlPool, table: &str) -> Result<Vec<ColumnInfo>> {
             data_type
         };
         let mapping = arrow_mapping(Dialect::MySql, &native, &column_type, precision, scale);
-        let is_decimal = matches!(native.as_str(), "decimal" | "numeric");
+        let is_date_time = matches!(
+            native.as_str(),
+            "date" | "time" | "datetime" | "timestamp" | "year"
+        );
         out.push(ColumnInfo {
             primary: primary.contains(&col),
             unique: unique.contains(&col),
             name: col,
             native_type: native,
             length: char_len.or(precision),
-            decimal_digits: if is_decimal {
-                scale
-            } else {
-                dt_precision.or(scale)
-            },
+            // Date-time types carry no decimal digits (the reference shows null); their
+            // fractional-second precision stays in the column type.
+            decimal_digits: if is_date_time { None } else { scale },
             nullable: nullable.eq_ignore_ascii_case("YES"),
             arrow_type: mapping.arrow_type,
         });
@@ -105,7 +106,8 @@ pub async fn columns(pool: &MySqlPool, table: &str) -> Result<Vec<ColumnInfo>> {
     Ok(out)
 }
 
-/// Result columns of a query, from preparing it (no rows are fetched).
+/// Result columns of a query, from preparing it (no rows are fetched); columns read straight
+/// from a table carry that table's nullability and keys.
 pub async fn describe_query(pool: &MySqlPool, sql: &str) -> Result<Vec<ColumnInfo>> {
     let q = select::trim_query(sql).to_string();
     if q.is_empty() {
@@ -115,22 +117,12 @@ pub async fn describe_query(pool: &MySqlPool, sql: &str) -> Result<Vec<ColumnInf
         .prepare(sqlx::AssertSqlSafe(q).into_sql_str())
         .await
         .map_err(|e| map_sqlx_error("invalid SQL", e))?;
-    Ok(stmt
-        .columns()
-        .iter()
-        .map(|c| {
-            let native = c.type_info().name().to_ascii_lowercase();
-            let mapping = arrow_mapping(Dialect::MySql, &native, &native, None, None);
-            ColumnInfo {
-                name: c.name().to_string(),
-                native_type: native,
-                length: None,
-                decimal_digits: None,
-                nullable: true,
-                primary: false,
-                unique: false,
-                arrow_type: mapping.arrow_type,
-            }
-        })
-        .collect())
+    let mut described = ResultColumns::new(Dialect::MySql, stmt.columns());
+    for table in described.origin_tables() {
+        // A table that cannot be described leaves the defaults: the query itself was valid.
+        if let Ok(cols) = columns(pool, &table).await {
+            described.apply_table(&table, &cols);
+        }
+    }
+    Ok(described.into_columns())
 }

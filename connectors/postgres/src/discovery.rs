@@ -1,8 +1,9 @@
 //! Tables and columns from PostgreSQL's catalogs; result columns of a custom query.
 
 use fdi_connector::{ColumnInfo, ConnectorError, Result};
+use fdi_sql_core::describe::ResultColumns;
 use fdi_sql_core::{Dialect, arrow_mapping, map_sqlx_error, select};
-use sqlx::{Column, Executor, PgPool, Row, SqlSafeStr, Statement, TypeInfo};
+use sqlx::{Executor, Row, SqlSafeStr, Statement};
 
 use crate::PgConnector;
 
@@ -40,7 +41,7 @@ pub async fn columns(c: &PgConnector, table: &str) -> Result<Vec<ColumnInfo>> {
     let (schema, name) = c.qualify(table);
     let rows = sqlx::query(
         "SELECT column_name::text, data_type::text, udt_name::text, character_maximum_length::int8,
-                numeric_precision::int8, numeric_scale::int8, datetime_precision::int8, is_nullable::text = 'YES'
+                numeric_precision::int8, numeric_scale::int8, is_nullable::text = 'YES'
          FROM information_schema.columns WHERE table_schema::text = $1 AND table_name::text = $2
          ORDER BY ordinal_position",
     )
@@ -89,8 +90,7 @@ pub async fn columns(c: &PgConnector, table: &str) -> Result<Vec<ColumnInfo>> {
         let char_len: Option<i64> = r.try_get(3).map_err(get_err)?;
         let precision: Option<i64> = r.try_get(4).map_err(get_err)?;
         let scale: Option<i64> = r.try_get(5).map_err(get_err)?;
-        let dt_precision: Option<i64> = r.try_get(6).map_err(get_err)?;
-        let nullable: bool = r.try_get(7).map_err(get_err)?;
+        let nullable: bool = r.try_get(6).map_err(get_err)?;
         let native = if data_type == "USER-DEFINED" || data_type == "ARRAY" {
             udt.clone()
         } else {
@@ -104,11 +104,8 @@ pub async fn columns(c: &PgConnector, table: &str) -> Result<Vec<ColumnInfo>> {
             name: col,
             native_type: native,
             length: char_len.or(if is_numeric { precision } else { None }),
-            decimal_digits: if is_numeric {
-                scale
-            } else {
-                dt_precision.filter(|_| udt.starts_with("time"))
-            },
+            // Only exact numerics carry decimal digits (date-time types: null, as the reference).
+            decimal_digits: if is_numeric { scale } else { None },
             nullable,
             arrow_type: mapping.arrow_type,
         });
@@ -116,32 +113,24 @@ pub async fn columns(c: &PgConnector, table: &str) -> Result<Vec<ColumnInfo>> {
     Ok(out)
 }
 
-/// Result columns of a query, from preparing it (no rows are fetched).
-pub async fn describe_query(pool: &PgPool, sql: &str) -> Result<Vec<ColumnInfo>> {
+/// Result columns of a query, from preparing it (no rows are fetched); columns read straight
+/// from a table carry that table's nullability and keys.
+pub async fn describe_query(c: &PgConnector, sql: &str) -> Result<Vec<ColumnInfo>> {
     let q = select::trim_query(sql).to_string();
     if q.is_empty() {
         return Err(ConnectorError::user("the SQL statement is empty"));
     }
-    let stmt = pool
+    let stmt = c
+        .pool
         .prepare(sqlx::AssertSqlSafe(q).into_sql_str())
         .await
         .map_err(|e| map_sqlx_error("invalid SQL", e))?;
-    Ok(stmt
-        .columns()
-        .iter()
-        .map(|c| {
-            let native = c.type_info().name().to_ascii_lowercase();
-            let mapping = arrow_mapping(Dialect::Postgres, &native, &native, None, None);
-            ColumnInfo {
-                name: c.name().to_string(),
-                native_type: native,
-                length: None,
-                decimal_digits: None,
-                nullable: true,
-                primary: false,
-                unique: false,
-                arrow_type: mapping.arrow_type,
-            }
-        })
-        .collect())
+    let mut described = ResultColumns::new(Dialect::Postgres, stmt.columns());
+    for table in described.origin_tables() {
+        // A table that cannot be described leaves the defaults: the query itself was valid.
+        if let Ok(cols) = columns(c, &table).await {
+            described.apply_table(&table, &cols);
+        }
+    }
+    Ok(described.into_columns())
 }

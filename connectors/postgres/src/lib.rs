@@ -117,7 +117,7 @@ impl Connector for PgConnector {
     }
 
     async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>> {
-        discovery::describe_query(&self.pool, sql).await
+        discovery::describe_query(self, sql).await
     }
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {

@@ -38,7 +38,7 @@ impl PgReader {
                 )
             }
             SourceQuery::Sql(q) => {
-                let cols = discovery::describe_query(&c.pool, &q).await?;
+                let cols = discovery::describe_query(c, &q).await?;
                 (cols, Box::new(move |sel| query_select(d, &q, sel)))
             }
         };

@@ -5,6 +5,7 @@
 //! windows (time zones, window bounds as literals, `${begin}`/`${end}` substitution).
 
 pub mod content;
+pub mod describe;
 pub mod dialect;
 pub mod error;
 pub mod insert;

@@ -1,8 +1,9 @@
 //! Tables and columns from SQLite's PRAGMAs; result columns of a custom query.
 
 use fdi_connector::{ColumnInfo, ConnectorError, Result};
+use fdi_sql_core::describe::ResultColumns;
 use fdi_sql_core::{Dialect, arrow_mapping, map_sqlx_error, select};
-use sqlx::{Column, Executor, Row, SqlSafeStr, SqlitePool, Statement, TypeInfo};
+use sqlx::{Executor, Row, SqlSafeStr, SqlitePool, Statement};
 
 pub async fn list_tables(pool: &SqlitePool, filter: Option<&str>) -> Result<Vec<String>> {
     let rows = sqlx::query("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -84,7 +85,8 @@ pub async fn columns(pool: &SqlitePool, table: &str) -> Result<Vec<ColumnInfo>> 
     Ok(out)
 }
 
-/// Result columns of a query, from preparing it (no rows are fetched).
+/// Result columns of a query, from preparing it (no rows are fetched); columns read straight
+/// from a table carry that table's nullability and keys.
 pub async fn describe_query(pool: &SqlitePool, sql: &str) -> Result<Vec<ColumnInfo>> {
     let q = select::trim_query(sql).to_string();
     if q.is_empty() {
@@ -94,27 +96,12 @@ pub async fn describe_query(pool: &SqlitePool, sql: &str) -> Result<Vec<ColumnIn
         .prepare(sqlx::AssertSqlSafe(q).into_sql_str())
         .await
         .map_err(|e| map_sqlx_error("invalid SQL", e))?;
-    Ok(stmt
-        .columns()
-        .iter()
-        .map(|c| {
-            let native = c.type_info().name().to_ascii_lowercase();
-            let native = if native == "null" {
-                "text".to_string()
-            } else {
-                native
-            };
-            let mapping = arrow_mapping(Dialect::Sqlite, &native, &native, None, None);
-            ColumnInfo {
-                name: c.name().to_string(),
-                native_type: native,
-                length: None,
-                decimal_digits: None,
-                nullable: true,
-                primary: false,
-                unique: false,
-                arrow_type: mapping.arrow_type,
-            }
-        })
-        .collect())
+    let mut described = ResultColumns::new(Dialect::Sqlite, stmt.columns());
+    for table in described.origin_tables() {
+        // A table that cannot be described leaves the defaults: the query itself was valid.
+        if let Ok(cols) = columns(pool, &table).await {
+            described.apply_table(&table, &cols);
+        }
+    }
+    Ok(described.into_columns())
 }

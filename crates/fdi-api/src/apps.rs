@@ -114,6 +114,30 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
     })))
 }
 
+/// `GET validate-apps?name=&id=&key=` (apps reference 4.1.1): the app matching every given
+/// criterion exactly, as `{id, name, remark}`; 404 when none matches; 400 when no criterion given.
+pub async fn validate(State(s): State<AppState>, p: PathParams, q: Params) -> Result<Json<Value>> {
+    let (name, id, key) = (q.str("name"), q.str("id"), q.str("key"));
+    if name.is_none() && id.is_none() && key.is_none() {
+        return Err(Error::field("name", "one of name, id or key is required"));
+    }
+    let (_, apps) = backend::app_list(&s, p.project(), p.instance(), name, 0, i64::MAX).await?;
+    let found = apps.into_iter().find(|a| {
+        name.is_none_or(|n| a.name == n)
+            && id.is_none_or(|i| a.id == i)
+            && key.is_none_or(|k| a.key == k)
+    });
+    match found {
+        Some(a) => Ok(Json(
+            json!({"id": a.id, "name": a.name, "remark": a.remark}),
+        )),
+        None => Err(Error::new(
+            ErrorCode::AppNotFound,
+            "no app matches the given name / id / key",
+        )),
+    }
+}
+
 async fn load(s: &AppState, p: &PathParams) -> Result<AppView> {
     backend::app_get(s, p.project(), p.instance(), p.get("app_id"))
         .await?

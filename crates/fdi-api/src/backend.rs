@@ -331,7 +331,7 @@ pub async fn tasks_using_datasource(
 
 // ---- tasks ---------------------------------------------------------------------------------
 
-fn task_from(id: String, created_ms: i64, t: NewTask) -> TaskView {
+fn task_from(id: String, created_ms: i64, updated_ms: i64, t: NewTask) -> TaskView {
     TaskView {
         id,
         name: t.name,
@@ -342,13 +342,13 @@ fn task_from(id: String, created_ms: i64, t: NewTask) -> TaskView {
         task_tag: t.task_tag,
         task_detail: t.task_detail,
         created_ms,
-        updated_ms: fdi_types::now_millis(),
+        updated_ms,
     }
 }
 
 pub async fn task_create(s: &AppState, p: &str, i: &str, t: NewTask) -> Result<TaskView> {
     let now = fdi_types::now_millis();
-    let t = task_from(fdi_types::new_id(), now, t);
+    let t = task_from(fdi_types::new_id(), now, now, t);
     s.store
         .insert(TASK, &t.id, &scope(p, i), "", now, &t)
         .await?;
@@ -359,7 +359,7 @@ pub async fn task_update(s: &AppState, p: &str, i: &str, id: &str, t: NewTask) -
     let old = task_get(s, p, i, id)
         .await?
         .ok_or_else(|| Error::code(fdi_types::ErrorCode::TaskNotFound))?;
-    let t = task_from(old.id, old.created_ms, t);
+    let t = task_from(old.id, old.created_ms, fdi_types::now_millis(), t);
     s.store.update(TASK, &t.id, &t).await?;
     Ok(t)
 }

@@ -162,7 +162,7 @@ pub async fn create(
 }
 
 pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result<Json<Value>> {
-    let (offset, limit) = q.paging(10, 999)?;
+    let (offset, limit) = q.paging_negative_offset_as_zero(10, 999)?;
     let datasource_type = match q.str("datasource_type") {
         Some(t) => Some(DatasourceType::parse(t)?.as_str().to_string()),
         None => None,

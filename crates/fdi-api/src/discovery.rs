@@ -91,7 +91,8 @@ pub(crate) fn column_json(c: &ColumnInfo) -> Value {
     json!({
         "field_name": c.name,
         "field_type": c.native_type,
-        "field_length": c.length.map(|l| l.to_string()),
+        // Always a string: "0" where the type has no length (the reference's TIMESTAMP(6)).
+        "field_length": c.length.unwrap_or(0).to_string(),
         "null_able": flag(c.nullable),
         "is_partition": false,
         "primary": flag(c.primary),

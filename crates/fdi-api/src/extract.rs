@@ -97,11 +97,31 @@ impl Params {
     /// Paging: `offset`/`limit` must be integers >= 0 (400 FDI.3048 naming the parameter);
     /// `limit` above `max_limit` is cut to `max_limit`.
     pub fn paging(&self, default_limit: i64, max_limit: i64) -> Result<(i64, i64)> {
+        self.paging_from(default_limit, max_limit, false)
+    }
+
+    /// As [`Params::paging`], but a negative `offset` counts as 0 (the datasource list: "偏移量小于0时，
+    /// 自动转换为0").
+    pub fn paging_negative_offset_as_zero(
+        &self,
+        default_limit: i64,
+        max_limit: i64,
+    ) -> Result<(i64, i64)> {
+        self.paging_from(default_limit, max_limit, true)
+    }
+
+    fn paging_from(
+        &self,
+        default_limit: i64,
+        max_limit: i64,
+        negative_offset_is_zero: bool,
+    ) -> Result<(i64, i64)> {
         let get = |name: &str| -> Result<Option<i64>> {
             match self.str(name) {
                 None => Ok(None),
                 Some(v) => match v.trim().parse::<i64>() {
                     Ok(n) if n >= 0 => Ok(Some(n)),
+                    Ok(_) if negative_offset_is_zero && name == "offset" => Ok(Some(0)),
                     _ => Err(Error::new(
                         ErrorCode::InvalidPaging,
                         format!("{name}: {v:?} must be an integer >= 0"),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use fdi_connector::ConnectorRegistry;
 use fdi_types::ErrorCode;
 
@@ -138,6 +138,12 @@ fn api_routes(auth: Arc<AuthConfig>) -> Router<AppState> {
         )
         .route(APPS, get(apps::list).post(apps::create))
         .route(
+            "/v2/{project_id}/instances/{instance_id}/validate-apps",
+            get(apps::validate),
+        )
+        .route(&f("/multi-tasks"), any(multi_tasks_not_implemented))
+        .route(&f("/multi-tasks/{*rest}"), any(multi_tasks_not_implemented))
+        .route(
             &format!("{APPS}/{{app_id}}"),
             get(apps::get).put(apps::update).delete(apps::delete),
         )
@@ -208,6 +214,18 @@ fn fdi_error_body(resp: axum::response::Response) -> axum::response::Response {
     let mut e = fdi_types::ApiError::of(code);
     e.status = status.as_u16();
     Error(e).into_response()
+}
+
+/// Combination (CDC) tasks are not implemented yet: 501 with the FDI body, so that SDK clients
+/// see a meaningful answer rather than "no route".
+async fn multi_tasks_not_implemented(uri: Uri) -> Error {
+    Error::new(
+        ErrorCode::NotImplemented,
+        format!(
+            "{}: combination (CDC) tasks are not supported by this engine yet",
+            uri.path()
+        ),
+    )
 }
 
 async fn not_found(uri: Uri) -> Error {

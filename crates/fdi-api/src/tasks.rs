@@ -224,7 +224,9 @@ async fn full_json(s: &AppState, p: &PathParams, t: &TaskView) -> Result<Value> 
     let ends = Ends::load(s, p).await?;
     let last = backend::last_run(s, &t.id).await?;
     let running = backend::task_started(s, &t.id).await?;
-    Ok(json!({ "task": task_json(t, &ends, last.as_ref(), running), "task_detail": t.task_detail }))
+    let mut task = task_json(t, &ends, last.as_ref(), running);
+    task["project_id"] = json!(p.project());
+    Ok(json!({ "task": task, "task_detail": t.task_detail }))
 }
 
 pub async fn create(
@@ -331,6 +333,7 @@ fn brief_json(t: &TaskView, ends: &Ends, last: Option<&RunView>, running: bool) 
         "source_instance_id": ends.field(&t.source_datasource_id, |d| &d.instance_id),
         "target_instance_id": ends.field(&t.target_datasource_id, |d| &d.instance_id),
         "ext_type": Value::Null,
+        "enterprise_project_id": "0",
     });
     if let Some(tag) = t.task_tag.as_deref().filter(|d| !d.is_empty()) {
         v["task_tag"] = json!(tag);
@@ -389,7 +392,9 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
         }
         let eq = |param: &str, v: &str| q.str(param).is_none_or(|x| x == v);
         if !eq("task_id", &t.id)
-            || !q.str("task_name").is_none_or(|n| t.name.contains(n))
+            || !q
+                .str_any(&["task_name", "name"])
+                .is_none_or(|n| t.name.contains(n))
             || !task_type.is_none_or(|tt| tt == t.task_type)
             || !eq("source_datasource_id", &t.source_datasource_id)
             || !eq("target_datasource_id", &t.target_datasource_id)

@@ -388,7 +388,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 StepCode::READING,
                 PositionStatus::Normal,
                 trace.reader_stage,
-                (rows_received, 0, 0),
+                (rows_received, 0, batch_data_bytes(&batch)),
                 read_begin,
                 "Reading",
             );
@@ -589,4 +589,14 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             )
         }
     }
+}
+
+/// The bytes a batch's values take (values, offsets and validity of the rows it holds, not the
+/// buffers' spare capacity): what a step reports as the size of the rows read.
+fn batch_data_bytes(batch: &arrow::record_batch::RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }

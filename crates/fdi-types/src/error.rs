@@ -59,6 +59,7 @@ pub enum ErrorCode {
     PayloadTooLarge,           // 413 FDI.3002
     UriTooLong,                // 414 FDI.3002
     HeadersTooLarge,           // 431 FDI.3002
+    NotImplemented,            // 501 FDI.3002 (an operation this engine does not offer yet)
 }
 
 impl ErrorCode {
@@ -73,6 +74,7 @@ impl ErrorCode {
             PayloadTooLarge => 413,
             UriTooLong => 414,
             HeadersTooLarge => 431,
+            NotImplemented => 501,
             _ => 400,
         }
     }
@@ -81,7 +83,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidParameters | NotFound | MethodNotAllowed | PayloadTooLarge | UriTooLong
-            | HeadersTooLarge => "FDI.3002",
+            | HeadersTooLarge | NotImplemented => "FDI.3002",
             TestConnectFailed => "FDI.3016",
             ManualStartFailed => "FDI.3026",
             ManualStopFailed => "FDI.3027",
@@ -196,6 +198,7 @@ impl ErrorCode {
             PayloadTooLarge => "The request body is too large.",
             UriTooLong => "The request URI is too long.",
             HeadersTooLarge => "The request headers are too large.",
+            NotImplemented => "The operation is not supported.",
             Internal => "Internal error.",
             Unauthorized => "The token is missing or invalid.",
             Forbidden => "You do not have permission to perform operations on this project.",
