@@ -4,74 +4,35 @@
 //! `monitor-overview`.
 
 use fdi_engine::{RunEvent, RunOutcome};
-use fdi_store::{RUN, Store, StoreError};
+use fdi_store::{Store, StoreError};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode};
-use serde::{Deserialize, Serialize};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// One step of a run, in the order it happened.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepView {
-    pub id: String,
-    pub code: u16,
-    pub position: Position,
-    pub position_status: PositionStatus,
-    pub stage: String,
-    pub data_count: u64,
-    pub dirty_data_count: u64,
-    pub data_bytes: u64,
-    pub remarks: String,
-    pub begin_ms: i64,
-    pub end_ms: i64,
-}
+pub use fdi_store::{RunCounts, RunFilter, RunView, StepView, Trigger};
 
-/// Why a run exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    #[default]
-    Manual,
-    /// A dispatch plan fired.
-    Plan,
-    /// A realtime task's supervisor started the run.
-    Realtime,
-}
-
-/// One run of a task (a tracking id) as the monitor log keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunView {
-    pub id: String,
-    #[serde(default)]
-    pub task_id: String,
-    pub start_ms: i64,
-    /// The planned instant for plan fires; the request time for manual runs.
-    pub dispatch_ms: i64,
-    pub end_ms: Option<i64>,
-    pub execute_status: ExecuteStatus,
-    pub position: Position,
-    pub position_status: PositionStatus,
-    pub status_code: u16,
-    pub data_count: u64,
-    pub dirty_data_count: u64,
-    pub data_bytes: u64,
-    pub read_ms: i64,
-    pub write_ms: i64,
-    pub remarks: String,
-    pub steps: Vec<StepView>,
-    #[serde(default)]
-    pub trigger: Trigger,
-    /// The node that ran it (several nodes may share one store).
-    #[serde(default)]
-    pub node_id: String,
-    /// The incremental window [begin, end) the run read, if any.
-    #[serde(default)]
-    pub window: Option<(i64, i64)>,
-}
-
-impl RunView {
+/// How the monitor log builds and ends a run.
+pub trait RunRecord {
     /// A run that is about to start on `node_id`: RUNNING at the adapter, with step 900.
-    pub fn starting(
+    fn starting(
+        task_id: &str,
+        run_id: &str,
+        trigger: Trigger,
+        dispatch_ms: i64,
+        node_id: &str,
+    ) -> Self;
+    /// Append a step at the run's current position, stamped now; it becomes the run's status.
+    fn add_step(&mut self, code: StepCode, ps: PositionStatus, remarks: &str);
+    /// Fold one engine event into the run.
+    fn apply(&mut self, ev: RunEvent);
+    /// Record the engine's outcome as the run's end.
+    fn finish(&mut self, o: RunOutcome);
+    /// End the run as ERROR with `code` (915 after a crash, 913 when it could not be dispatched).
+    fn fail(&mut self, code: StepCode, remarks: &str);
+}
+
+impl RunRecord for RunView {
+    fn starting(
         task_id: &str,
         run_id: &str,
         trigger: Trigger,
@@ -99,8 +60,10 @@ impl RunView {
             trigger,
             node_id: node_id.to_string(),
             window: None,
+            stored_steps: 0,
         };
-        run.push_step(
+        push_step(
+            &mut run,
             StepCode::DISPATCH_RECEIVED,
             PositionStatus::Normal,
             "dispatch request received",
@@ -109,30 +72,12 @@ impl RunView {
         run
     }
 
-    /// Append a step at the run's current position, stamped now; it becomes the run's status.
-    pub fn add_step(&mut self, code: StepCode, ps: PositionStatus, remarks: &str) {
+    fn add_step(&mut self, code: StepCode, ps: PositionStatus, remarks: &str) {
         self.status_code = code.0;
-        self.push_step(code, ps, remarks, fdi_types::now_millis());
+        push_step(self, code, ps, remarks, fdi_types::now_millis());
     }
 
-    fn push_step(&mut self, code: StepCode, ps: PositionStatus, remarks: &str, at: i64) {
-        self.steps.push(StepView {
-            id: fdi_types::new_id(),
-            code: code.0,
-            position: self.position,
-            position_status: ps,
-            stage: "adapter".into(),
-            data_count: self.data_count,
-            dirty_data_count: self.dirty_data_count,
-            data_bytes: self.data_bytes,
-            remarks: remarks.to_string(),
-            begin_ms: at,
-            end_ms: at,
-        });
-    }
-
-    /// Fold one engine event into the run.
-    pub fn apply(&mut self, ev: RunEvent) {
+    fn apply(&mut self, ev: RunEvent) {
         match ev {
             RunEvent::Step(s) => {
                 self.position = s.position;
@@ -167,8 +112,7 @@ impl RunView {
         }
     }
 
-    /// Record the engine's outcome as the run's end.
-    pub fn finish(&mut self, o: RunOutcome) {
+    fn finish(&mut self, o: RunOutcome) {
         self.execute_status = o.status;
         self.position = o.position;
         self.position_status = o.position_status;
@@ -182,32 +126,32 @@ impl RunView {
         self.end_ms = Some(fdi_types::now_millis());
     }
 
-    /// End the run as ERROR with `code` (915 after a crash, 913 when it could not be dispatched).
-    pub fn fail(&mut self, code: StepCode, remarks: &str) {
+    fn fail(&mut self, code: StepCode, remarks: &str) {
         let now = fdi_types::now_millis();
         self.execute_status = ExecuteStatus::Error;
         self.position_status = PositionStatus::InternalErr;
         self.status_code = code.0;
         self.end_ms = Some(now);
         self.remarks = remarks.to_string();
-        self.push_step(code, PositionStatus::InternalErr, remarks, now);
+        push_step(self, code, PositionStatus::InternalErr, remarks, now);
     }
 }
 
-pub struct RunFilter {
-    pub begin_ms: Option<i64>,
-    pub end_ms: Option<i64>,
-    pub offset: i64,
-    pub limit: i64,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RunCounts {
-    pub total: u64,
-    pub error: u64,
-    pub success: u64,
-    pub running: u64,
-    pub cancelled: u64,
+/// Append an adapter step at the run's current position and counters.
+fn push_step(run: &mut RunView, code: StepCode, ps: PositionStatus, remarks: &str, at: i64) {
+    run.steps.push(StepView {
+        id: fdi_types::new_id(),
+        code: code.0,
+        position: run.position,
+        position_status: ps,
+        stage: "adapter".into(),
+        data_count: run.data_count,
+        dirty_data_count: run.dirty_data_count,
+        data_bytes: run.data_bytes,
+        remarks: remarks.to_string(),
+        begin_ms: at,
+        end_ms: at,
+    });
 }
 
 /// The monitor log over the metadata store.
@@ -221,16 +165,15 @@ impl MonitorLog {
         Self { store }
     }
 
-    /// Store a new run.
-    pub async fn create(&self, run: &RunView) -> Result<()> {
-        self.store
-            .insert(RUN, &run.id, "", &run.task_id, run.start_ms, run)
-            .await
+    /// Store a new run (and the steps it has so far).
+    pub async fn create(&self, run: &mut RunView) -> Result<()> {
+        self.store.insert_run(run).await
     }
 
-    /// Store the run's current state.
-    pub async fn save(&self, run: &RunView) -> Result<()> {
-        self.store.update(RUN, &run.id, run).await
+    /// Store what changed in the run since it was last stored: its status and counters, and the
+    /// steps added since.
+    pub async fn save(&self, run: &mut RunView) -> Result<()> {
+        self.store.save_run(run).await
     }
 
     /// Record a fire that was refused because the task's previous run has not ended: execute
@@ -254,13 +197,15 @@ impl MonitorLog {
         let remarks = format!(
             "rejected: the previous run ({running_run}) of the task has not ended; this fire was not executed"
         );
-        run.push_step(
+        push_step(
+            &mut run,
             StepCode::READ_REJECTED_PREVIOUS_RUNNING,
             PositionStatus::Normal,
             &remarks,
             now,
         );
-        run.push_step(
+        push_step(
+            &mut run,
             StepCode::REJECTED_PREVIOUS_RUNNING,
             PositionStatus::Normal,
             &remarks,
@@ -270,73 +215,45 @@ impl MonitorLog {
         run.status_code = StepCode::REJECTED_PREVIOUS_RUNNING.0;
         run.remarks = remarks;
         run.end_ms = Some(now);
-        self.create(&run).await?;
+        self.create(&mut run).await?;
         Ok(run)
     }
 
     /// End a run whose node died (or whose process stopped) while it was active: ERROR, 915.
     /// Nothing happens when the run has already ended.
     pub async fn end_abnormally(&self, run_id: &str, why: &str) -> Result<bool> {
-        let Some(mut run) = self.store.get::<RunView>(RUN, "", run_id).await? else {
+        let Some(mut run) = self.store.run_row(run_id).await? else {
             return Ok(false);
         };
         if !run.execute_status.is_active() {
             return Ok(false);
         }
         run.fail(StepCode::ABNORMAL, why);
-        self.save(&run).await?;
+        self.save(&mut run).await?;
         Ok(true)
     }
 
+    /// The task's newest run, without its steps.
     pub async fn last_run(&self, task_id: &str) -> Result<Option<RunView>> {
-        self.store.first_child::<RunView>(RUN, task_id).await
+        self.store.last_run(task_id).await
     }
 
-    /// The task's runs, newest first, started within the filter's range; (total, page).
+    /// The task's runs, newest first, started within the filter's range, with their steps;
+    /// (total, page).
     pub async fn list_runs(&self, task_id: &str, f: RunFilter) -> Result<(u64, Vec<RunView>)> {
-        let v: Vec<RunView> = self
-            .store
-            .children::<RunView>(RUN, task_id)
-            .await?
-            .into_iter()
-            .filter(|r| {
-                f.begin_ms.is_none_or(|b| r.start_ms >= b)
-                    && f.end_ms.is_none_or(|e| r.start_ms <= e)
-            })
-            .collect();
-        let total = v.len() as u64;
-        let page = v
-            .into_iter()
-            .skip(f.offset.max(0) as usize)
-            .take(f.limit.max(0) as usize)
-            .collect();
-        Ok((total, page))
+        self.store.list_runs(task_id, &f).await
     }
 
+    /// One run of the task with its steps.
     pub async fn get_run(&self, task_id: &str, run_id: &str) -> Result<Option<RunView>> {
-        Ok(self
-            .store
-            .get::<RunView>(RUN, "", run_id)
-            .await?
-            .filter(|r| r.task_id == task_id))
+        self.store.run_with_steps(task_id, run_id).await
     }
 
     pub async fn run_counts(&self, task_id: &str) -> Result<RunCounts> {
-        let mut c = RunCounts::default();
-        for r in self.store.children::<RunView>(RUN, task_id).await? {
-            c.total += 1;
-            match r.execute_status {
-                ExecuteStatus::Error => c.error += 1,
-                ExecuteStatus::Success => c.success += 1,
-                ExecuteStatus::Cancelled => c.cancelled += 1,
-                ExecuteStatus::Running | ExecuteStatus::Waiting => c.running += 1,
-                ExecuteStatus::Unstarted => {}
-            }
-        }
-        Ok(c)
+        self.store.run_counts(task_id).await
     }
 
     pub async fn delete_task_runs(&self, task_id: &str) -> Result<()> {
-        self.store.delete_children(RUN, task_id).await
+        self.store.delete_task_runs(task_id).await
     }
 }

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fdi_connector::ConnectorFactory;
 use fdi_engine::Endpoint;
-use fdi_monitor::{MonitorLog, RunView, Trigger};
+use fdi_monitor::{MonitorLog, RunFilter, RunView, Trigger};
 use fdi_scheduler::{ResolvedTask, Scheduler, SchedulerConfig, TaskResolver};
-use fdi_store::{RUN, Store};
+use fdi_store::Store;
 use fdi_types::{ApiError, DatasourceType, TaskType};
 use serde_json::json;
 
@@ -195,12 +195,19 @@ async fn main() {
         s.shutdown().await;
     }
 
-    let runs: Vec<RunView> = store
-        .all::<RunView>(RUN)
-        .await
-        .unwrap()
+    let mut all_runs: Vec<RunView> = Vec::new();
+    for id in &ids {
+        let every = RunFilter {
+            begin_ms: None,
+            end_ms: None,
+            offset: 0,
+            limit: i64::MAX,
+        };
+        all_runs.extend(store.list_runs(id, &every).await.unwrap().1);
+    }
+    let runs: Vec<RunView> = all_runs
         .into_iter()
-        .filter(|r| r.trigger == Trigger::Plan && ids.binary_search(&r.task_id).is_ok())
+        .filter(|r| r.trigger == Trigger::Plan)
         .filter(|r| r.dispatch_ms >= fire_from)
         .collect();
     let mut lags: Vec<i64> = runs.iter().map(|r| r.start_ms - r.dispatch_ms).collect();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fdi_monitor::{RunView, Trigger};
+use fdi_monitor::{RunRecord, RunView, Trigger};
 use fdi_types::{ExecuteStatus, PositionStatus, StepCode, TaskDetail, TaskType};
 use tokio_util::sync::CancellationToken;
 

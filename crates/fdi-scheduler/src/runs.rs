@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fdi_engine::{EngineOptions, RunRequest};
-use fdi_monitor::{RunView, Trigger};
+use fdi_monitor::{RunRecord, RunView, Trigger};
 use fdi_store::PlanRow;
 use fdi_types::{ApiError, ErrorCode, ExecuteStatus, StepCode, TaskDetail};
 use tokio::sync::mpsc;
@@ -62,7 +62,7 @@ impl Scheduler {
             dispatch_ms,
             &self.cfg.node_id,
         );
-        if let Err(e) = self.monitor.create(&run).await {
+        if let Err(e) = self.monitor.create(&mut run).await {
             let _ = self.store.release_claim(&task.task_id, &run_id).await;
             return Err(e.into());
         }
@@ -90,7 +90,7 @@ impl Scheduler {
                 } else {
                     this.drive_once(task, detail, &mut run, cancel).await;
                 }
-                this.finish_run(&run).await;
+                this.finish_run(&mut run).await;
             }
             .instrument(span),
         );
@@ -123,7 +123,7 @@ impl Scheduler {
     }
 
     /// Record the run's end, release its claim, forget it locally.
-    async fn finish_run(&self, run: &RunView) {
+    async fn finish_run(&self, run: &mut RunView) {
         if let Err(e) = self.monitor.save(run).await {
             tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record the end of the run");
         }
@@ -358,7 +358,7 @@ impl Scheduler {
             StepCode::DISPATCH_FAILED,
             &format!("dispatch failed: {cause}"),
         );
-        self.monitor.create(&run).await?;
+        self.monitor.create(&mut run).await?;
         Ok(())
     }
 

@@ -22,7 +22,6 @@ use sqlx::Row;
 pub const APP: &str = "app";
 pub const DATASOURCE: &str = "datasource";
 pub const TASK: &str = "task";
-pub const RUN: &str = "run";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,30 +51,10 @@ macro_rules! on_pool {
     };
 }
 
-/// The migrations, in order; each statement is idempotent.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS fdi_docs (
-        kind TEXT NOT NULL, id TEXT NOT NULL, scope TEXT NOT NULL, parent TEXT NOT NULL,
-        created BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id))",
-    "CREATE INDEX IF NOT EXISTS fdi_docs_parent ON fdi_docs (kind, parent, created)",
-    "CREATE INDEX IF NOT EXISTS fdi_docs_scope ON fdi_docs (kind, scope, created)",
-    // One row per task with an active run: which run, which node runs it, until when its lease
-    // holds, and whether a terminate was asked (by any node).
-    "CREATE TABLE IF NOT EXISTS fdi_claims (
-        task_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, node_id TEXT NOT NULL,
-        lease_until BIGINT NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS fdi_plans (
-        dispatch_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, body TEXT NOT NULL,
-        next_fire BIGINT, created BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS fdi_plans_task ON fdi_plans (task_id)",
-    "CREATE INDEX IF NOT EXISTS fdi_plans_next ON fdi_plans (next_fire)",
-    // status 1 = started (plan enabled / realtime running), 0 = stopped.
-    "CREATE TABLE IF NOT EXISTS fdi_task_status (
-        task_id TEXT PRIMARY KEY, status INTEGER NOT NULL, realtime INTEGER NOT NULL DEFAULT 0,
-        updated BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS fdi_watermarks (
-        task_id TEXT PRIMARY KEY, end_ms BIGINT NOT NULL, updated BIGINT NOT NULL)",
-];
+mod migrate;
+mod runs;
+
+pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
 
 /// The claim that makes one node the runner of a task's active run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,25 +134,6 @@ impl Store {
         };
         store.migrate().await?;
         Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        if let Pool::Pg(p) = &self.pool {
-            // Several nodes may start at once against one database: serialise the DDL.
-            let mut tx = p.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(72210531)")
-                .execute(&mut *tx)
-                .await?;
-            for m in MIGRATIONS {
-                sqlx::query(*m).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            return Ok(());
-        }
-        for m in MIGRATIONS {
-            on_pool!(&self.pool, p => sqlx::query(*m).execute(p).await.map(|r| r.rows_affected()))?;
-        }
-        Ok(())
     }
 
     /// One trivial round trip: does the store answer?

@@ -1,0 +1,410 @@
+//! Runs and their steps as rows: a run is one row in `fdi_runs` (status and counters, updated in
+//! place), each step one row in `fdi_run_steps` (appended, never rewritten). Saving a run writes
+//! what changed since the last save: its row and the steps added since — a run that lasts a month
+//! is not a growing blob.
+
+use fdi_types::{ExecuteStatus, Position, PositionStatus};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{Pool, Result, Store};
+
+/// One step of a run, in the order it happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepView {
+    pub id: String,
+    pub code: u16,
+    pub position: Position,
+    pub position_status: PositionStatus,
+    pub stage: String,
+    pub data_count: u64,
+    pub dirty_data_count: u64,
+    pub data_bytes: u64,
+    pub remarks: String,
+    pub begin_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    #[default]
+    Manual,
+    /// A dispatch plan fired.
+    Plan,
+    /// A realtime task's supervisor started the run.
+    Realtime,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Plan => "plan",
+            Self::Realtime => "realtime",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "plan" => Self::Plan,
+            "realtime" => Self::Realtime,
+            _ => Self::Manual,
+        }
+    }
+}
+
+/// One run of a task (a tracking id) as the monitor log keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: String,
+    #[serde(default)]
+    pub task_id: String,
+    pub start_ms: i64,
+    /// The planned instant for plan fires; the request time for manual runs.
+    pub dispatch_ms: i64,
+    pub end_ms: Option<i64>,
+    pub execute_status: ExecuteStatus,
+    pub position: Position,
+    pub position_status: PositionStatus,
+    pub status_code: u16,
+    pub data_count: u64,
+    pub dirty_data_count: u64,
+    pub data_bytes: u64,
+    pub read_ms: i64,
+    pub write_ms: i64,
+    pub remarks: String,
+    /// The steps not yet stored, after the `stored_steps` already stored (all of them when the
+    /// run was read with its steps).
+    pub steps: Vec<StepView>,
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// The node that ran it (several nodes may share one store).
+    #[serde(default)]
+    pub node_id: String,
+    /// The incremental window [begin, end) the run read, if any.
+    #[serde(default)]
+    pub window: Option<(i64, i64)>,
+    /// How many steps of this run the store holds before `steps` (whose first element is step
+    /// number `stored_steps`). Saving stores `steps` and moves them into this count.
+    #[serde(skip)]
+    pub stored_steps: u32,
+}
+
+/// Which runs of a task a list shows.
+pub struct RunFilter {
+    pub begin_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// A task's runs by outcome.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunCounts {
+    pub total: u64,
+    pub error: u64,
+    pub success: u64,
+    pub running: u64,
+    pub cancelled: u64,
+}
+
+pub(crate) const RUN_COLUMNS: &str = "id, task_id, start_ms, dispatch_ms, end_ms, exec_status, pos, pos_status, \
+     status_code, data_count, dirty_count, data_bytes, read_ms, write_ms, remarks, run_trigger, \
+     node_id, window_begin, window_end";
+
+pub(crate) const STEP_COLUMNS: &str = "run_id, seq, id, code, pos, pos_status, stage, data_count, dirty_count, \
+     data_bytes, remarks, begin_ms, end_ms";
+
+/// A [`RunView`] (without steps) from a row selected with [`RUN_COLUMNS`].
+macro_rules! run_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let window = match (
+            r.try_get::<Option<i64>, _>("window_begin")?,
+            r.try_get::<Option<i64>, _>("window_end")?,
+        ) {
+            (Some(b), Some(e)) => Some((b, e)),
+            _ => None,
+        };
+        Ok::<RunView, crate::StoreError>(RunView {
+            id: r.try_get("id")?,
+            task_id: r.try_get("task_id")?,
+            start_ms: r.try_get("start_ms")?,
+            dispatch_ms: r.try_get("dispatch_ms")?,
+            end_ms: r.try_get("end_ms")?,
+            execute_status: ExecuteStatus::parse(&r.try_get::<String, _>("exec_status")?)
+                .unwrap_or(ExecuteStatus::Error),
+            position: Position::parse(&r.try_get::<String, _>("pos")?).unwrap_or(Position::Adapter),
+            position_status: PositionStatus::parse(&r.try_get::<String, _>("pos_status")?)
+                .unwrap_or(PositionStatus::Normal),
+            status_code: r.try_get::<i32, _>("status_code")? as u16,
+            data_count: r.try_get::<i64, _>("data_count")? as u64,
+            dirty_data_count: r.try_get::<i64, _>("dirty_count")? as u64,
+            data_bytes: r.try_get::<i64, _>("data_bytes")? as u64,
+            read_ms: r.try_get("read_ms")?,
+            write_ms: r.try_get("write_ms")?,
+            remarks: r.try_get("remarks")?,
+            steps: Vec::new(),
+            trigger: Trigger::parse(&r.try_get::<String, _>("run_trigger")?),
+            node_id: r.try_get("node_id")?,
+            window,
+            stored_steps: 0,
+        })
+    }};
+}
+
+/// (run id, step) from a row selected with [`STEP_COLUMNS`].
+macro_rules! step_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        Ok::<(String, StepView), crate::StoreError>((
+            r.try_get("run_id")?,
+            StepView {
+                id: r.try_get("id")?,
+                code: r.try_get::<i32, _>("code")? as u16,
+                position: Position::parse(&r.try_get::<String, _>("pos")?)
+                    .unwrap_or(Position::Adapter),
+                position_status: PositionStatus::parse(&r.try_get::<String, _>("pos_status")?)
+                    .unwrap_or(PositionStatus::Normal),
+                stage: r.try_get("stage")?,
+                data_count: r.try_get::<i64, _>("data_count")? as u64,
+                dirty_data_count: r.try_get::<i64, _>("dirty_count")? as u64,
+                data_bytes: r.try_get::<i64, _>("data_bytes")? as u64,
+                remarks: r.try_get("remarks")?,
+                begin_ms: r.try_get("begin_ms")?,
+                end_ms: r.try_get("end_ms")?,
+            },
+        ))
+    }};
+}
+
+/// Bind a run's columns in [`RUN_COLUMNS`] order.
+macro_rules! bind_run {
+    ($q:expr, $r:expr) => {
+        $q.bind(&$r.id)
+            .bind(&$r.task_id)
+            .bind($r.start_ms)
+            .bind($r.dispatch_ms)
+            .bind($r.end_ms)
+            .bind($r.execute_status.as_str())
+            .bind($r.position.as_str())
+            .bind($r.position_status.as_str())
+            .bind(i32::from($r.status_code))
+            .bind($r.data_count as i64)
+            .bind($r.dirty_data_count as i64)
+            .bind($r.data_bytes as i64)
+            .bind($r.read_ms)
+            .bind($r.write_ms)
+            .bind(&$r.remarks)
+            .bind($r.trigger.as_str())
+            .bind(&$r.node_id)
+            .bind($r.window.map(|w| w.0))
+            .bind($r.window.map(|w| w.1))
+    };
+}
+
+/// Insert `steps` of `run_id`, numbered from `first_seq`, in multi-row statements.
+macro_rules! insert_steps {
+    ($conn:expr, $run_id:expr, $first_seq:expr, $steps:expr) => {{
+        for (chunk_no, chunk) in $steps.chunks(200).enumerate() {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO fdi_run_steps ({}) ",
+                $crate::runs::STEP_COLUMNS
+            ));
+            qb.push_values(chunk.iter().enumerate(), |mut b, (i, s)| {
+                let seq = $first_seq as i64 + (chunk_no * 200 + i) as i64;
+                b.push_bind($run_id.to_string())
+                    .push_bind(seq)
+                    .push_bind(s.id.clone())
+                    .push_bind(i32::from(s.code))
+                    .push_bind(s.position.as_str())
+                    .push_bind(s.position_status.as_str())
+                    .push_bind(s.stage.clone())
+                    .push_bind(s.data_count as i64)
+                    .push_bind(s.dirty_data_count as i64)
+                    .push_bind(s.data_bytes as i64)
+                    .push_bind(s.remarks.clone())
+                    .push_bind(s.begin_ms)
+                    .push_bind(s.end_ms);
+            });
+            qb.build().execute(&mut *$conn).await?;
+        }
+    }};
+}
+
+pub(crate) use {bind_run, insert_steps};
+
+impl Store {
+    /// Store a new run with the steps it has so far.
+    pub async fn insert_run(&self, run: &mut RunView) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO fdi_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        );
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            bind_run!(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), run).execute(&mut *tx).await?;
+            insert_steps!(tx, run.id, run.stored_steps, run.steps);
+            tx.commit().await?;
+        });
+        self.steps_stored(run);
+        Ok(())
+    }
+
+    /// Store the run's status and counters and the steps added since the last save.
+    pub async fn save_run(&self, run: &mut RunView) -> Result<()> {
+        let sql = "UPDATE fdi_runs SET end_ms = $1, exec_status = $2, pos = $3, pos_status = $4, \
+             status_code = $5, data_count = $6, dirty_count = $7, data_bytes = $8, read_ms = $9, \
+             write_ms = $10, remarks = $11, window_begin = $12, window_end = $13 WHERE id = $14";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql)
+                .bind(run.end_ms)
+                .bind(run.execute_status.as_str())
+                .bind(run.position.as_str())
+                .bind(run.position_status.as_str())
+                .bind(i32::from(run.status_code))
+                .bind(run.data_count as i64)
+                .bind(run.dirty_data_count as i64)
+                .bind(run.data_bytes as i64)
+                .bind(run.read_ms)
+                .bind(run.write_ms)
+                .bind(&run.remarks)
+                .bind(run.window.map(|w| w.0))
+                .bind(run.window.map(|w| w.1))
+                .bind(&run.id)
+                .execute(&mut *tx)
+                .await?;
+            insert_steps!(tx, run.id, run.stored_steps, run.steps);
+            tx.commit().await?;
+        });
+        self.steps_stored(run);
+        Ok(())
+    }
+
+    /// The steps just written are stored: only later ones are written by the next save.
+    fn steps_stored(&self, run: &mut RunView) {
+        run.stored_steps += run.steps.len() as u32;
+        run.steps.clear();
+    }
+
+    /// A run without its steps (`stored_steps` says how many it has).
+    pub async fn run_row(&self, run_id: &str) -> Result<Option<RunView>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, (SELECT COUNT(*) FROM fdi_run_steps s WHERE s.run_id = r.id) AS step_count FROM fdi_runs r WHERE id = $1"
+        );
+        on_pool!(&self.pool, p => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(run_id).fetch_optional(p).await?;
+            row.map(|r| {
+                let mut run = run_from_row!(&r)?;
+                run.stored_steps = r.try_get::<i64, _>("step_count")? as u32;
+                Ok(run)
+            })
+            .transpose()
+        })
+    }
+
+    /// A task's run with every step.
+    pub async fn run_with_steps(&self, task_id: &str, run_id: &str) -> Result<Option<RunView>> {
+        let Some(run) = self.run_row(run_id).await?.filter(|r| r.task_id == task_id) else {
+            return Ok(None);
+        };
+        let mut runs = vec![run];
+        self.load_steps(&mut runs).await?;
+        let mut run = runs.remove(0);
+        run.stored_steps = 0;
+        Ok(Some(run))
+    }
+
+    /// The task's newest run (by start time), without its steps.
+    pub async fn last_run(&self, task_id: &str) -> Result<Option<RunView>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM fdi_runs WHERE task_id = $1 ORDER BY start_ms DESC, id DESC LIMIT 1"
+        );
+        on_pool!(&self.pool, p => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(task_id).fetch_optional(p).await?;
+            row.map(|r| run_from_row!(&r)).transpose()
+        })
+    }
+
+    /// The task's runs, newest first, started within the filter's range, with their steps;
+    /// (total, page). Two index-backed queries plus one for the page's steps.
+    pub async fn list_runs(&self, task_id: &str, f: &RunFilter) -> Result<(u64, Vec<RunView>)> {
+        let begin = f.begin_ms.unwrap_or(i64::MIN);
+        let end = f.end_ms.unwrap_or(i64::MAX);
+        let count_sql = "SELECT COUNT(*) FROM fdi_runs WHERE task_id = $1 AND start_ms >= $2 AND start_ms <= $3";
+        let page_sql = format!(
+            "SELECT {RUN_COLUMNS} FROM fdi_runs WHERE task_id = $1 AND start_ms >= $2 AND start_ms <= $3 \
+             ORDER BY start_ms DESC, id DESC LIMIT $4 OFFSET $5"
+        );
+        let (total, mut runs) = on_pool!(&self.pool, p => {
+            let total: i64 = sqlx::query_scalar(count_sql).bind(task_id).bind(begin).bind(end).fetch_one(p).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(page_sql.as_str()))
+                .bind(task_id).bind(begin).bind(end).bind(f.limit.max(0)).bind(f.offset.max(0))
+                .fetch_all(p).await?;
+            let runs = rows.iter().map(|r| run_from_row!(r)).collect::<Result<Vec<_>>>()?;
+            (total, runs)
+        });
+        self.load_steps(&mut runs).await?;
+        Ok((total as u64, runs))
+    }
+
+    /// Fill each run's `steps` with its stored steps, in order (one query for all of them).
+    async fn load_steps(&self, runs: &mut [RunView]) -> Result<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=runs.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {STEP_COLUMNS} FROM fdi_run_steps WHERE run_id IN ({}) ORDER BY run_id, seq",
+            placeholders.join(", ")
+        );
+        let steps: Vec<(String, StepView)> = on_pool!(&self.pool, p => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for r in runs.iter() {
+                q = q.bind(r.id.clone());
+            }
+            q.fetch_all(p).await?.iter().map(|r| step_from_row!(r)).collect::<Result<Vec<_>>>()?
+        });
+        for (run_id, step) in steps {
+            if let Some(r) = runs.iter_mut().find(|r| r.id == run_id) {
+                r.steps.push(step);
+            }
+        }
+        Ok(())
+    }
+
+    /// The task's runs by outcome (one grouped query).
+    pub async fn run_counts(&self, task_id: &str) -> Result<RunCounts> {
+        let sql =
+            "SELECT exec_status, COUNT(*) FROM fdi_runs WHERE task_id = $1 GROUP BY exec_status";
+        let rows: Vec<(String, i64)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(task_id).fetch_all(p).await?);
+        let mut c = RunCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            c.total += n;
+            match ExecuteStatus::parse(&status) {
+                Some(ExecuteStatus::Error) => c.error += n,
+                Some(ExecuteStatus::Success) => c.success += n,
+                Some(ExecuteStatus::Cancelled) => c.cancelled += n,
+                Some(ExecuteStatus::Running | ExecuteStatus::Waiting) => c.running += n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// Delete a task's runs and their steps.
+    pub async fn delete_task_runs(&self, task_id: &str) -> Result<()> {
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM fdi_run_steps WHERE run_id IN (SELECT id FROM fdi_runs WHERE task_id = $1)")
+                .bind(task_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM fdi_runs WHERE task_id = $1").bind(task_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Runs as rows, and the upgrade of 0.1 run documents, on both back ends.
+
+mod common;
+
+use common::{Backend, backends};
+use fdi_store::{RunFilter, RunView, StepView, Store, Trigger};
+use fdi_types::{ExecuteStatus, Position, PositionStatus};
+
+fn step(code: u16, remarks: &str) -> StepView {
+    StepView {
+        id: fdi_types::new_id(),
+        code,
+        position: Position::Adapter,
+        position_status: PositionStatus::Normal,
+        stage: "adapter".into(),
+        data_count: 0,
+        dirty_data_count: 0,
+        data_bytes: 0,
+        remarks: remarks.into(),
+        begin_ms: 1,
+        end_ms: 2,
+    }
+}
+
+fn run(task: &str, id: &str, start_ms: i64) -> RunView {
+    RunView {
+        id: id.into(),
+        task_id: task.into(),
+        start_ms,
+        dispatch_ms: start_ms,
+        end_ms: None,
+        execute_status: ExecuteStatus::Running,
+        position: Position::Adapter,
+        position_status: PositionStatus::Normal,
+        status_code: 900,
+        data_count: 0,
+        dirty_data_count: 0,
+        data_bytes: 0,
+        read_ms: 0,
+        write_ms: 0,
+        remarks: String::new(),
+        steps: vec![step(900, "dispatch")],
+        trigger: Trigger::Plan,
+        node_id: "n1".into(),
+        window: Some((10, 20)),
+        stored_steps: 0,
+    }
+}
+
+async fn saves_write_only_what_changed(b: &Backend) {
+    let s = Store::open(&b.url, &b.dir).await.unwrap();
+    let mut r = run("t1", "r1", 1_000);
+    s.insert_run(&mut r).await.unwrap();
+    assert_eq!((r.stored_steps, r.steps.len()), (1, 0));
+    r.steps.push(step(99, "start"));
+    r.steps.push(step(102, "reading"));
+    r.data_count = 7;
+    s.save_run(&mut r).await.unwrap();
+    r.execute_status = ExecuteStatus::Success;
+    r.end_ms = Some(2_000);
+    r.steps.push(step(901, "done"));
+    s.save_run(&mut r).await.unwrap();
+    s.save_run(&mut r).await.unwrap();
+    let got = s.run_with_steps("t1", "r1").await.unwrap().unwrap();
+    let codes: Vec<u16> = got.steps.iter().map(|s| s.code).collect();
+    assert_eq!(codes, [900, 99, 102, 901], "{}", b.name);
+    assert_eq!(got.data_count, 7);
+    assert_eq!(got.execute_status, ExecuteStatus::Success);
+    assert_eq!(got.window, Some((10, 20)));
+    assert_eq!(got.trigger, Trigger::Plan);
+    assert!(
+        s.run_with_steps("other-task", "r1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Paging newest first, time range, counts, last run.
+    for i in 0..25 {
+        let mut r = run("t2", &format!("p{i:02}"), 10_000 + i);
+        if i % 5 == 0 {
+            r.execute_status = ExecuteStatus::Error;
+        } else {
+            r.execute_status = ExecuteStatus::Success;
+        }
+        s.insert_run(&mut r).await.unwrap();
+    }
+    let page = |offset, limit| RunFilter {
+        begin_ms: None,
+        end_ms: None,
+        offset,
+        limit,
+    };
+    let (total, runs) = s.list_runs("t2", &page(0, 10)).await.unwrap();
+    assert_eq!(total, 25);
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids[..3], ["p24", "p23", "p22"]);
+    assert!(runs.iter().all(|r| r.steps.len() == 1), "steps loaded");
+    let (_, runs) = s.list_runs("t2", &page(20, 10)).await.unwrap();
+    assert_eq!(runs.len(), 5);
+    let ranged = RunFilter {
+        begin_ms: Some(10_010),
+        end_ms: Some(10_014),
+        offset: 0,
+        limit: 100,
+    };
+    assert_eq!(s.list_runs("t2", &ranged).await.unwrap().0, 5);
+    let c = s.run_counts("t2").await.unwrap();
+    assert_eq!((c.total, c.error, c.success), (25, 5, 20));
+    assert_eq!(s.last_run("t2").await.unwrap().unwrap().id, "p24");
+    s.delete_task_runs("t2").await.unwrap();
+    assert_eq!(s.run_counts("t2").await.unwrap().total, 0);
+    assert_eq!(s.run_counts("t1").await.unwrap().total, 1);
+}
+
+#[tokio::test]
+async fn run_saves_write_only_what_changed_on_both_stores() {
+    for b in backends().await {
+        saves_write_only_what_changed(&b).await;
+    }
+}
+
+/// A store as the 0.1 release left it: run documents in `fdi_docs`.
+async fn run_documents_move_into_rows(b: &Backend) {
+    b.exec_raw(&[
+        "CREATE TABLE fdi_docs (kind TEXT NOT NULL, id TEXT NOT NULL, scope TEXT NOT NULL, parent TEXT NOT NULL, created BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id))",
+    ])
+    .await;
+    let mut docs = Vec::new();
+    for i in 0..1_203 {
+        let mut r = run("legacy", &format!("old{i:05}"), 5_000 + i);
+        r.steps.push(step(901, &format!("end of {i}")));
+        r.execute_status = ExecuteStatus::Success;
+        r.data_count = i as u64;
+        // 0.1 wrote no `stored_steps` and, for old runs, no trigger/node/window.
+        let mut v = serde_json::to_value(&r).unwrap();
+        if i % 2 == 0 {
+            for k in ["trigger", "node_id", "window", "task_id"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+        }
+        docs.push(format!(
+            "INSERT INTO fdi_docs VALUES ('run', 'old{i:05}', '', 'legacy', {}, '{}')",
+            5_000 + i,
+            v.to_string().replace('\'', "''")
+        ));
+    }
+    docs.push("INSERT INTO fdi_docs VALUES ('app', 'a1', 'p/i', '', 1, '{\"id\":\"a1\"}')".into());
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    b.exec_raw(&refs).await;
+
+    let s = Store::open(&b.url, &b.dir).await.unwrap();
+    assert!(s.schema_version().await.unwrap() >= 2);
+    let c = s.run_counts("legacy").await.unwrap();
+    assert_eq!(c.total, 1_203, "{}: every run moved", b.name);
+    let got = s
+        .run_with_steps("legacy", "old01001")
+        .await
+        .unwrap()
+        .expect("run kept its id");
+    assert_eq!(got.data_count, 1_001);
+    assert_eq!(got.start_ms, 6_001);
+    assert_eq!(
+        got.steps.iter().map(|s| s.code).collect::<Vec<_>>(),
+        [900, 901]
+    );
+    assert_eq!(got.steps[1].remarks, "end of 1001");
+    let even = s
+        .run_with_steps("legacy", "old01000")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        even.trigger,
+        Trigger::Manual,
+        "a missing trigger reads as manual"
+    );
+    // The documents that are not runs stay; the run documents are gone (moved, not copied).
+    assert_eq!(
+        b.count("SELECT COUNT(*) FROM fdi_docs WHERE kind = 'run'")
+            .await,
+        0
+    );
+    assert_eq!(
+        b.count("SELECT COUNT(*) FROM fdi_docs WHERE kind = 'app'")
+            .await,
+        1
+    );
+    // Opening again changes nothing.
+    drop(s);
+    let s = Store::open(&b.url, &b.dir).await.unwrap();
+    assert_eq!(s.run_counts("legacy").await.unwrap().total, 1_203);
+}
+
+#[tokio::test]
+async fn run_documents_of_release_0_1_move_into_rows_on_both_stores() {
+    for b in backends().await {
+        run_documents_move_into_rows(&b).await;
+    }
+}
