@@ -117,6 +117,32 @@ impl TestServer {
         s
     }
 
+    /// Start on an existing data dir (and store): e.g. one written by an earlier release.
+    pub async fn start_on(
+        data_dir: PathBuf,
+        store_url: Option<String>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let mut s = TestServer {
+            child: None,
+            base: String::new(),
+            data_dir,
+            port: 0,
+            owns_db: store_url.is_some(),
+            store_url,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        s.spawn().await;
+        s
+    }
+
     /// Start (or restart) the process on a new free port with the same data dir and store.
     pub async fn spawn(&mut self) {
         self.port = free_port();
