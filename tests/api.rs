@@ -579,3 +579,49 @@ async fn reference_shapes_the_official_sdk_relies_on() {
     let got = s.post("/multi-tasks/init", json!({})).await;
     assert_fdi_error(&got, 501, "FDI.3002", "not supported");
 }
+
+/// 20 concurrent creates with one name: exactly one is stored, on both stores.
+async fn one_name_one_row(kind: StoreKind) {
+    let s = TestServer::start(kind.clone()).await;
+    let app = s.create_app().await;
+    let name = unique("race");
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        calls.push(s.post(
+            "/datasources",
+            json!({"datasource_name": name, "datasource_type": "POSTGRESQL", "app_id": app, "content": pg_content()}),
+        ));
+    }
+    let answers = futures::future::join_all(calls).await;
+    let created = answers.iter().filter(|(st, _)| *st == 201).count();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(st, b)| *st == 400 && b["error_code"] == "FDI.3058")
+        .collect();
+    assert_eq!((created, refused.len()), (1, 19), "{kind:?}: {answers:?}");
+    let (_, list) = s.get(&format!("/datasources?name={name}")).await;
+    assert_eq!(list["total"], 1, "{kind:?}: {list}");
+
+    let app_name = unique("apprace");
+    let apps_url = s.apps_url("");
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        calls.push(s.call("POST", &apps_url, Some(json!({"name": app_name}))));
+    }
+    let answers = futures::future::join_all(calls).await;
+    assert_eq!(
+        answers.iter().filter(|(st, _)| *st == 201).count(),
+        1,
+        "{kind:?}: {answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_name_store_one_on_sqlite() {
+    one_name_one_row(StoreKind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_name_store_one_on_postgres() {
+    one_name_one_row(StoreKind::Postgres).await;
+}

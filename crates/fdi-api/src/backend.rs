@@ -5,26 +5,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fdi_connector::ConnectorRegistry;
 use fdi_scheduler::{ResolvedTask, TaskResolver};
-use fdi_store::Store;
+use fdi_store::{DatasourceQuery, DatasourceRow, Scope, Store, StoreError};
 use fdi_types::{ApiError, DatasourceType, TaskType};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use fdi_store::{APP, DATASOURCE, TASK};
 
 use crate::AppState;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppView {
-    pub id: String,
-    pub name: String,
-    pub remark: String,
-    pub key: String,
-    pub favorite: bool,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
+/// An integration app as stored.
+pub type AppView = fdi_store::AppRow;
+
+/// A task as stored.
+pub type TaskView = fdi_store::TaskRow;
 
 #[derive(Debug, Clone)]
 pub struct DatasourceView {
@@ -58,20 +50,6 @@ pub struct DatasourceFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskView {
-    pub id: String,
-    pub name: String,
-    pub task_type: TaskType,
-    pub source_datasource_id: String,
-    pub target_datasource_id: String,
-    pub description: Option<String>,
-    pub task_tag: Option<String>,
-    pub task_detail: String,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
-
 pub struct NewTask {
     pub name: String,
     pub task_type: TaskType,
@@ -84,33 +62,26 @@ pub struct NewTask {
 
 pub use fdi_monitor::{RunCounts, RunFilter, RunView, StepView};
 
-/// What the store keeps of a datasource: the content sealed.
-#[derive(Serialize, Deserialize)]
-struct DsDoc {
-    id: String,
-    instance_id: String,
-    name: String,
-    datasource_type: String,
-    app_id: String,
-    sealed: String,
-    description: Option<String>,
-    created_ms: i64,
-    updated_ms: i64,
+fn scope<'a>(p: &'a str, i: &'a str) -> Scope<'a> {
+    Scope {
+        project: p,
+        instance: i,
+    }
 }
 
-fn scope(p: &str, i: &str) -> String {
-    format!("{p}/{i}")
-}
-
-fn page<T>(v: Vec<T>, offset: i64, limit: i64) -> (u64, Vec<T>) {
-    let total = v.len() as u64;
-    (
-        total,
-        v.into_iter()
-            .skip(offset.max(0) as usize)
-            .take(limit.max(0) as usize)
-            .collect(),
-    )
+/// A name the database refused as taken: the API's error naming the field.
+fn name_error(e: StoreError, field: &str, name: &str) -> Error {
+    match e {
+        StoreError::NameTaken("app") => Error::field(
+            field,
+            format!("an app named {name:?} already exists in this instance"),
+        ),
+        StoreError::NameTaken(what) => Error::new(
+            fdi_types::ErrorCode::TaskNameExists,
+            format!("{field}: a {what} named {name:?} already exists"),
+        ),
+        e => e.into(),
+    }
 }
 
 // ---- apps ----------------------------------------------------------------------------------
@@ -135,8 +106,9 @@ pub async fn app_create(
         updated_ms: now,
     };
     s.store
-        .insert(APP, &a.id, &scope(p, i), "", now, &a)
-        .await?;
+        .insert_app(scope(p, i), &a)
+        .await
+        .map_err(|e| name_error(e, "name", name))?;
     Ok(a)
 }
 
@@ -148,29 +120,28 @@ pub async fn app_list(
     offset: i64,
     limit: i64,
 ) -> Result<(u64, Vec<AppView>)> {
-    let all: Vec<AppView> = s.store.list(APP, &scope(p, i)).await?;
-    let v = all
-        .into_iter()
-        .filter(|a| name.is_none_or(|n| a.name.contains(n)))
-        .collect();
-    Ok(page(v, offset, limit))
+    Ok(s.store.list_apps(scope(p, i), name, offset, limit).await?)
 }
 
 pub async fn app_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<AppView>> {
-    Ok(s.store.get(APP, &scope(p, i), id).await?)
+    Ok(s.store.app(scope(p, i), id).await?)
 }
 
-pub async fn app_update(s: &AppState, _p: &str, _i: &str, a: &AppView) -> Result<AppView> {
+pub async fn app_update(s: &AppState, p: &str, i: &str, a: &AppView) -> Result<AppView> {
     let mut a = a.clone();
     a.updated_ms = fdi_types::now_millis();
-    s.store.update(APP, &a.id, &a).await?;
+    s.store
+        .update_app(scope(p, i), &a)
+        .await
+        .map_err(|e| name_error(e, "name", &a.name))?;
     Ok(a)
 }
 
-pub async fn app_delete(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<()> {
-    Ok(s.store.delete(APP, id).await?)
+pub async fn app_delete(s: &AppState, p: &str, i: &str, id: &str) -> Result<()> {
+    Ok(s.store.delete_app(scope(p, i), id).await?)
 }
 
+/// Whether another app of the scope has this name (the database has the last word on races).
 pub async fn app_name_taken(
     s: &AppState,
     p: &str,
@@ -178,27 +149,22 @@ pub async fn app_name_taken(
     name: &str,
     except: Option<&str>,
 ) -> Result<bool> {
-    let all: Vec<AppView> = s.store.list(APP, &scope(p, i)).await?;
-    Ok(all
+    let (_, apps) = s
+        .store
+        .list_apps(scope(p, i), Some(name), 0, i64::MAX)
+        .await?;
+    Ok(apps
         .iter()
         .any(|a| a.name == name && Some(a.id.as_str()) != except))
 }
 
-pub async fn app_datasource_count(s: &AppState, p: &str, i: &str, id: &str) -> Result<u64> {
-    Ok(ds_all(s, p, i)
-        .await?
-        .iter()
-        .filter(|d| d.app_id == id)
-        .count() as u64)
+pub async fn app_datasource_count(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<u64> {
+    Ok(s.store.app_datasource_count(id).await?)
 }
 
 // ---- datasources ---------------------------------------------------------------------------
 
-async fn ds_view(s: &AppState, p: &str, i: &str, d: DsDoc) -> Result<DatasourceView> {
-    let app_name = app_get(s, p, i, &d.app_id)
-        .await?
-        .map(|a| a.name)
-        .unwrap_or_default();
+fn ds_view(s: &AppState, d: DatasourceRow) -> Result<DatasourceView> {
     Ok(DatasourceView {
         content: s.store.open_sealed(&d.sealed)?,
         id: d.id,
@@ -206,30 +172,46 @@ async fn ds_view(s: &AppState, p: &str, i: &str, d: DsDoc) -> Result<DatasourceV
         name: d.name,
         datasource_type: d.datasource_type,
         app_id: d.app_id,
-        app_name,
+        app_name: d.app_name,
         description: d.description,
         created_ms: d.created_ms,
         updated_ms: d.updated_ms,
     })
 }
 
-pub async fn ds_create(s: &AppState, p: &str, i: &str, d: NewDatasource) -> Result<DatasourceView> {
-    let now = fdi_types::now_millis();
-    let doc = DsDoc {
-        id: fdi_types::new_id(),
+fn ds_row(
+    s: &AppState,
+    id: String,
+    i: &str,
+    d: NewDatasource,
+    created_ms: i64,
+) -> Result<DatasourceRow> {
+    Ok(DatasourceRow {
+        id,
         instance_id: i.into(),
         name: d.name,
         datasource_type: d.datasource_type.as_str().into(),
         app_id: d.app_id,
+        app_name: String::new(),
         sealed: s.store.seal(&d.content)?,
         description: d.description,
-        created_ms: now,
-        updated_ms: now,
-    };
+        created_ms,
+        updated_ms: fdi_types::now_millis(),
+    })
+}
+
+pub async fn ds_create(s: &AppState, p: &str, i: &str, d: NewDatasource) -> Result<DatasourceView> {
+    let now = fdi_types::now_millis();
+    let name = d.name.clone();
+    let mut row = ds_row(s, fdi_types::new_id(), i, d, now)?;
+    row.updated_ms = now;
     s.store
-        .insert(DATASOURCE, &doc.id, &scope(p, i), "", now, &doc)
-        .await?;
-    ds_view(s, p, i, doc).await
+        .insert_datasource(scope(p, i), &row)
+        .await
+        .map_err(|e| name_error(e, "datasource_name", &name))?;
+    ds_get(s, p, i, &row.id)
+        .await?
+        .ok_or_else(|| Error::internal("the datasource vanished right after its creation"))
 }
 
 pub async fn ds_update(
@@ -239,24 +221,20 @@ pub async fn ds_update(
     id: &str,
     d: NewDatasource,
 ) -> Result<DatasourceView> {
-    let old: DsDoc = s
+    let old = s
         .store
-        .get(DATASOURCE, &scope(p, i), id)
+        .datasource(scope(p, i), id)
         .await?
         .ok_or_else(|| Error::code(fdi_types::ErrorCode::DatasourceNotFound))?;
-    let doc = DsDoc {
-        id: old.id,
-        instance_id: old.instance_id,
-        name: d.name,
-        datasource_type: d.datasource_type.as_str().into(),
-        app_id: d.app_id,
-        sealed: s.store.seal(&d.content)?,
-        description: d.description,
-        created_ms: old.created_ms,
-        updated_ms: fdi_types::now_millis(),
-    };
-    s.store.update(DATASOURCE, &doc.id, &doc).await?;
-    ds_view(s, p, i, doc).await
+    let name = d.name.clone();
+    let row = ds_row(s, old.id, i, d, old.created_ms)?;
+    s.store
+        .update_datasource(scope(p, i), &row)
+        .await
+        .map_err(|e| name_error(e, "datasource_name", &name))?;
+    ds_get(s, p, i, &row.id)
+        .await?
+        .ok_or_else(|| Error::code(fdi_types::ErrorCode::DatasourceNotFound))
 }
 
 pub async fn ds_list(
@@ -265,43 +243,44 @@ pub async fn ds_list(
     i: &str,
     f: DatasourceFilter,
 ) -> Result<(u64, Vec<DatasourceView>)> {
-    let mut v: Vec<DatasourceView> = ds_all(s, p, i)
-        .await?
+    let q = DatasourceQuery {
+        datasource_type: f.datasource_type,
+        name: f.name,
+        app_id: f.app_id,
+        ascending: !f.descending,
+        offset: f.offset,
+        limit: f.limit,
+    };
+    let (total, rows) = s.store.list_datasources(scope(p, i), &q).await?;
+    let views = rows
         .into_iter()
-        .filter(|d| {
-            f.datasource_type
-                .as_deref()
-                .is_none_or(|t| d.datasource_type == t)
-        })
-        .filter(|d| f.name.as_deref().is_none_or(|n| d.name.contains(n)))
-        .filter(|d| f.app_id.as_deref().is_none_or(|a| d.app_id == a))
-        .collect();
-    if f.descending {
-        v.reverse();
-    }
-    Ok(page(v, f.offset, f.limit))
+        .map(|d| ds_view(s, d))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((total, views))
 }
 
 pub async fn ds_all(s: &AppState, p: &str, i: &str) -> Result<Vec<DatasourceView>> {
-    let docs: Vec<DsDoc> = s.store.list(DATASOURCE, &scope(p, i)).await?;
-    let mut out = Vec::with_capacity(docs.len());
-    for d in docs {
-        out.push(ds_view(s, p, i, d).await?);
-    }
-    Ok(out)
+    s.store
+        .all_datasources(scope(p, i))
+        .await?
+        .into_iter()
+        .map(|d| ds_view(s, d))
+        .collect()
 }
 
 pub async fn ds_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<DatasourceView>> {
-    match s.store.get::<DsDoc>(DATASOURCE, &scope(p, i), id).await? {
-        Some(d) => Ok(Some(ds_view(s, p, i, d).await?)),
-        None => Ok(None),
-    }
+    s.store
+        .datasource(scope(p, i), id)
+        .await?
+        .map(|d| ds_view(s, d))
+        .transpose()
 }
 
-pub async fn ds_delete(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<()> {
-    Ok(s.store.delete(DATASOURCE, id).await?)
+pub async fn ds_delete(s: &AppState, p: &str, i: &str, id: &str) -> Result<()> {
+    Ok(s.store.delete_datasource(scope(p, i), id).await?)
 }
 
+/// Whether another datasource of the scope has this name (the database has the last word).
 pub async fn ds_name_taken(
     s: &AppState,
     p: &str,
@@ -309,24 +288,24 @@ pub async fn ds_name_taken(
     name: &str,
     except: Option<&str>,
 ) -> Result<bool> {
-    let docs: Vec<DsDoc> = s.store.list(DATASOURCE, &scope(p, i)).await?;
-    Ok(docs
+    let q = DatasourceQuery {
+        name: Some(name.to_string()),
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    let (_, rows) = s.store.list_datasources(scope(p, i), &q).await?;
+    Ok(rows
         .iter()
         .any(|d| d.name == name && Some(d.id.as_str()) != except))
 }
 
 pub async fn tasks_using_datasource(
     s: &AppState,
-    p: &str,
-    i: &str,
+    _p: &str,
+    _i: &str,
     id: &str,
 ) -> Result<Vec<String>> {
-    Ok(task_all(s, p, i)
-        .await?
-        .into_iter()
-        .filter(|t| t.source_datasource_id == id || t.target_datasource_id == id)
-        .map(|t| t.id)
-        .collect())
+    Ok(s.store.tasks_using_datasource(id).await?)
 }
 
 // ---- tasks ---------------------------------------------------------------------------------
@@ -350,8 +329,9 @@ pub async fn task_create(s: &AppState, p: &str, i: &str, t: NewTask) -> Result<T
     let now = fdi_types::now_millis();
     let t = task_from(fdi_types::new_id(), now, now, t);
     s.store
-        .insert(TASK, &t.id, &scope(p, i), "", now, &t)
-        .await?;
+        .insert_task(scope(p, i), &t)
+        .await
+        .map_err(|e| name_error(e, "task.task_name", &t.name))?;
     Ok(t)
 }
 
@@ -360,20 +340,23 @@ pub async fn task_update(s: &AppState, p: &str, i: &str, id: &str, t: NewTask) -
         .await?
         .ok_or_else(|| Error::code(fdi_types::ErrorCode::TaskNotFound))?;
     let t = task_from(old.id, old.created_ms, fdi_types::now_millis(), t);
-    s.store.update(TASK, &t.id, &t).await?;
+    s.store
+        .update_task(scope(p, i), &t)
+        .await
+        .map_err(|e| name_error(e, "task.task_name", &t.name))?;
     Ok(t)
 }
 
 pub async fn task_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<TaskView>> {
-    Ok(s.store.get(TASK, &scope(p, i), id).await?)
+    Ok(s.store.task(scope(p, i), id).await?)
 }
 
 pub async fn task_all(s: &AppState, p: &str, i: &str) -> Result<Vec<TaskView>> {
-    Ok(s.store.list(TASK, &scope(p, i)).await?)
+    Ok(s.store.all_tasks(scope(p, i)).await?)
 }
 
-pub async fn task_delete(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<()> {
-    s.store.delete(TASK, id).await?;
+pub async fn task_delete(s: &AppState, p: &str, i: &str, id: &str) -> Result<()> {
+    s.store.delete_task(scope(p, i), id).await?;
     s.scheduler.forget_task(id).await?;
     Ok(s.scheduler.monitor().delete_task_runs(id).await?)
 }
@@ -431,22 +414,22 @@ pub struct StoreTaskResolver {
 }
 
 impl StoreTaskResolver {
-    async fn task(&self, task_id: &str) -> Result<Option<(String, TaskView)>, ApiError> {
+    async fn task(&self, task_id: &str) -> Result<Option<(String, String, TaskView)>, ApiError> {
         self.store
-            .get_by_id::<TaskView>(TASK, task_id)
+            .task_by_id(task_id)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     async fn endpoint(
         &self,
-        scope: &str,
+        (project, instance): (&str, &str),
         field: &str,
         id: &str,
     ) -> Result<fdi_engine::Endpoint, ApiError> {
-        let doc: DsDoc = self
+        let row = self
             .store
-            .get(DATASOURCE, scope, id)
+            .datasource_in(project, instance, id)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
             .ok_or_else(|| {
@@ -457,9 +440,9 @@ impl StoreTaskResolver {
             })?;
         let content = self
             .store
-            .open_sealed(&doc.sealed)
+            .open_sealed(&row.sealed)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let ty = DatasourceType::parse(&doc.datasource_type)?;
+        let ty = DatasourceType::parse(&row.datasource_type)?;
         Ok(fdi_engine::Endpoint {
             datasource_type: ty,
             connector: crate::discovery::open_connector(&self.connectors, ty, &content)
@@ -471,14 +454,15 @@ impl StoreTaskResolver {
 #[async_trait]
 impl TaskResolver for StoreTaskResolver {
     async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError> {
-        let Some((scope, t)) = self.task(task_id).await? else {
+        let Some((project, instance, t)) = self.task(task_id).await? else {
             return Ok(None);
         };
+        let scope = (project.as_str(), instance.as_str());
         let source = self
-            .endpoint(&scope, "task.source_datasource_id", &t.source_datasource_id)
+            .endpoint(scope, "task.source_datasource_id", &t.source_datasource_id)
             .await?;
         let target = self
-            .endpoint(&scope, "task.target_datasource_id", &t.target_datasource_id)
+            .endpoint(scope, "task.target_datasource_id", &t.target_datasource_id)
             .await?;
         Ok(Some(ResolvedTask {
             task_id: t.id,
@@ -496,6 +480,6 @@ impl TaskResolver for StoreTaskResolver {
         Ok(self
             .task(task_id)
             .await?
-            .map(|(_, t)| (t.task_type, t.name, t.task_detail)))
+            .map(|(_, _, t)| (t.task_type, t.name, t.task_detail)))
     }
 }

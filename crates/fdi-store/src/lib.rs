@@ -18,11 +18,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
 
-/// The document kinds.
-pub const APP: &str = "app";
-pub const DATASOURCE: &str = "datasource";
-pub const TASK: &str = "task";
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("metadata store: {0}")]
@@ -31,6 +26,9 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Secret(String),
+    /// The scope already has an app / datasource / task of that name.
+    #[error("a {0} with that name already exists")]
+    NameTaken(&'static str),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -51,9 +49,11 @@ macro_rules! on_pool {
     };
 }
 
+mod catalog;
 mod migrate;
 mod runs;
 
+pub use catalog::{AppRow, DatasourceQuery, DatasourceRow, Scope, TaskRow};
 pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
 
 /// The claim that makes one node the runner of a task's active run.

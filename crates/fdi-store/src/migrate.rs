@@ -27,6 +27,8 @@ pub(crate) enum DataStep {
     None,
     /// Move every run document of `fdi_docs` into `fdi_runs` / `fdi_run_steps`.
     RunsFromDocuments,
+    /// Move every app, datasource and task document of `fdi_docs` into their tables.
+    CatalogFromDocuments,
 }
 
 const V1_RELEASE_0_1: &[&str] = &[
@@ -75,6 +77,31 @@ const V2_RUNS_AS_ROWS: &[&str] = &[
         PRIMARY KEY (run_id, seq))",
 ];
 
+const V3_CATALOG_AS_ROWS: &[&str] = &[
+    "CREATE TABLE fdi_apps (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+        name TEXT NOT NULL, remark TEXT NOT NULL, app_key TEXT NOT NULL, favorite INTEGER NOT NULL,
+        created BIGINT NOT NULL, updated BIGINT NOT NULL)",
+    "CREATE UNIQUE INDEX fdi_apps_name ON fdi_apps (project_id, instance_id, name)",
+    "CREATE INDEX fdi_apps_created ON fdi_apps (project_id, instance_id, created)",
+    "CREATE TABLE fdi_datasources (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+        name TEXT NOT NULL, ds_type TEXT NOT NULL, app_id TEXT NOT NULL, sealed TEXT NOT NULL,
+        description TEXT, created BIGINT NOT NULL, updated BIGINT NOT NULL)",
+    "CREATE UNIQUE INDEX fdi_datasources_name ON fdi_datasources (project_id, instance_id, name)",
+    "CREATE INDEX fdi_datasources_created ON fdi_datasources (project_id, instance_id, created)",
+    "CREATE INDEX fdi_datasources_app ON fdi_datasources (app_id)",
+    "CREATE TABLE fdi_tasks (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+        name TEXT NOT NULL, task_type TEXT NOT NULL, source_ds TEXT NOT NULL,
+        target_ds TEXT NOT NULL, description TEXT, task_tag TEXT, task_detail TEXT NOT NULL,
+        created BIGINT NOT NULL, updated BIGINT NOT NULL)",
+    "CREATE UNIQUE INDEX fdi_tasks_name ON fdi_tasks (project_id, instance_id, name)",
+    "CREATE INDEX fdi_tasks_created ON fdi_tasks (project_id, instance_id, created)",
+    "CREATE INDEX fdi_tasks_source ON fdi_tasks (source_ds)",
+    "CREATE INDEX fdi_tasks_target ON fdi_tasks (target_ds)",
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -88,7 +115,132 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         statements: V2_RUNS_AS_ROWS,
         data: DataStep::RunsFromDocuments,
     },
+    Migration {
+        version: 3,
+        name: "apps, datasources and tasks as rows with unique names",
+        statements: V3_CATALOG_AS_ROWS,
+        data: DataStep::CatalogFromDocuments,
+    },
 ];
+
+/// The 0.1 documents of the catalog, as that release wrote them.
+mod v1 {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct App {
+        pub id: String,
+        pub name: String,
+        #[serde(default)]
+        pub remark: String,
+        #[serde(default)]
+        pub key: String,
+        #[serde(default)]
+        pub favorite: bool,
+        pub created_ms: i64,
+        pub updated_ms: i64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Datasource {
+        pub id: String,
+        pub name: String,
+        pub datasource_type: String,
+        pub app_id: String,
+        pub sealed: String,
+        #[serde(default)]
+        pub description: Option<String>,
+        pub created_ms: i64,
+        pub updated_ms: i64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Task {
+        pub id: String,
+        pub name: String,
+        pub task_type: String,
+        pub source_datasource_id: String,
+        pub target_datasource_id: String,
+        #[serde(default)]
+        pub description: Option<String>,
+        #[serde(default)]
+        pub task_tag: Option<String>,
+        pub task_detail: String,
+        pub created_ms: i64,
+        pub updated_ms: i64,
+    }
+}
+
+/// A name that is free in `table` for the scope: `name` itself, or (when 0.1 let two creates race
+/// to the same name) `name-<id prefix>`, so the unique index can be built without losing a row.
+macro_rules! free_name {
+    ($tx:expr, $table:expr, $project:expr, $instance:expr, $name:expr, $id:expr) => {{
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE project_id = $1 AND instance_id = $2 AND name = $3",
+            $table
+        );
+        let taken: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind($project)
+            .bind($instance)
+            .bind(&$name)
+            .fetch_one(&mut *$tx)
+            .await?;
+        if taken == 0 {
+            $name.clone()
+        } else {
+            let renamed = format!("{}-{}", $name, &$id[..$id.len().min(8)]);
+            tracing::warn!(table = $table, id = %$id, from = %$name, to = %renamed, "duplicate name renamed during the upgrade");
+            renamed
+        }
+    }};
+}
+
+/// Move the catalog documents of 0.1 into their tables (inside a migration's transaction).
+macro_rules! catalog_from_documents {
+    ($tx:expr) => {{
+        let rows = sqlx::query(
+            "SELECT kind, scope, body FROM fdi_docs WHERE kind IN ('app', 'datasource', 'task') ORDER BY created, id",
+        )
+        .fetch_all(&mut *$tx)
+        .await?;
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            let scope: String = row.try_get("scope")?;
+            let body: String = row.try_get("body")?;
+            let (project, instance) = scope.split_once('/').unwrap_or((scope.as_str(), ""));
+            match kind.as_str() {
+                "app" => {
+                    let a: v1::App = serde_json::from_str(&body)?;
+                    let name = free_name!($tx, "fdi_apps", project, instance, a.name, a.id);
+                    sqlx::query("INSERT INTO fdi_apps (id, project_id, instance_id, name, remark, app_key, favorite, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(&a.id).bind(project).bind(instance).bind(&name).bind(&a.remark).bind(&a.key)
+                        .bind(i32::from(a.favorite)).bind(a.created_ms).bind(a.updated_ms)
+                        .execute(&mut *$tx).await?;
+                }
+                "datasource" => {
+                    let d: v1::Datasource = serde_json::from_str(&body)?;
+                    let name = free_name!($tx, "fdi_datasources", project, instance, d.name, d.id);
+                    sqlx::query("INSERT INTO fdi_datasources (id, project_id, instance_id, name, ds_type, app_id, sealed, description, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                        .bind(&d.id).bind(project).bind(instance).bind(&name).bind(&d.datasource_type)
+                        .bind(&d.app_id).bind(&d.sealed).bind(&d.description).bind(d.created_ms).bind(d.updated_ms)
+                        .execute(&mut *$tx).await?;
+                }
+                _ => {
+                    let t: v1::Task = serde_json::from_str(&body)?;
+                    let name = free_name!($tx, "fdi_tasks", project, instance, t.name, t.id);
+                    sqlx::query("INSERT INTO fdi_tasks (id, project_id, instance_id, name, task_type, source_ds, target_ds, description, task_tag, task_detail, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                        .bind(&t.id).bind(project).bind(instance).bind(&name).bind(&t.task_type)
+                        .bind(&t.source_datasource_id).bind(&t.target_datasource_id).bind(&t.description)
+                        .bind(&t.task_tag).bind(&t.task_detail).bind(t.created_ms).bind(t.updated_ms)
+                        .execute(&mut *$tx).await?;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM fdi_docs WHERE kind IN ('app', 'datasource', 'task')")
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
 
 /// Run documents moved per round trip by the data step.
 const MOVE_BATCH: i64 = 500;
@@ -145,6 +297,9 @@ macro_rules! migrate_on {
                 sqlx::query("DELETE FROM fdi_docs WHERE kind = 'run'")
                     .execute(&mut *tx)
                     .await?;
+            }
+            if m.data == DataStep::CatalogFromDocuments {
+                catalog_from_documents!(tx);
             }
             sqlx::query("INSERT INTO fdi_schema_version (version, name, applied) VALUES ($1, $2, $3)")
                 .bind(m.version)

@@ -145,7 +145,12 @@ async fn run_documents_move_into_rows(b: &Backend) {
             v.to_string().replace('\'', "''")
         ));
     }
-    docs.push("INSERT INTO fdi_docs VALUES ('app', 'a1', 'p/i', '', 1, '{\"id\":\"a1\"}')".into());
+    docs.push("INSERT INTO fdi_docs VALUES ('app', 'a1', 'p/i', '', 1, '{\"id\":\"a1\",\"name\":\"app one\",\"remark\":\"\",\"key\":\"k\",\"favorite\":false,\"created_ms\":1,\"updated_ms\":2}')".into());
+    docs.push("INSERT INTO fdi_docs VALUES ('other', 'x1', '', '', 1, '{}')".into());
+    // 0.1 let two racing creates store one name twice: both rows survive the unique index.
+    for id in ["dup00001aaaa", "dup00002bbbb"] {
+        docs.push(format!("INSERT INTO fdi_docs VALUES ('app', '{id}', 'p/i', '', 2, '{{\"id\":\"{id}\",\"name\":\"twin\",\"created_ms\":2,\"updated_ms\":2}}')"));
+    }
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     b.exec_raw(&refs).await;
 
@@ -184,7 +189,26 @@ async fn run_documents_move_into_rows(b: &Backend) {
     assert_eq!(
         b.count("SELECT COUNT(*) FROM fdi_docs WHERE kind = 'app'")
             .await,
+        0,
+        "apps moved into their table"
+    );
+    assert_eq!(
+        b.count("SELECT COUNT(*) FROM fdi_apps WHERE name = 'app one'")
+            .await,
         1
+    );
+    assert_eq!(
+        b.count("SELECT COUNT(*) FROM fdi_apps WHERE name IN ('twin', 'twin-dup00002')")
+            .await,
+        2,
+        "{}: the later twin is renamed",
+        b.name
+    );
+    assert_eq!(
+        b.count("SELECT COUNT(*) FROM fdi_docs WHERE kind = 'other'")
+            .await,
+        1,
+        "documents of no known kind stay"
     );
     // Opening again changes nothing.
     drop(s);
