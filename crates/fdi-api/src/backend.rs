@@ -61,6 +61,7 @@ pub struct NewTask {
 }
 
 pub use fdi_monitor::{RunCounts, RunFilter, RunView, StepView};
+pub use fdi_store::{TaskQuery, TaskSummary};
 
 fn scope<'a>(p: &'a str, i: &'a str) -> Scope<'a> {
     Scope {
@@ -359,6 +360,21 @@ pub async fn task_delete(s: &AppState, p: &str, i: &str, id: &str) -> Result<()>
     s.store.delete_task(scope(p, i), id).await?;
     s.scheduler.forget_task(id).await?;
     Ok(s.scheduler.monitor().delete_task_runs(id).await?)
+}
+
+/// Tasks with their datasources, last run, state and plan, as the query asks; (total, page).
+pub async fn task_summaries(
+    s: &AppState,
+    p: &str,
+    i: &str,
+    q: &TaskQuery,
+) -> Result<(u64, Vec<TaskSummary>)> {
+    Ok(s.store.task_summaries(scope(p, i), q).await?)
+}
+
+/// How many tasks are in each state (RUNNING, or their last run's status).
+pub async fn task_state_counts(s: &AppState, p: &str, i: &str) -> Result<Vec<(String, u64)>> {
+    Ok(s.store.task_state_counts(scope(p, i)).await?)
 }
 
 pub async fn task_name_taken(

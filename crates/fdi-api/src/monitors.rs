@@ -3,14 +3,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use fdi_types::{ErrorCode, ExecuteStatus};
+use fdi_types::ErrorCode;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::backend::{self, RunFilter, RunView, StepView};
+use crate::backend::{self, RunFilter, RunView, StepView, TaskQuery, TaskSummary};
 use crate::error::{Error, Result};
 use crate::extract::{Params, PathParams};
-use crate::tasks::{self, parse_statuses};
+use crate::tasks;
 
 /// Bytes as the reference's `data_size` + `data_size_unit` (B, KB, MB, GB).
 pub(crate) fn size(bytes: u64) -> (f64, &'static str) {
@@ -71,83 +71,61 @@ fn run_json(r: &RunView) -> Value {
     })
 }
 
-/// TaskMonitorInfo (table 5-84) for every task, filtered by `task_name` (substring, case
-/// sensitive) and `execute_statuses` / `execute_status`.
+/// TaskMonitorInfo (table 5-84) for every task, newest first, filtered by `task_name`
+/// (substring, case sensitive) and `execute_statuses` / `execute_status`: a count and a page
+/// query, however many tasks and runs exist.
 pub async fn task_monitors(
     State(s): State<AppState>,
     p: PathParams,
     q: Params,
 ) -> Result<Json<Value>> {
     let (skip, limit) = q.page_paging(10, 999)?;
-    let statuses = parse_statuses(&q)?;
-    let name = q.str("task_name");
-    let ends: std::collections::HashMap<String, backend::DatasourceView> =
-        backend::ds_all(&s, p.project(), p.instance())
-            .await?
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
-    let field = |id: &str, f: fn(&backend::DatasourceView) -> &str| {
-        ends.get(id).map(f).unwrap_or("").to_string()
+    let query = TaskQuery {
+        name: q.str("task_name").map(str::to_string),
+        execute_statuses: tasks::status_names(&q)?,
+        offset: skip,
+        limit,
+        ..Default::default()
     };
-    let mut rows = Vec::new();
-    for t in backend::task_all(&s, p.project(), p.instance()).await? {
-        if name.is_some_and(|n| !t.name.contains(n)) {
-            continue;
-        }
-        let last = backend::last_run(&s, &t.id).await?;
-        let exec = last
-            .as_ref()
-            .map(|r| r.execute_status)
-            .unwrap_or(ExecuteStatus::Unstarted);
-        if statuses.as_ref().is_some_and(|v| !v.contains(&exec)) {
-            continue;
-        }
-        let mut v = json!({
-            "task_id": t.id,
-            "task_name": t.name,
-            "task_type": t.task_type.as_str(),
-            "status": i32::from(backend::task_started(&s, &t.id).await?),
-            "last_execute_time": last.as_ref().map(|r| r.start_ms),
-            "position": last.as_ref().map(|r| r.position.as_str()),
-            "execute_status": exec.as_str(),
-            "source_app_id": field(&t.source_datasource_id, |d| &d.app_id),
-            "source_app_name": field(&t.source_datasource_id, |d| &d.app_name),
-            "source_instance_id": field(&t.source_datasource_id, |d| &d.instance_id),
-            "target_app_id": field(&t.target_datasource_id, |d| &d.app_id),
-            "target_app_name": field(&t.target_datasource_id, |d| &d.app_name),
-            "target_instance_id": field(&t.target_datasource_id, |d| &d.instance_id),
-            "ext_type": Value::Null,
-            "enterprise_project_id": "0",
-        });
-        if let Some(tag) = t.task_tag.as_deref().filter(|x| !x.is_empty()) {
-            v["task_tag"] = json!(tag);
-        }
-        if let Some(plan) = s.scheduler.plans(&t.id).await?.into_iter().next() {
-            v["use_quartz_cron"] = json!(plan.use_quartz_cron);
-            if let Some(c) = plan.cron {
-                v["cron"] = json!(c);
-            }
-            if let Some(p) = plan.period {
-                v["period"] = json!(p);
-            }
-            if let Some(i) = plan.dispatch_interval {
-                v["dispatch_interval"] = json!(i);
-            }
-        }
-        rows.push((t.created_ms, v));
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let total = rows.len();
-    let page: Vec<Value> = rows
-        .into_iter()
-        .skip(skip as usize)
-        .take(limit as usize)
-        .map(|(_, v)| v)
-        .collect();
+    let (total, rows) = backend::task_summaries(&s, p.project(), p.instance(), &query).await?;
+    let page: Vec<Value> = rows.iter().map(monitor_json).collect::<Result<_>>()?;
     Ok(Json(
         json!({ "total": total, "size": page.len(), "entities": page }),
     ))
+}
+
+/// TaskMonitorInfo of one task.
+fn monitor_json(t: &TaskSummary) -> Result<Value> {
+    let last = t.last_run.as_ref();
+    let mut v = json!({
+        "task_id": t.task.id,
+        "task_name": t.task.name,
+        "task_type": t.task.task_type.as_str(),
+        "status": i32::from(t.started || t.running),
+        "last_execute_time": last.map(|r| r.start_ms),
+        "position": last.map(|r| r.position.as_str()),
+        "execute_status": tasks::last_status(t),
+        "source_app_id": t.source.app_id,
+        "source_app_name": t.source.app_name,
+        "source_instance_id": t.source.instance_id,
+        "target_app_id": t.target.app_id,
+        "target_app_name": t.target.app_name,
+        "target_instance_id": t.target.instance_id,
+        "ext_type": Value::Null,
+        "enterprise_project_id": "0",
+    });
+    if let Some(tag) = t.task.task_tag.as_deref().filter(|x| !x.is_empty()) {
+        v["task_tag"] = json!(tag);
+    }
+    if let Some(body) = &t.plan_body {
+        let plan: Value = serde_json::from_str(body).map_err(Error::internal)?;
+        for key in ["use_quartz_cron", "cron", "period", "dispatch_interval"] {
+            if let Some(x) = plan.get(key).filter(|x| !x.is_null()) {
+                v[key] = x.clone();
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// One entry per run of the task, newest first, within `begin_time`..=`end_time` (start time).

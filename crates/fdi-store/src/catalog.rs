@@ -124,7 +124,8 @@ macro_rules! task_from_row {
         Ok::<TaskRow, StoreError>(TaskRow {
             id: r.try_get("id")?,
             name: r.try_get("name")?,
-            task_type: TaskType::parse(&task_type).unwrap_or(TaskType::Timing),
+            task_type: fdi_types::TaskType::parse(&task_type)
+                .unwrap_or(fdi_types::TaskType::Timing),
             source_datasource_id: r.try_get("source_ds")?,
             target_datasource_id: r.try_get("target_ds")?,
             description: r.try_get("description")?,
@@ -135,6 +136,8 @@ macro_rules! task_from_row {
         })
     }};
 }
+
+pub(crate) use task_from_row;
 
 impl Store {
     /// `col` contains `param` (case-sensitive substring) in this store's SQL dialect.

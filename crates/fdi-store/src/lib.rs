@@ -52,9 +52,11 @@ macro_rules! on_pool {
 mod catalog;
 mod migrate;
 mod runs;
+mod summaries;
 
 pub use catalog::{AppRow, DatasourceQuery, DatasourceRow, Scope, TaskRow};
 pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
+pub use summaries::{DatasourceBrief, RunBrief, TaskQuery, TaskSummary};
 
 /// The claim that makes one node the runner of a task's active run.
 #[derive(Debug, Clone, PartialEq, Eq)]
