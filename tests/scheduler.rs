@@ -1515,8 +1515,12 @@ async fn incremental_failed_run_is_retried_and_reset_rereads() {
     let app = s.create_app().await;
     let tb = inc_tables("timestamp", "UTC").await;
     tb.insert(1, 100).await;
-    // A conflicting target row: a plain insert (no upsert) of the window fails.
-    pg_exec(&format!("INSERT INTO {} VALUES (50, 0, NULL)", tb.dst)).await;
+    // A target constraint the window's rows break: the run fails.
+    pg_exec(&format!(
+        "ALTER TABLE {} ADD CONSTRAINT no_big CHECK (amount < 140)",
+        tb.dst
+    ))
+    .await;
     let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
     let b = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
     let mut detail = tb.detail(now_ms() - 3600 * 1000);
@@ -1524,9 +1528,19 @@ async fn incremental_failed_run_is_retried_and_reset_rereads() {
     let task = s.create_task(&a, &b, detail.clone()).await;
 
     let run = s.run_to_end(&task).await;
-    assert_eq!(exec(&run), "ERROR", "duplicate key: {run}");
-    assert_eq!(pg_count(&tb.dst).await, 1, "nothing committed");
-    pg_exec(&format!("DELETE FROM {}", tb.dst)).await;
+    assert_eq!(exec(&run), "ERROR", "check constraint: {run}");
+    assert_eq!(pg_count(&tb.dst).await, 0, "nothing committed");
+    assert_eq!(
+        run["data_count"], 0,
+        "a rolled-back run reports 0 rows: {run}"
+    );
+    assert!(
+        run["remarks"]
+            .as_str()
+            .is_some_and(|r| r.contains("rows read") && r.contains("nothing committed")),
+        "{run}"
+    );
+    pg_exec(&format!("ALTER TABLE {} DROP CONSTRAINT no_big", tb.dst)).await;
     let run = s.run_to_end(&task).await;
     assert_eq!(exec(&run), "SUCCESS", "{run}");
     assert_eq!(
@@ -1553,6 +1567,70 @@ async fn incremental_failed_run_is_retried_and_reset_rereads() {
     assert_eq!(
         IncTables::stats(&tb.dst, "").await,
         IncTables::stats(&tb.src, "").await
+    );
+    tb.drop_all().await;
+}
+
+/// Updates reach the target by default: a target whose primary key is mapped is upserted, so
+/// after three windows with inserts and updates in between it equals the source (checksum), with
+/// no `supportPartUpdate` in the task.
+#[tokio::test]
+async fn incremental_updates_reach_a_keyed_target_by_default() {
+    let s = TestServer::start(StoreKind::Sqlite).await;
+    let app = s.create_app().await;
+    let tb = inc_tables("timestamp", "UTC").await;
+    tb.insert(1, 50).await;
+    let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let b = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let mut detail = tb.detail(now_ms() - 3600 * 1000);
+    detail["targetSelectedDatasource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("supportPartUpdate");
+    let task = s.create_task(&a, &b, detail).await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(
+        (exec(&run), run["data_count"].as_u64()),
+        ("SUCCESS", Some(50)),
+        "{run}"
+    );
+
+    let pause = || tokio::time::sleep(Duration::from_millis(50));
+    pause().await;
+    pg_exec(&format!(
+        "UPDATE {src} SET amount = amount + 1000, updated_at = {now} WHERE id <= 10",
+        src = tb.src,
+        now = tb.now_sql
+    ))
+    .await;
+    tb.insert(51, 60).await;
+    pause().await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(
+        (exec(&run), run["data_count"].as_u64()),
+        ("SUCCESS", Some(20)),
+        "{run}"
+    );
+
+    pause().await;
+    pg_exec(&format!(
+        "UPDATE {src} SET amount = amount + 7, updated_at = {now} WHERE id BETWEEN 55 AND 60",
+        src = tb.src,
+        now = tb.now_sql
+    ))
+    .await;
+    tb.insert(61, 65).await;
+    pause().await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(
+        (exec(&run), run["data_count"].as_u64()),
+        ("SUCCESS", Some(11)),
+        "{run}"
+    );
+    assert_eq!(
+        IncTables::stats(&tb.dst, "").await,
+        IncTables::stats(&tb.src, "").await,
+        "the target equals the source"
     );
     tb.drop_all().await;
 }

@@ -571,3 +571,59 @@ pub fn assert_fdi_error(got: &(u16, Value), status: u16, code: &str, needle: &st
         "message should name {needle:?}: {body}"
     );
 }
+
+/// A TCP proxy the test controls: stands for a store (or any server) that goes away and comes
+/// back. `stop` closes every connection through it and the listening port; `start` listens again
+/// on the same port.
+pub struct TcpProxy {
+    pub port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: &str) -> TcpProxy {
+        let mut p = TcpProxy {
+            port: free_port(),
+            target: target.to_string(),
+            task: None,
+        };
+        p.resume().await;
+        p
+    }
+
+    /// Listen again (after `stop`).
+    pub async fn resume(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("proxy port");
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Drop every connection and stop listening.
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

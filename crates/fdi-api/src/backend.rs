@@ -1,13 +1,8 @@
 //! The only module that talks to the store and the run manager: handlers see small views.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use fdi_connector::ConnectorRegistry;
-use fdi_scheduler::{ResolvedTask, TaskResolver};
-use fdi_store::{DatasourceQuery, DatasourceRow, Scope, Store, StoreError};
-use fdi_types::{ApiError, DatasourceType, TaskType};
-use serde_json::Value;
+use fdi_catalog::CatalogError;
+use fdi_store::{DatasourceQuery, Scope, StoreError};
+use fdi_types::TaskType;
 
 use crate::AppState;
 use crate::error::{Error, Result};
@@ -18,28 +13,7 @@ pub type AppView = fdi_store::AppRow;
 /// A task as stored.
 pub type TaskView = fdi_store::TaskRow;
 
-#[derive(Debug, Clone)]
-pub struct DatasourceView {
-    pub id: String,
-    pub instance_id: String,
-    pub name: String,
-    pub datasource_type: String,
-    pub app_id: String,
-    pub app_name: String,
-    /// Secrets in clear (never sent as is: responses mask them).
-    pub content: Value,
-    pub description: Option<String>,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
-
-pub struct NewDatasource {
-    pub name: String,
-    pub datasource_type: DatasourceType,
-    pub app_id: String,
-    pub content: Value,
-    pub description: Option<String>,
-}
+pub use fdi_catalog::{DatasourceView, NewDatasource};
 
 pub struct DatasourceFilter {
     pub datasource_type: Option<String>,
@@ -71,7 +45,10 @@ fn scope<'a>(p: &'a str, i: &'a str) -> Scope<'a> {
 }
 
 /// A name the database refused as taken: the API's error naming the field.
-fn name_error(e: StoreError, field: &str, name: &str) -> Error {
+fn name_error(e: impl Into<CatalogError>, field: &str, name: &str) -> Error {
+    let CatalogError::Store(e) = e.into() else {
+        unreachable!("only store errors are passed here")
+    };
     match e {
         StoreError::NameTaken("app") => Error::field(
             field,
@@ -165,54 +142,12 @@ pub async fn app_datasource_count(s: &AppState, _p: &str, _i: &str, id: &str) ->
 
 // ---- datasources ---------------------------------------------------------------------------
 
-fn ds_view(s: &AppState, d: DatasourceRow) -> Result<DatasourceView> {
-    Ok(DatasourceView {
-        content: s.store.open_sealed(&d.sealed)?,
-        id: d.id,
-        instance_id: d.instance_id,
-        name: d.name,
-        datasource_type: d.datasource_type,
-        app_id: d.app_id,
-        app_name: d.app_name,
-        description: d.description,
-        created_ms: d.created_ms,
-        updated_ms: d.updated_ms,
-    })
-}
-
-fn ds_row(
-    s: &AppState,
-    id: String,
-    i: &str,
-    d: NewDatasource,
-    created_ms: i64,
-) -> Result<DatasourceRow> {
-    Ok(DatasourceRow {
-        id,
-        instance_id: i.into(),
-        name: d.name,
-        datasource_type: d.datasource_type.as_str().into(),
-        app_id: d.app_id,
-        app_name: String::new(),
-        sealed: s.store.seal(&d.content)?,
-        description: d.description,
-        created_ms,
-        updated_ms: fdi_types::now_millis(),
-    })
-}
-
 pub async fn ds_create(s: &AppState, p: &str, i: &str, d: NewDatasource) -> Result<DatasourceView> {
-    let now = fdi_types::now_millis();
     let name = d.name.clone();
-    let mut row = ds_row(s, fdi_types::new_id(), i, d, now)?;
-    row.updated_ms = now;
-    s.store
-        .insert_datasource(scope(p, i), &row)
+    s.catalog
+        .create_datasource(scope(p, i), d)
         .await
-        .map_err(|e| name_error(e, "datasource_name", &name))?;
-    ds_get(s, p, i, &row.id)
-        .await?
-        .ok_or_else(|| Error::internal("the datasource vanished right after its creation"))
+        .map_err(|e| catalog_name_error(e, "datasource_name", &name))
 }
 
 pub async fn ds_update(
@@ -228,14 +163,18 @@ pub async fn ds_update(
         .await?
         .ok_or_else(|| Error::code(fdi_types::ErrorCode::DatasourceNotFound))?;
     let name = d.name.clone();
-    let row = ds_row(s, old.id, i, d, old.created_ms)?;
-    s.store
-        .update_datasource(scope(p, i), &row)
+    s.catalog
+        .update_datasource(scope(p, i), id, old.created_ms, d)
         .await
-        .map_err(|e| name_error(e, "datasource_name", &name))?;
-    ds_get(s, p, i, &row.id)
-        .await?
-        .ok_or_else(|| Error::code(fdi_types::ErrorCode::DatasourceNotFound))
+        .map_err(|e| catalog_name_error(e, "datasource_name", &name))
+}
+
+/// A catalog error, with a taken name turned into the API's error naming the field.
+fn catalog_name_error(e: CatalogError, field: &str, name: &str) -> Error {
+    match e {
+        CatalogError::Store(se @ StoreError::NameTaken(_)) => name_error(se, field, name),
+        e => Error(e.into()),
+    }
 }
 
 pub async fn ds_list(
@@ -252,29 +191,24 @@ pub async fn ds_list(
         offset: f.offset,
         limit: f.limit,
     };
-    let (total, rows) = s.store.list_datasources(scope(p, i), &q).await?;
-    let views = rows
-        .into_iter()
-        .map(|d| ds_view(s, d))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((total, views))
+    s.catalog
+        .datasources(scope(p, i), &q)
+        .await
+        .map_err(|e| Error(e.into()))
 }
 
 pub async fn ds_all(s: &AppState, p: &str, i: &str) -> Result<Vec<DatasourceView>> {
-    s.store
+    s.catalog
         .all_datasources(scope(p, i))
-        .await?
-        .into_iter()
-        .map(|d| ds_view(s, d))
-        .collect()
+        .await
+        .map_err(|e| Error(e.into()))
 }
 
 pub async fn ds_get(s: &AppState, p: &str, i: &str, id: &str) -> Result<Option<DatasourceView>> {
-    s.store
+    s.catalog
         .datasource(scope(p, i), id)
-        .await?
-        .map(|d| ds_view(s, d))
-        .transpose()
+        .await
+        .map_err(|e| Error(e.into()))
 }
 
 pub async fn ds_delete(s: &AppState, p: &str, i: &str, id: &str) -> Result<()> {
@@ -420,82 +354,4 @@ pub async fn start_run(s: &AppState, _p: &str, _i: &str, t: &TaskView) -> Result
 
 pub async fn terminate(s: &AppState, t: &TaskView) -> Result<()> {
     Ok(s.scheduler.terminate(&t.id).await?)
-}
-
-/// Opens tasks for the scheduler: the task document, its two datasources (secrets unsealed) and
-/// their connectors.
-pub struct StoreTaskResolver {
-    pub store: Store,
-    pub connectors: Arc<ConnectorRegistry>,
-}
-
-impl StoreTaskResolver {
-    async fn task(&self, task_id: &str) -> Result<Option<(String, String, TaskView)>, ApiError> {
-        self.store
-            .task_by_id(task_id)
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))
-    }
-
-    async fn endpoint(
-        &self,
-        (project, instance): (&str, &str),
-        field: &str,
-        id: &str,
-    ) -> Result<fdi_engine::Endpoint, ApiError> {
-        let row = self
-            .store
-            .datasource_in(project, instance, id)
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    fdi_types::ErrorCode::DatasourceMissing,
-                    format!("{field}: {id}"),
-                )
-            })?;
-        let content = self
-            .store
-            .open_sealed(&row.sealed)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let ty = DatasourceType::parse(&row.datasource_type)?;
-        Ok(fdi_engine::Endpoint {
-            datasource_type: ty,
-            connector: crate::discovery::open_connector(&self.connectors, ty, &content)
-                .map_err(|e| e.0)?,
-        })
-    }
-}
-
-#[async_trait]
-impl TaskResolver for StoreTaskResolver {
-    async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError> {
-        let Some((project, instance, t)) = self.task(task_id).await? else {
-            return Ok(None);
-        };
-        let scope = (project.as_str(), instance.as_str());
-        let source = self
-            .endpoint(scope, "task.source_datasource_id", &t.source_datasource_id)
-            .await?;
-        let target = self
-            .endpoint(scope, "task.target_datasource_id", &t.target_datasource_id)
-            .await?;
-        Ok(Some(ResolvedTask {
-            task_id: t.id,
-            task_type: t.task_type,
-            raw_detail: t.task_detail,
-            source,
-            target,
-        }))
-    }
-
-    async fn describe(
-        &self,
-        task_id: &str,
-    ) -> Result<Option<(TaskType, String, String)>, ApiError> {
-        Ok(self
-            .task(task_id)
-            .await?
-            .map(|(_, _, t)| (t.task_type, t.name, t.task_detail)))
-    }
 }

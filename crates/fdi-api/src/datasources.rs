@@ -29,7 +29,7 @@ pub struct DatasourceBody {
 
 /// The content fields of type `t` (none when the binary has no connector for it).
 pub(crate) fn content_fields(s: &AppState, t: DatasourceType) -> &'static [ContentField] {
-    s.connectors.get(t).map_or(&[], |f| f.content_fields())
+    s.catalog.content_fields(t)
 }
 
 /// The content a client sent, as it will be stored: keys the type does not declare dropped, and
@@ -127,15 +127,9 @@ async fn check_body(
         }
     }
     let content = content_to_store(s, t, content, same_type.map(|o| &o.content))?;
-    let factory = s.connectors.get(t).ok_or_else(|| {
-        Error::new(
-            ErrorCode::InvalidDatasourceType,
-            format!("datasource_type: no connector for {t}"),
-        )
-    })?;
-    factory
-        .validate(&content)
-        .map_err(|e| Error::new(ErrorCode::IncorrectContent, e.message))?;
+    s.catalog
+        .validate_content(t, &content)
+        .map_err(|e| Error(e.into()))?;
     if backend::ds_name_taken(s, p.project(), p.instance(), &name, id).await? {
         return Err(Error::new(
             ErrorCode::TaskNameExists,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use fdi_connector::{ColumnInfo, Connector, ConnectorError, ConnectorRegistry, ErrorKind};
+use fdi_connector::{ColumnInfo, Connector, ConnectorError, ErrorKind};
 use fdi_types::{DatasourceType, ErrorCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -14,33 +14,16 @@ use crate::datasources::{self, content_to_store};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, Params, PathParams};
 
-/// Build a connector for a datasource's (clear) content.
+/// Build a connector for a datasource's (clear) content: 400 naming the field when the content
+/// does not make one.
 pub(crate) fn connector_for(
     s: &AppState,
     t: DatasourceType,
     content: &Value,
 ) -> Result<Arc<dyn Connector>> {
-    open_connector(&s.connectors, t, content)
-}
-
-/// Validate `content` for type `t` and create its connector.
-pub(crate) fn open_connector(
-    connectors: &ConnectorRegistry,
-    t: DatasourceType,
-    content: &Value,
-) -> Result<Arc<dyn Connector>> {
-    let factory = connectors.get(t).ok_or_else(|| {
-        Error::new(
-            ErrorCode::InvalidDatasourceType,
-            format!("datasource_type: no connector for {t}"),
-        )
-    })?;
-    factory
-        .validate(content)
-        .map_err(|e| Error::new(ErrorCode::IncorrectContent, e.message))?;
-    factory
-        .create(content)
-        .map_err(|e| Error::new(ErrorCode::IncorrectContent, e.message))
+    s.catalog
+        .open_connector(t, content)
+        .map_err(|e| Error(e.into()))
 }
 
 async fn stored_connector(

@@ -19,7 +19,11 @@ impl From<ApiError> for Error {
 
 impl From<fdi_store::StoreError> for Error {
     fn from(e: fdi_store::StoreError) -> Self {
-        Error::internal(e)
+        if e.is_unavailable() {
+            Error::new(ErrorCode::StoreUnavailable, e.to_string())
+        } else {
+            Error::internal(e)
+        }
     }
 }
 

@@ -35,7 +35,8 @@ pub use listener::FdiListener;
 pub struct AppState {
     pub store: fdi_store::Store,
     pub scheduler: Arc<fdi_scheduler::Scheduler>,
-    pub connectors: Arc<ConnectorRegistry>,
+    /// Datasources with their secrets and connectors; resolves tasks for the scheduler too.
+    pub catalog: fdi_catalog::Catalog,
 }
 
 impl AppState {
@@ -49,15 +50,13 @@ impl AppState {
     ) -> std::result::Result<Self, fdi_store::StoreError> {
         let store = fdi_store::Store::open(store_url, data_dir).await?;
         let monitor = fdi_monitor::MonitorLog::new(store.clone());
-        let resolver = Arc::new(backend::StoreTaskResolver {
-            store: store.clone(),
-            connectors: Arc::clone(&connectors),
-        });
-        let scheduler = fdi_scheduler::Scheduler::new(store.clone(), monitor, resolver, cfg);
+        let catalog = fdi_catalog::Catalog::new(store.clone(), connectors);
+        let scheduler =
+            fdi_scheduler::Scheduler::new(store.clone(), monitor, Arc::new(catalog.clone()), cfg);
         Ok(Self {
             store,
             scheduler,
-            connectors,
+            catalog,
         })
     }
 }

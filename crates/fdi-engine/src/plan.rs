@@ -462,33 +462,36 @@ pub async fn build(
         }
     };
 
-    // Upsert keys.
+    // Upsert keys: a target with a primary (or unique) key whose columns are all mapped is
+    // loaded as upsert, so that updated source rows reach it (the reference's supportPartUpdate
+    // only chooses between updating the changed columns and updating all of them). Without such
+    // a key the load is a plain insert — an error when supportPartUpdate asks for updates.
     let mapped: Vec<&str> = raw_pairs.iter().map(|(_, b, _)| b.name.as_str()).collect();
-    let mut upsert_keys = Vec::new();
-    if t.support_part_update {
-        let primary: Vec<String> = target_all
-            .iter()
-            .filter(|c| c.primary)
-            .map(|c| c.name.clone())
-            .collect();
-        if !primary.is_empty() && primary.iter().all(|k| mapped.contains(&k.as_str())) {
-            upsert_keys = primary;
-        } else if let Some(u) = target_all
-            .iter()
-            .find(|c| c.unique && mapped.contains(&c.name.as_str()))
-        {
-            upsert_keys = vec![u.name.clone()];
-        } else {
-            return Err(field_error(
-                Side::Target,
-                ErrorCode::InvalidParameters,
-                &format!("{DST}.supportPartUpdate"),
-                format!(
-                    "target table \"{target_table}\" has no primary or unique key whose columns are all mapped"
-                ),
-            ));
-        }
-    }
+    let primary: Vec<String> = target_all
+        .iter()
+        .filter(|c| c.primary)
+        .map(|c| c.name.clone())
+        .collect();
+    let upsert_keys = if !primary.is_empty() && primary.iter().all(|k| mapped.contains(&k.as_str()))
+    {
+        primary
+    } else if let Some(u) = target_all
+        .iter()
+        .find(|c| c.unique && mapped.contains(&c.name.as_str()))
+    {
+        vec![u.name.clone()]
+    } else if t.support_part_update {
+        return Err(field_error(
+            Side::Target,
+            ErrorCode::InvalidParameters,
+            &format!("{DST}.supportPartUpdate"),
+            format!(
+                "target table \"{target_table}\" has no primary or unique key whose columns are all mapped"
+            ),
+        ));
+    } else {
+        Vec::new()
+    };
 
     // Filters and order refer to source table columns.
     if query_sql.is_none() {
@@ -657,12 +660,13 @@ pub async fn build(
     if let Some(bn) = &batch_number {
         write_columns.push(bn.clone());
     }
-    let mode = if upsert_keys.is_empty() {
+    // A target emptied in the same transaction holds nothing to collide with: plain bulk load.
+    let mode = if upsert_keys.is_empty() || t.clear_table {
         WriteMode::Insert
     } else {
         WriteMode::Upsert {
             keys: upsert_keys.clone(),
-            part_update: true,
+            part_update: t.support_part_update,
         }
     };
     Ok(ExecPlan {

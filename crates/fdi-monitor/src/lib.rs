@@ -113,16 +113,26 @@ impl RunRecord for RunView {
     }
 
     fn finish(&mut self, o: RunOutcome) {
+        // Only a successful run committed: a failed or cancelled one rolled back, so it reports
+        // 0 rows (and says in its remarks how far it got).
+        let committed = o.status == ExecuteStatus::Success;
         self.execute_status = o.status;
         self.position = o.position;
         self.position_status = o.position_status;
         self.status_code = o.status_code.0;
-        self.data_count = o.rows_written;
+        self.data_count = if committed { o.rows_written } else { 0 };
         self.dirty_data_count = o.dirty_rows;
-        self.data_bytes = o.bytes_written;
+        self.data_bytes = if committed { o.bytes_written } else { 0 };
         self.read_ms = o.read_ms;
         self.write_ms = o.write_ms;
-        self.remarks = o.remarks;
+        self.remarks = if committed {
+            o.remarks
+        } else {
+            format!(
+                "{} ({} rows read, {} written before the run stopped; rolled back, nothing committed)",
+                o.remarks, o.rows_read, o.rows_written
+            )
+        };
         self.end_ms = Some(fdi_types::now_millis());
     }
 

@@ -15,15 +15,16 @@
 
 mod plans;
 mod realtime;
+mod retention;
 mod runs;
+
+pub use retention::RetentionPolicy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono_tz::Tz;
-use fdi_engine::Endpoint;
 use fdi_monitor::MonitorLog;
 use fdi_store::{PlanRow, Store, StoreError};
 use fdi_types::{ApiError, ErrorCode, TaskType};
@@ -34,25 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use plans::{MisfirePolicy, PlanDoc};
 
-/// Everything the scheduler needs to start one run of a task.
-pub struct ResolvedTask {
-    pub task_id: String,
-    pub task_type: TaskType,
-    pub raw_detail: String,
-    pub source: Endpoint,
-    pub target: Endpoint,
-}
-
-/// Looks tasks up (with their datasources opened) for the scheduler; the API layer implements
-/// it, since it owns datasource decoding and the connector registry.
-#[async_trait]
-pub trait TaskResolver: Send + Sync {
-    /// `Ok(None)` when the task does not exist (any more).
-    async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError>;
-    /// The task's type, name and raw task_detail, without opening its datasources.
-    async fn describe(&self, task_id: &str)
-    -> Result<Option<(TaskType, String, String)>, ApiError>;
-}
+pub use fdi_catalog::{ResolvedTask, TaskResolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -65,6 +48,9 @@ pub enum SchedulerError {
 impl From<SchedulerError> for ApiError {
     fn from(e: SchedulerError) -> Self {
         match e {
+            SchedulerError::Store(s) if s.is_unavailable() => {
+                ApiError::new(ErrorCode::StoreUnavailable, s.to_string())
+            }
             SchedulerError::Store(s) => ApiError::internal(s.to_string()),
             SchedulerError::Refused(a) => a,
         }
@@ -89,6 +75,8 @@ pub struct SchedulerConfig {
     pub realtime_progress: Duration,
     /// Zone of plans that do not name one.
     pub time_zone: Tz,
+    /// Which runs the monitor log keeps.
+    pub retention: RetentionPolicy,
 }
 
 impl SchedulerConfig {
@@ -101,6 +89,7 @@ impl SchedulerConfig {
             realtime_poll: Duration::from_secs(3),
             realtime_progress: Duration::from_secs(30),
             time_zone: Tz::UTC,
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -187,6 +176,8 @@ impl Scheduler {
         tokio::spawn(async move { this.plan_loop().await });
         let this = Arc::clone(self);
         tokio::spawn(async move { this.realtime_loop().await });
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.retention_loop().await });
         Ok(())
     }
 

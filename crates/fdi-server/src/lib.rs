@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// file and the key file are never reachable, whatever the root.
     #[arg(long, env = "FDI_FILES_ROOT")]
     pub files_root: Option<PathBuf>,
+    /// Runs (with their steps) that started longer ago than this many days are pruned in the
+    /// background; 0 keeps them whatever their age.
+    #[arg(long, env = "FDI_RUN_RETENTION_DAYS", default_value_t = 30)]
+    pub run_retention_days: u64,
+    /// Only this many of each task's newest runs are kept; 0 keeps them all.
+    #[arg(long, env = "FDI_RUN_RETENTION_PER_TASK", default_value_t = 10_000)]
+    pub run_retention_per_task: u64,
     /// Log lines as human-readable text (no colours unless stderr is a terminal) or JSON.
     #[arg(long, env = "FDI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -180,6 +187,12 @@ pub fn scheduler_config(args: &ServeArgs) -> anyhow::Result<fdi_scheduler::Sched
     cfg.heartbeat = (cfg.lease / 5).min(std::time::Duration::from_millis(500));
     cfg.realtime_poll = std::time::Duration::from_millis(args.realtime_poll_ms.max(100));
     cfg.realtime_progress = std::time::Duration::from_millis(args.realtime_progress_ms.max(100));
+    cfg.retention = fdi_scheduler::RetentionPolicy {
+        max_age: (args.run_retention_days > 0)
+            .then(|| std::time::Duration::from_secs(args.run_retention_days * 86_400)),
+        per_task: (args.run_retention_per_task > 0).then_some(args.run_retention_per_task),
+        ..Default::default()
+    };
     Ok(cfg)
 }
 
@@ -272,6 +285,8 @@ mod tests {
             realtime_progress_ms: 30_000,
             files_root: None,
             log_format: LogFormat::Text,
+            run_retention_days: 30,
+            run_retention_per_task: 10_000,
         }
     }
 

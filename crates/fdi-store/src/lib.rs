@@ -31,6 +31,26 @@ pub enum StoreError {
     NameTaken(&'static str),
 }
 
+impl StoreError {
+    /// The store cannot be reached right now (connection refused or lost, no connection within
+    /// the acquire timeout): worth answering "unavailable, retry" rather than "internal error".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        )
+    }
+}
+
+/// How long a request waits for a store connection before the store counts as unavailable.
+pub const STORE_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
@@ -126,6 +146,7 @@ impl Store {
             Pool::Pg(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(20)
+                    .acquire_timeout(STORE_ACQUIRE_TIMEOUT)
                     .connect_with(opts)
                     .await?,
             )

@@ -11,7 +11,7 @@
 
 use sqlx::Row;
 
-use crate::runs::{RunView, insert_steps};
+use crate::runs::{RunView, insert_runs};
 use crate::{Pool, Result, Store, StoreError};
 
 /// One migration: its DDL, and what to move or fill once the DDL ran.
@@ -283,6 +283,7 @@ macro_rules! migrate_on {
                     .await?;
                     let Some(last) = rows.last() else { break };
                     after = last.try_get("id")?;
+                    let mut runs = Vec::with_capacity(rows.len());
                     for row in &rows {
                         let body: String = row.try_get("body")?;
                         let mut run: RunView = serde_json::from_str(&body)?;
@@ -290,9 +291,9 @@ macro_rules! migrate_on {
                         if run.task_id.is_empty() {
                             run.task_id = row.try_get("parent")?;
                         }
-                        insert_run_row!(tx, run);
-                        insert_steps!(tx, run.id, 0u32, run.steps);
+                        runs.push(run);
                     }
+                    insert_runs!(tx, &runs);
                 }
                 sqlx::query("DELETE FROM fdi_docs WHERE kind = 'run'")
                     .execute(&mut *tx)
@@ -310,19 +311,6 @@ macro_rules! migrate_on {
             tx.commit().await?;
         }
         Ok::<(), StoreError>(())
-    }};
-}
-
-/// Insert one run's row (no steps) inside a migration's transaction.
-macro_rules! insert_run_row {
-    ($tx:expr, $run:expr) => {{
-        let sql = format!(
-            "INSERT INTO fdi_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-            crate::runs::RUN_COLUMNS
-        );
-        crate::runs::bind_run!(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), $run)
-            .execute(&mut *$tx)
-            .await?;
     }};
 }
 

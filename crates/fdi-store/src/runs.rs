@@ -180,43 +180,18 @@ macro_rules! step_from_row {
     }};
 }
 
-/// Bind a run's columns in [`RUN_COLUMNS`] order.
-macro_rules! bind_run {
-    ($q:expr, $r:expr) => {
-        $q.bind(&$r.id)
-            .bind(&$r.task_id)
-            .bind($r.start_ms)
-            .bind($r.dispatch_ms)
-            .bind($r.end_ms)
-            .bind($r.execute_status.as_str())
-            .bind($r.position.as_str())
-            .bind($r.position_status.as_str())
-            .bind(i32::from($r.status_code))
-            .bind($r.data_count as i64)
-            .bind($r.dirty_data_count as i64)
-            .bind($r.data_bytes as i64)
-            .bind($r.read_ms)
-            .bind($r.write_ms)
-            .bind(&$r.remarks)
-            .bind($r.trigger.as_str())
-            .bind(&$r.node_id)
-            .bind($r.window.map(|w| w.0))
-            .bind($r.window.map(|w| w.1))
-    };
-}
-
-/// Insert `steps` of `run_id`, numbered from `first_seq`, in multi-row statements.
-macro_rules! insert_steps {
-    ($conn:expr, $run_id:expr, $first_seq:expr, $steps:expr) => {{
-        for (chunk_no, chunk) in $steps.chunks(200).enumerate() {
+/// Insert step rows `(run id, seq, step)` in multi-row statements.
+macro_rules! insert_step_rows {
+    ($conn:expr, $rows:expr) => {{
+        let rows: Vec<(&str, i64, &$crate::runs::StepView)> = $rows;
+        for chunk in rows.chunks(200) {
             let mut qb = sqlx::QueryBuilder::new(format!(
                 "INSERT INTO fdi_run_steps ({}) ",
                 $crate::runs::STEP_COLUMNS
             ));
-            qb.push_values(chunk.iter().enumerate(), |mut b, (i, s)| {
-                let seq = $first_seq as i64 + (chunk_no * 200 + i) as i64;
-                b.push_bind($run_id.to_string())
-                    .push_bind(seq)
+            qb.push_values(chunk.iter(), |mut b, (run_id, seq, s)| {
+                b.push_bind(run_id.to_string())
+                    .push_bind(*seq)
                     .push_bind(s.id.clone())
                     .push_bind(i32::from(s.code))
                     .push_bind(s.position.as_str())
@@ -234,21 +209,88 @@ macro_rules! insert_steps {
     }};
 }
 
-pub(crate) use {bind_run, insert_steps};
+/// Insert `steps` of `run_id`, numbered from `first_seq`.
+macro_rules! insert_steps {
+    ($conn:expr, $run_id:expr, $first_seq:expr, $steps:expr) => {{
+        let run_id: &str = &$run_id;
+        let first = $first_seq as i64;
+        insert_step_rows!(
+            $conn,
+            $steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (run_id, first + i as i64, s))
+                .collect()
+        );
+    }};
+}
+
+/// Insert whole runs (rows and steps, steps numbered from `stored_steps`) in multi-row
+/// statements: the seeding of benchmarks and the move of 0.1 run documents.
+macro_rules! insert_runs {
+    ($conn:expr, $runs:expr) => {{
+        let runs: &[$crate::runs::RunView] = $runs;
+        for chunk in runs.chunks(400) {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO fdi_runs ({}) ",
+                $crate::runs::RUN_COLUMNS
+            ));
+            qb.push_values(chunk.iter(), |mut b, r| {
+                b.push_bind(r.id.clone())
+                    .push_bind(r.task_id.clone())
+                    .push_bind(r.start_ms)
+                    .push_bind(r.dispatch_ms)
+                    .push_bind(r.end_ms)
+                    .push_bind(r.execute_status.as_str())
+                    .push_bind(r.position.as_str())
+                    .push_bind(r.position_status.as_str())
+                    .push_bind(i32::from(r.status_code))
+                    .push_bind(r.data_count as i64)
+                    .push_bind(r.dirty_data_count as i64)
+                    .push_bind(r.data_bytes as i64)
+                    .push_bind(r.read_ms)
+                    .push_bind(r.write_ms)
+                    .push_bind(r.remarks.clone())
+                    .push_bind(r.trigger.as_str())
+                    .push_bind(r.node_id.clone())
+                    .push_bind(r.window.map(|w| w.0))
+                    .push_bind(r.window.map(|w| w.1));
+            });
+            qb.build().execute(&mut *$conn).await?;
+            $crate::runs::insert_step_rows!(
+                $conn,
+                chunk
+                    .iter()
+                    .flat_map(|r| {
+                        let first = r.stored_steps as i64;
+                        r.steps
+                            .iter()
+                            .enumerate()
+                            .map(move |(i, s)| (r.id.as_str(), first + i as i64, s))
+                    })
+                    .collect()
+            );
+        }
+    }};
+}
+
+pub(crate) use {insert_runs, insert_step_rows};
 
 impl Store {
     /// Store a new run with the steps it has so far.
     pub async fn insert_run(&self, run: &mut RunView) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO fdi_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        );
+        self.insert_runs(std::slice::from_ref(run)).await?;
+        self.steps_stored(run);
+        Ok(())
+    }
+
+    /// Store finished runs with their steps in bulk (multi-row statements, one transaction).
+    pub async fn insert_runs(&self, runs: &[RunView]) -> Result<()> {
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            bind_run!(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), run).execute(&mut *tx).await?;
-            insert_steps!(tx, run.id, run.stored_steps, run.steps);
+            insert_runs!(tx, runs);
             tx.commit().await?;
         });
-        self.steps_stored(run);
         Ok(())
     }
 
@@ -406,5 +448,63 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Delete up to `batch` ended runs (and their steps) that started before `before_ms`;
+    /// returns how many. Active runs (RUNNING, WAITING) are never deleted.
+    pub async fn prune_runs_before(&self, before_ms: i64, batch: i64) -> Result<u64> {
+        let pick = "SELECT id FROM fdi_runs WHERE start_ms < $1 \
+             AND exec_status NOT IN ('RUNNING', 'WAITING') ORDER BY start_ms LIMIT $2";
+        let ids: Vec<String> = on_pool!(&self.pool, p => sqlx::query_scalar(pick)
+            .bind(before_ms).bind(batch).fetch_all(p).await?);
+        self.delete_runs(&ids).await
+    }
+
+    /// Tasks that hold more than `keep` runs.
+    pub async fn tasks_with_runs_over(&self, keep: i64) -> Result<Vec<String>> {
+        let sql = "SELECT task_id FROM fdi_runs GROUP BY task_id HAVING COUNT(*) > $1";
+        Ok(on_pool!(&self.pool, p => sqlx::query_scalar(sql).bind(keep).fetch_all(p).await?))
+    }
+
+    /// Delete up to `batch` ended runs of the task beyond its `keep` newest; returns how many.
+    pub async fn prune_task_runs_beyond(
+        &self,
+        task_id: &str,
+        keep: i64,
+        batch: i64,
+    ) -> Result<u64> {
+        let pick = "SELECT id FROM fdi_runs WHERE task_id = $1 \
+             AND exec_status NOT IN ('RUNNING', 'WAITING') \
+             AND id NOT IN (SELECT id FROM fdi_runs WHERE task_id = $1 ORDER BY start_ms DESC, id DESC LIMIT $2) \
+             ORDER BY start_ms LIMIT $3";
+        let ids: Vec<String> = on_pool!(&self.pool, p => sqlx::query_scalar(pick)
+            .bind(task_id).bind(keep).bind(batch).fetch_all(p).await?);
+        self.delete_runs(&ids).await
+    }
+
+    /// Delete these runs and their steps in one transaction.
+    async fn delete_runs(&self, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let list = list.join(", ");
+        let steps = format!("DELETE FROM fdi_run_steps WHERE run_id IN ({list})");
+        let runs = format!("DELETE FROM fdi_runs WHERE id IN ({list})");
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(steps.as_str()));
+            for id in ids {
+                q = q.bind(id.clone());
+            }
+            q.execute(&mut *tx).await?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(runs.as_str()));
+            for id in ids {
+                q = q.bind(id.clone());
+            }
+            q.execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(ids.len() as u64)
     }
 }

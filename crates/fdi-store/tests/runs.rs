@@ -222,3 +222,75 @@ async fn run_documents_of_release_0_1_move_into_rows_on_both_stores() {
         run_documents_move_into_rows(&b).await;
     }
 }
+
+async fn retention_prunes_old_and_surplus_runs_never_active_ones(b: &Backend) {
+    let s = Store::open(&b.url, &b.dir).await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..30 {
+        let mut r = run("old", &format!("o{i:02}"), 1_000 + i);
+        r.execute_status = if i == 3 {
+            ExecuteStatus::Running
+        } else {
+            ExecuteStatus::Success
+        };
+        runs.push(r);
+    }
+    for i in 0..30 {
+        let mut r = run("many", &format!("m{i:02}"), 100_000 + i);
+        r.execute_status = if i == 0 {
+            ExecuteStatus::Running
+        } else {
+            ExecuteStatus::Error
+        };
+        runs.push(r);
+    }
+    s.insert_runs(&runs).await.unwrap();
+    // By age, in batches of 7: every ended run before 50_000 goes, the running one stays.
+    let mut deleted = 0;
+    loop {
+        let n = s.prune_runs_before(50_000, 7).await.unwrap();
+        deleted += n;
+        if n < 7 {
+            break;
+        }
+    }
+    assert_eq!(deleted, 29, "{}", b.name);
+    let (_, left) = s.list_runs("old", &page_all()).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["o03"],
+        "{}",
+        b.name
+    );
+    assert!(left[0].steps.len() == 1, "its steps stay");
+    assert_eq!(
+        b.count("SELECT COUNT(*) FROM fdi_run_steps WHERE run_id LIKE 'o%'")
+            .await,
+        1,
+        "{}: steps of pruned runs go too",
+        b.name
+    );
+    // Per task: keep the 10 newest (and the running one, however old).
+    assert_eq!(s.tasks_with_runs_over(10).await.unwrap(), ["many"]);
+    while s.prune_task_runs_beyond("many", 10, 4).await.unwrap() > 0 {}
+    let (total, kept) = s.list_runs("many", &page_all()).await.unwrap();
+    assert_eq!(total, 11, "{}", b.name);
+    assert_eq!(kept[0].id, "m29");
+    assert!(kept.iter().any(|r| r.id == "m00"), "the running run stays");
+}
+
+fn page_all() -> RunFilter {
+    RunFilter {
+        begin_ms: None,
+        end_ms: None,
+        offset: 0,
+        limit: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn retention_prunes_old_and_surplus_runs_on_both_stores() {
+    for b in backends().await {
+        retention_prunes_old_and_surplus_runs_never_active_ones(&b).await;
+    }
+}

@@ -60,6 +60,7 @@ pub enum ErrorCode {
     UriTooLong,                // 414 FDI.3002
     HeadersTooLarge,           // 431 FDI.3002
     NotImplemented,            // 501 FDI.3002 (an operation this engine does not offer yet)
+    StoreUnavailable,          // 503 FDI.9999 (the metadata store cannot be reached)
 }
 
 impl ErrorCode {
@@ -75,6 +76,7 @@ impl ErrorCode {
             UriTooLong => 414,
             HeadersTooLarge => 431,
             NotImplemented => 501,
+            StoreUnavailable => 503,
             _ => 400,
         }
     }
@@ -126,7 +128,7 @@ impl ErrorCode {
             DatasourceNotFound => "FDI.3101",
             TaskStarted => "FDI.3030",
             DatasourceDeleteFailed | DatasourceInUse => "FDI.3121",
-            Internal => "FDI.9999",
+            Internal | StoreUnavailable => "FDI.9999",
             Unauthorized => "FDI.1001",
             Forbidden => "FDI.3478",
         }
@@ -199,6 +201,7 @@ impl ErrorCode {
             UriTooLong => "The request URI is too long.",
             HeadersTooLarge => "The request headers are too large.",
             NotImplemented => "The operation is not supported.",
+            StoreUnavailable => "The metadata store is unavailable; retry later.",
             Internal => "Internal error.",
             Unauthorized => "The token is missing or invalid.",
             Forbidden => "You do not have permission to perform operations on this project.",
