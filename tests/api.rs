@@ -7,7 +7,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn auth_is_required_and_scoped_to_projects() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let url = s.url("/datasources");
     let missing = s.call_with("GET", &url, None, None).await;
     assert_eq!(missing.0, 401, "{:?}", missing.1);
@@ -39,7 +39,7 @@ async fn auth_is_required_and_scoped_to_projects() {
 
 #[tokio::test]
 async fn apps_crud() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let name = unique("app");
     let (st, app) = s
         .call(
@@ -234,7 +234,7 @@ async fn datasources_crud_discovery_and_secrets() {
 
 #[tokio::test]
 async fn datasource_bad_input_is_refused_and_nothing_is_stored() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let body = |t: &str, name: &str, content: serde_json::Value| json!({"datasource_name": name, "datasource_type": t, "app_id": app, "content": content});
     let r = s
@@ -291,7 +291,7 @@ async fn datasource_bad_input_is_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn task_crud_validation_and_delete_refusal() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let src = unique("t_src");
     let dst = unique("t_dst");
@@ -428,7 +428,7 @@ async fn task_crud_validation_and_delete_refusal() {
 /// Shapes the platform's official SDK relies on (issue: the SDK drives fdi).
 #[tokio::test]
 async fn reference_shapes_the_official_sdk_relies_on() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app_name = unique("app");
     let (st, app) = s
         .call(

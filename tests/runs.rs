@@ -60,7 +60,7 @@ type SqliteRow5 = (
 
 #[tokio::test]
 async fn pg_to_mysql_with_mapping_filter_and_monitor_log() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     pg_to_mysql_flow(&s).await;
 }
 
@@ -191,7 +191,7 @@ async fn pg_to_mysql_flow(s: &TestServer) {
 
 #[tokio::test]
 async fn sqlite_to_sqlite_survives_a_restart() {
-    let mut s = TestServer::start(StoreKind::Sqlite).await;
+    let mut s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let src_path = s.files_dir().join("src.sqlite");
     let dst_path = s.files_dir().join("dst.sqlite");
@@ -283,7 +283,7 @@ async fn sqlite_to_sqlite_survives_a_restart() {
 
 #[tokio::test]
 async fn mysql_to_pg_clear_table_batch_number_and_upsert() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let src = unique("u_src");
     let dst = unique("u_dst");
@@ -422,7 +422,7 @@ async fn mysql_count(table: &str) -> i64 {
 
 #[tokio::test]
 async fn terminate_cancels_within_two_seconds_and_commits_nothing() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let (task, src, dst) = long_task(&s).await;
     let (st, body) = s.post(&format!("/tasks/{task}/run"), json!({})).await;
     assert_eq!(st, 200, "{body}");
@@ -457,7 +457,7 @@ async fn terminate_cancels_within_two_seconds_and_commits_nothing() {
 
 #[tokio::test]
 async fn crash_mid_run_is_marked_915_at_next_start_and_sigterm_cancels() {
-    let mut s = TestServer::start(StoreKind::Sqlite).await;
+    let mut s = TestServer::start(StoreKind::under_test()).await;
     let (task, src, dst) = long_task(&s).await;
     s.post(&format!("/tasks/{task}/run"), json!({})).await;
     s.wait_running(&task, Duration::from_secs(30)).await;

@@ -294,7 +294,7 @@ async fn pg_count(table: &str) -> i64 {
 
 #[tokio::test]
 async fn dispatch_plans_round_trip_and_refuse_bad_input() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let t = fast_task(&s).await;
     let task = t.task.as_str();
     let url = dispatches(task);
@@ -622,7 +622,7 @@ async fn t_datasources(s: &TestServer, task: &str) -> (String, String) {
 
 #[tokio::test]
 async fn batch_start_stop_reports_each_task_and_sets_status() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let planned = fast_task(&s).await;
     let planned2 = fast_task(&s).await;
     let unplanned = fast_task(&s).await;
@@ -781,7 +781,7 @@ async fn batch_start_stop_reports_each_task_and_sets_status() {
 
 #[tokio::test]
 async fn cron_plan_fires_on_its_grid_and_stops() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let t = fast_task(&s).await;
     plan(
         &s,
@@ -852,7 +852,7 @@ async fn cron_plan_fires_on_its_grid_and_stops() {
 
 #[tokio::test]
 async fn plans_do_not_fire_before_their_start_datetime() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let cron = fast_task(&s).await;
     let every = fast_task(&s).await;
     let t0 = now_ms();
@@ -903,7 +903,7 @@ async fn plans_do_not_fire_before_their_start_datetime() {
 /// minutes, the most common Quartz example) is standard Quartz syntax.
 #[tokio::test]
 async fn quartz_start_step_syntax_is_accepted_and_fires() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let t = fast_task(&s).await;
     for cron in [
         "0 0/5 * * * ?",
@@ -940,7 +940,7 @@ async fn quartz_start_step_syntax_is_accepted_and_fires() {
 /// A client that sees its run ended (monitor log SUCCESS) may start the next run at once.
 #[tokio::test]
 async fn a_run_can_start_as_soon_as_the_previous_one_shows_ended() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let t = fast_task(&s).await;
     let mut refused = Vec::new();
     for i in 0..30 {
@@ -973,7 +973,7 @@ async fn a_run_can_start_as_soon_as_the_previous_one_shows_ended() {
 /// Deleting a task with a started plan stops its fires and forgets the plan.
 #[tokio::test]
 async fn deleting_a_started_task_stops_its_plan() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let t = fast_task(&s).await;
     plan(
         &s,
@@ -1012,7 +1012,7 @@ async fn deleting_a_started_task_stops_its_plan() {
 
 #[tokio::test]
 async fn fires_while_a_run_is_active_are_rejected_with_914() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let t = slow_task(&s, 300, 0.05).await; // ~15 s
     plan(
         &s,
@@ -1090,7 +1090,7 @@ struct Downtime {
 
 /// Start a `*/2` plan with `policy`, let it run once, stop the server for ~7 s, restart it.
 async fn plan_across_downtime(policy: Option<&str>) -> (TestServer, FastTask, Downtime) {
-    let mut s = TestServer::start(StoreKind::Sqlite).await;
+    let mut s = TestServer::start(StoreKind::under_test()).await;
     let t = fast_task(&s).await;
     let mut body = json!({"use_quartz_cron": true, "cron": "*/2 * * * * ?"});
     if let Some(p) = policy {
@@ -1511,7 +1511,7 @@ async fn incremental_windows_on_a_timestamptz_cursor() {
 /// point; `reset_incr_begin_time` moves it back to `dataTimestamp`.
 #[tokio::test]
 async fn incremental_failed_run_is_retried_and_reset_rereads() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let tb = inc_tables("timestamp", "UTC").await;
     tb.insert(1, 100).await;
@@ -1576,7 +1576,7 @@ async fn incremental_failed_run_is_retried_and_reset_rereads() {
 /// no `supportPartUpdate` in the task.
 #[tokio::test]
 async fn incremental_updates_reach_a_keyed_target_by_default() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let tb = inc_tables("timestamp", "UTC").await;
     tb.insert(1, 50).await;
@@ -1636,7 +1636,7 @@ async fn incremental_updates_reach_a_keyed_target_by_default() {
 }
 
 async fn incremental_flow(col_type: &str, zone: &'static str) {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let tb = inc_tables(col_type, zone).await;
     let data_ts = now_ms() - 24 * 3600 * 1000;

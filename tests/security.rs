@@ -315,7 +315,7 @@ async fn url_passwords_are_masked_sealed_and_never_logged_and_the_mask_keeps_the
 
 #[tokio::test]
 async fn datasources_used_by_tasks_keep_their_type_and_cannot_be_deleted() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let files = s.files_dir();
     sqlite_file(&files.join("a.sqlite"), "t", 1).await;
@@ -354,7 +354,7 @@ async fn datasources_used_by_tasks_keep_their_type_and_cannot_be_deleted() {
 
 #[tokio::test]
 async fn statement_logs_carry_no_values_and_no_colours() {
-    let s = TestServer::start_with_env(StoreKind::Sqlite, &[("RUST_LOG", "debug")]).await;
+    let s = TestServer::start_with_env(StoreKind::under_test(), &[("RUST_LOG", "debug")]).await;
     let app = s.create_app().await;
     let table = unique("logv");
     let dst = unique("logv_dst");
@@ -387,7 +387,8 @@ async fn statement_logs_carry_no_values_and_no_colours() {
 
 #[tokio::test]
 async fn json_log_format_writes_one_json_object_per_line() {
-    let s = TestServer::start_with_env(StoreKind::Sqlite, &[("FDI_LOG_FORMAT", "json")]).await;
+    let s =
+        TestServer::start_with_env(StoreKind::under_test(), &[("FDI_LOG_FORMAT", "json")]).await;
     let (st, _) = s.get("/tasks").await;
     assert_eq!(st, 200);
     let log = s.log();
@@ -401,7 +402,7 @@ async fn json_log_format_writes_one_json_object_per_line() {
 
 #[tokio::test]
 async fn names_refuse_control_characters() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     for bad in ["a\u{0}b", "a\nb", "x\u{1b}[31m"] {
         let got = s
@@ -451,7 +452,7 @@ async fn raw_request(port: u16, request: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn every_error_has_the_fdi_body_and_health_needs_no_token() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     // 414: a 100 KB path, refused by the HTTP parser itself (no HTTP client builds such a URI:
     // written by hand).
     let long = format!(
@@ -485,7 +486,7 @@ async fn every_error_has_the_fdi_body_and_health_needs_no_token() {
 #[tokio::test]
 async fn unreachable_or_refused_datasources_answer_3016_at_task_create() {
     mysql_user_with_password().await;
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let table = unique("reach");
     mysql_exec(&format!("CREATE TABLE {table} (id INT PRIMARY KEY)")).await;
@@ -534,7 +535,7 @@ async fn unreachable_or_refused_datasources_answer_3016_at_task_create() {
 
 #[tokio::test]
 async fn a_plan_update_is_applied_or_refused_never_ignored() {
-    let s = TestServer::start(StoreKind::Sqlite).await;
+    let s = TestServer::start(StoreKind::under_test()).await;
     let app = s.create_app().await;
     let files = s.files_dir();
     sqlite_file(&files.join("p.sqlite"), "t", 1).await;

@@ -59,6 +59,17 @@ pub enum StoreKind {
     Postgres,
 }
 
+impl StoreKind {
+    /// The store the suite runs on: SQLite, or PostgreSQL with `FDI_E2E_STORE=postgres` (`.ci/run`
+    /// runs the end-to-end suite once on each). Tests about one store name it explicitly.
+    pub fn under_test() -> StoreKind {
+        match std::env::var("FDI_E2E_STORE").as_deref() {
+            Ok("postgres") => StoreKind::Postgres,
+            _ => StoreKind::Sqlite,
+        }
+    }
+}
+
 pub struct TestServer {
     child: Option<Child>,
     pub base: String,
@@ -97,24 +108,7 @@ impl TestServer {
                 Some(format!("postgres://postgres@127.0.0.1:5432/{db}"))
             }
         };
-        let mut s = TestServer {
-            child: None,
-            base: String::new(),
-            data_dir,
-            port: 0,
-            owns_db: store_url.is_some(),
-            store_url,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-        };
-        s.spawn().await;
-        s
+        Self::start_on(data_dir, store_url, env).await
     }
 
     /// Start on an existing data dir (and store): e.g. one written by an earlier release.

@@ -1,7 +1,8 @@
 //! The only module that talks to the store and the run manager: handlers see small views.
 
 use fdi_catalog::CatalogError;
-use fdi_store::{DatasourceQuery, Scope, StoreError};
+pub use fdi_store::DatasourceQuery;
+use fdi_store::{Scope, StoreError};
 use fdi_types::TaskType;
 
 use crate::AppState;
@@ -14,15 +15,6 @@ pub type AppView = fdi_store::AppRow;
 pub type TaskView = fdi_store::TaskRow;
 
 pub use fdi_catalog::{DatasourceView, NewDatasource};
-
-pub struct DatasourceFilter {
-    pub datasource_type: Option<String>,
-    pub name: Option<String>,
-    pub app_id: Option<String>,
-    pub descending: bool,
-    pub offset: i64,
-    pub limit: i64,
-}
 
 pub struct NewTask {
     pub name: String,
@@ -181,18 +173,10 @@ pub async fn ds_list(
     s: &AppState,
     p: &str,
     i: &str,
-    f: DatasourceFilter,
+    q: &DatasourceQuery,
 ) -> Result<(u64, Vec<DatasourceView>)> {
-    let q = DatasourceQuery {
-        datasource_type: f.datasource_type,
-        name: f.name,
-        app_id: f.app_id,
-        ascending: !f.descending,
-        offset: f.offset,
-        limit: f.limit,
-    };
     s.catalog
-        .datasources(scope(p, i), &q)
+        .datasources(scope(p, i), q)
         .await
         .map_err(|e| Error(e.into()))
 }

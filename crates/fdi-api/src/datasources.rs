@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::backend::{self, DatasourceFilter, DatasourceView, NewDatasource};
+use crate::backend::{self, DatasourceQuery, DatasourceView, NewDatasource};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, Params, PathParams};
 use crate::validate;
@@ -182,15 +182,15 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
             ));
         }
     }
-    let filter = DatasourceFilter {
+    let filter = DatasourceQuery {
         datasource_type,
         name: q.str("name").map(str::to_string),
         app_id: q.str("app_id").map(str::to_string),
-        descending,
+        ascending: !descending,
         offset,
         limit,
     };
-    let (total, items) = backend::ds_list(&s, p.project(), p.instance(), filter).await?;
+    let (total, items) = backend::ds_list(&s, p.project(), p.instance(), &filter).await?;
     Ok(Json(json!({
         "total": total,
         "size": items.len(),

@@ -16,9 +16,7 @@ mod runner;
 use std::sync::Arc;
 
 use fdi_connector::Connector;
-use fdi_types::{
-    ApiError, DatasourceType, ExecuteStatus, Position, PositionStatus, StepCode, TaskDetail,
-};
+use fdi_types::{ApiError, DatasourceType, TaskDetail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -88,53 +86,7 @@ pub struct IncrementalWindow {
     pub include_nulls: bool,
 }
 
-/// One step of the run's trace, as the monitor log shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepRecord {
-    pub code: StepCode,
-    pub position: Position,
-    pub position_status: PositionStatus,
-    /// Plugin name, e.g. `adapter`, `mysqlreader`, `pgwriter`.
-    pub stage: String,
-    pub data_count: u64,
-    pub dirty_data_count: u64,
-    pub data_bytes: u64,
-    pub begin_ms: i64,
-    pub end_ms: i64,
-    pub remarks: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunEvent {
-    /// A new step (append to the run's ordered steps).
-    Step(StepRecord),
-    /// Progress counters while RUNNING (update the run's live counts and the current 102/502 step).
-    Progress {
-        position: Position,
-        rows_read: u64,
-        rows_written: u64,
-        dirty_rows: u64,
-        bytes_written: u64,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunOutcome {
-    /// SUCCESS, ERROR or CANCELLED.
-    pub status: ExecuteStatus,
-    /// Last position reached and its status (e.g. WRITER / TASK_END).
-    pub position: Position,
-    pub position_status: PositionStatus,
-    /// The run's detail status code (e.g. 901 on success, 103/503 on errors, 16 on terminate).
-    pub status_code: StepCode,
-    pub rows_read: u64,
-    pub rows_written: u64,
-    pub dirty_rows: u64,
-    pub bytes_written: u64,
-    pub read_ms: i64,
-    pub write_ms: i64,
-    pub remarks: String,
-}
+pub use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};
 
 /// What `resolve_plan` found: the column pairs that will be moved and how.
 #[derive(Debug, Clone)]

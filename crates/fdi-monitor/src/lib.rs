@@ -3,8 +3,8 @@
 //! queries behind `task-monitors`, `monitor-logs`, `monitor-logs/{tracking_id}` and
 //! `monitor-overview`.
 
-use fdi_engine::{RunEvent, RunOutcome};
 use fdi_store::{Store, StoreError};
+use fdi_types::run_event::{RunEvent, RunOutcome};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

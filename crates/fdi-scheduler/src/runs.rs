@@ -123,9 +123,28 @@ impl Scheduler {
     }
 
     /// Record the run's end, release its claim, forget it locally.
+    ///
+    /// While the store is unreachable the end is retried with backoff (the run stays active here,
+    /// so its lease keeps being renewed once the store answers again): a run that ended during a
+    /// store outage is recorded with its real outcome when the store is back.
     async fn finish_run(&self, run: &mut RunView) {
-        if let Err(e) = self.monitor.save(run).await {
-            tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record the end of the run");
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match self.monitor.save(run).await {
+                Ok(()) => break,
+                Err(e) if e.is_unavailable() && !self.shutdown.is_cancelled() => {
+                    tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, retry_in = ?wait, "the store is unreachable: the end of the run will be recorded when it is back");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record the end of the run");
+                    break;
+                }
+            }
         }
         if let Err(e) = self.store.release_claim(&run.task_id, &run.id).await {
             tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot release the run's claim");

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod model;
+pub mod run_event;
 pub mod status;
 pub mod task_detail;
 

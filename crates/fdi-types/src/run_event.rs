@@ -1,0 +1,52 @@
+//! What one run reports as it goes (steps, progress) and how it ended: the engine emits these, the
+//! monitor log stores them. Here, in the leaf crate, so that neither depends on the other.
+
+use crate::{ExecuteStatus, Position, PositionStatus, StepCode};
+
+/// One step of the run's trace, as the monitor log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub code: StepCode,
+    pub position: Position,
+    pub position_status: PositionStatus,
+    /// Plugin name, e.g. `adapter`, `mysqlreader`, `pgwriter`.
+    pub stage: String,
+    pub data_count: u64,
+    pub dirty_data_count: u64,
+    pub data_bytes: u64,
+    pub begin_ms: i64,
+    pub end_ms: i64,
+    pub remarks: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// A new step (append to the run's ordered steps).
+    Step(StepRecord),
+    /// Progress counters while RUNNING (update the run's live counts and the current 102/502 step).
+    Progress {
+        position: Position,
+        rows_read: u64,
+        rows_written: u64,
+        dirty_rows: u64,
+        bytes_written: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// SUCCESS, ERROR or CANCELLED.
+    pub status: ExecuteStatus,
+    /// Last position reached and its status (e.g. WRITER / TASK_END).
+    pub position: Position,
+    pub position_status: PositionStatus,
+    /// The run's detail status code (e.g. 901 on success, 103/503 on errors, 16 on terminate).
+    pub status_code: StepCode,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub dirty_rows: u64,
+    pub bytes_written: u64,
+    pub read_ms: i64,
+    pub write_ms: i64,
+    pub remarks: String,
+}
