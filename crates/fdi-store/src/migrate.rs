@@ -102,6 +102,13 @@ const V3_CATALOG_AS_ROWS: &[&str] = &[
     "CREATE INDEX fdi_tasks_target ON fdi_tasks (target_ds)",
 ];
 
+const V4_RUN_TOTALS: &[&str] = &[
+    // How many runs each task has, kept with every insert and delete of runs: the total of a
+    // task's monitor log without counting its runs.
+    "CREATE TABLE fdi_task_run_totals (task_id TEXT PRIMARY KEY, runs BIGINT NOT NULL)",
+    "INSERT INTO fdi_task_run_totals (task_id, runs) SELECT task_id, COUNT(*) FROM fdi_runs GROUP BY task_id",
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -120,6 +127,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "apps, datasources and tasks as rows with unique names",
         statements: V3_CATALOG_AS_ROWS,
         data: DataStep::CatalogFromDocuments,
+    },
+    Migration {
+        version: 4,
+        name: "run totals per task",
+        statements: V4_RUN_TOTALS,
+        data: DataStep::None,
     },
 ];
 

@@ -114,6 +114,22 @@ pub(crate) const RUN_COLUMNS: &str = "id, task_id, start_ms, dispatch_ms, end_ms
      status_code, data_count, dirty_count, data_bytes, read_ms, write_ms, remarks, run_trigger, \
      node_id, window_begin, window_end";
 
+/// Add to a task's run total (negative to take off).
+const ADD_TO_TOTAL: &str = "INSERT INTO fdi_task_run_totals (task_id, runs) VALUES ($1, $2) \
+     ON CONFLICT (task_id) DO UPDATE SET runs = fdi_task_run_totals.runs + excluded.runs";
+
+/// How many of these belong to each task.
+fn per_task<'a>(tasks: impl Iterator<Item = &'a str>) -> Vec<(String, i64)> {
+    let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for t in tasks {
+        *counts.entry(t).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect()
+}
+
 pub(crate) const STEP_COLUMNS: &str = "run_id, seq, id, code, pos, pos_status, stage, data_count, dirty_count, \
      data_bytes, remarks, begin_ms, end_ms";
 
@@ -284,11 +300,16 @@ impl Store {
         Ok(())
     }
 
-    /// Store finished runs with their steps in bulk (multi-row statements, one transaction).
+    /// Store runs with their steps in bulk (multi-row statements, one transaction), and count
+    /// them in their tasks' totals.
     pub async fn insert_runs(&self, runs: &[RunView]) -> Result<()> {
+        let added = per_task(runs.iter().map(|r| r.task_id.as_str()));
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             insert_runs!(tx, runs);
+            for (task, n) in &added {
+                sqlx::query(ADD_TO_TOTAL).bind(task.clone()).bind(*n).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -371,11 +392,16 @@ impl Store {
     }
 
     /// The task's runs, newest first, started within the filter's range, with their steps;
-    /// (total, page). Two index-backed queries plus one for the page's steps.
+    /// (total, page). Without a time range the total is the task's kept total (no counting);
+    /// the page is index-backed, plus one query for its steps.
     pub async fn list_runs(&self, task_id: &str, f: &RunFilter) -> Result<(u64, Vec<RunView>)> {
         let begin = f.begin_ms.unwrap_or(i64::MIN);
         let end = f.end_ms.unwrap_or(i64::MAX);
-        let count_sql = "SELECT COUNT(*) FROM fdi_runs WHERE task_id = $1 AND start_ms >= $2 AND start_ms <= $3";
+        let count_sql = if f.begin_ms.is_none() && f.end_ms.is_none() {
+            "SELECT COALESCE(MAX(runs), 0) FROM fdi_task_run_totals WHERE task_id = $1 AND $2 <= $3"
+        } else {
+            "SELECT COUNT(*) FROM fdi_runs WHERE task_id = $1 AND start_ms >= $2 AND start_ms <= $3"
+        };
         let page_sql = format!(
             "SELECT {RUN_COLUMNS} FROM fdi_runs WHERE task_id = $1 AND start_ms >= $2 AND start_ms <= $3 \
              ORDER BY start_ms DESC, id DESC LIMIT $4 OFFSET $5"
@@ -445,6 +471,7 @@ impl Store {
             sqlx::query("DELETE FROM fdi_run_steps WHERE run_id IN (SELECT id FROM fdi_runs WHERE task_id = $1)")
                 .bind(task_id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM fdi_runs WHERE task_id = $1").bind(task_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM fdi_task_run_totals WHERE task_id = $1").bind(task_id).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -482,17 +509,27 @@ impl Store {
         self.delete_runs(&ids).await
     }
 
-    /// Delete these runs and their steps in one transaction.
+    /// Delete these runs and their steps in one transaction, and take them off their tasks'
+    /// totals.
     async fn delete_runs(&self, ids: &[String]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
         let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let list = list.join(", ");
+        let owners = format!("SELECT task_id FROM fdi_runs WHERE id IN ({list})");
         let steps = format!("DELETE FROM fdi_run_steps WHERE run_id IN ({list})");
         let runs = format!("DELETE FROM fdi_runs WHERE id IN ({list})");
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(owners.as_str()));
+            for id in ids {
+                q = q.bind(id.clone());
+            }
+            let owners = q.fetch_all(&mut *tx).await?;
+            for (task, n) in per_task(owners.iter().map(String::as_str)) {
+                sqlx::query(ADD_TO_TOTAL).bind(task).bind(-n).execute(&mut *tx).await?;
+            }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(steps.as_str()));
             for id in ids {
                 q = q.bind(id.clone());

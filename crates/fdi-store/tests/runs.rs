@@ -158,6 +158,12 @@ async fn run_documents_move_into_rows(b: &Backend) {
     assert!(s.schema_version().await.unwrap() >= 2);
     let c = s.run_counts("legacy").await.unwrap();
     assert_eq!(c.total, 1_203, "{}: every run moved", b.name);
+    let (total, _) = s.list_runs("legacy", &page_all()).await.unwrap();
+    assert_eq!(
+        total, 1_203,
+        "{}: the task's kept total is filled in",
+        b.name
+    );
     let got = s
         .run_with_steps("legacy", "old01001")
         .await
