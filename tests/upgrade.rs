@@ -137,7 +137,11 @@ async fn upgraded_store_answers_as_before(store: &str, s: &TestServer) {
 async fn a_sqlite_data_dir_of_release_0_1_upgrades_in_place() {
     let dir = std::env::temp_dir().join(unique("fdi-upgrade-sqlite"));
     let db = fixture().join("sqlite-data/fdi.db");
-    assert!(db.exists(), "the 0.1 store fixture {} is missing", db.display());
+    assert!(
+        db.exists(),
+        "the 0.1 store fixture {} is missing",
+        db.display()
+    );
     copy_dir(&fixture().join("sqlite-data"), &dir);
     // The fixture's SQLite datasources name files under the data dir it was made in.
     let files = "/tmp/fdi-fixture-v1-data/files";
