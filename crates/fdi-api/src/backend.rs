@@ -2,7 +2,7 @@
 
 use fdi_catalog::CatalogError;
 pub use fdi_store::DatasourceQuery;
-use fdi_store::{Scope, StoreError};
+use fdi_store::{CatalogTable, Scope, StoreError};
 use fdi_types::TaskType;
 
 use crate::AppState;
@@ -119,13 +119,9 @@ pub async fn app_name_taken(
     name: &str,
     except: Option<&str>,
 ) -> Result<bool> {
-    let (_, apps) = s
-        .store
-        .list_apps(scope(p, i), Some(name), 0, i64::MAX)
-        .await?;
-    Ok(apps
-        .iter()
-        .any(|a| a.name == name && Some(a.id.as_str()) != except))
+    Ok(s.store
+        .name_taken(CatalogTable::Apps, scope(p, i), name, except)
+        .await?)
 }
 
 pub async fn app_datasource_count(s: &AppState, _p: &str, _i: &str, id: &str) -> Result<u64> {
@@ -207,15 +203,9 @@ pub async fn ds_name_taken(
     name: &str,
     except: Option<&str>,
 ) -> Result<bool> {
-    let q = DatasourceQuery {
-        name: Some(name.to_string()),
-        limit: i64::MAX,
-        ..Default::default()
-    };
-    let (_, rows) = s.store.list_datasources(scope(p, i), &q).await?;
-    Ok(rows
-        .iter()
-        .any(|d| d.name == name && Some(d.id.as_str()) != except))
+    Ok(s.store
+        .name_taken(CatalogTable::Datasources, scope(p, i), name, except)
+        .await?)
 }
 
 pub async fn tasks_using_datasource(
@@ -302,10 +292,9 @@ pub async fn task_name_taken(
     name: &str,
     except: Option<&str>,
 ) -> Result<bool> {
-    Ok(task_all(s, p, i)
-        .await?
-        .iter()
-        .any(|t| t.name == name && Some(t.id.as_str()) != except))
+    Ok(s.store
+        .name_taken(CatalogTable::Tasks, scope(p, i), name, except)
+        .await?)
 }
 
 // ---- runs ----------------------------------------------------------------------------------

@@ -70,6 +70,24 @@ pub struct DatasourceQuery {
     pub limit: i64,
 }
 
+/// The catalog's tables with names unique per scope.
+#[derive(Debug, Clone, Copy)]
+pub enum CatalogTable {
+    Apps,
+    Datasources,
+    Tasks,
+}
+
+impl CatalogTable {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Apps => "fdi_apps",
+            Self::Datasources => "fdi_datasources",
+            Self::Tasks => "fdi_tasks",
+        }
+    }
+}
+
 /// The unique index whose violation means "this name is taken".
 fn name_taken(e: sqlx::Error, what: &'static str) -> StoreError {
     match &e {
@@ -146,6 +164,25 @@ impl Store {
             Pool::Sqlite(_) => format!("instr({col}, {param}) > 0"),
             Pool::Pg(_) => format!("strpos({col}, {param}) > 0"),
         }
+    }
+
+    /// Whether another row of `table` (`fdi_apps`, `fdi_datasources`, `fdi_tasks`) in the scope has
+    /// this name: one lookup on the unique index (the insert has the last word on races).
+    pub async fn name_taken(
+        &self,
+        table: CatalogTable,
+        scope: Scope<'_>,
+        name: &str,
+        except_id: Option<&str>,
+    ) -> Result<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE project_id = $1 AND instance_id = $2 AND name = $3 AND id <> $4",
+            table.name()
+        );
+        let n: i64 = on_pool!(&self.pool, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(scope.project).bind(scope.instance).bind(name).bind(except_id.unwrap_or(""))
+            .fetch_one(p).await?);
+        Ok(n > 0)
     }
 
     // ---- apps ---------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ mod migrate;
 mod runs;
 mod summaries;
 
-pub use catalog::{AppRow, DatasourceQuery, DatasourceRow, Scope, TaskRow};
+pub use catalog::{AppRow, CatalogTable, DatasourceQuery, DatasourceRow, Scope, TaskRow};
 pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
 pub use summaries::{DatasourceBrief, RunBrief, TaskQuery, TaskSummary};
 
