@@ -17,6 +17,8 @@ struct Args {
     runs: usize,
     big_task_runs: usize,
     calls: usize,
+    /// Keep a store seeded by an earlier call with the same data dir (iterating on queries).
+    reuse: bool,
 }
 
 fn args() -> Args {
@@ -27,6 +29,7 @@ fn args() -> Args {
         runs: 1_000,
         big_task_runs: 100,
         calls: 200,
+        reuse: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -38,6 +41,7 @@ fn args() -> Args {
             "--runs" => a.runs = v.parse().unwrap(),
             "--big-task-runs" => a.big_task_runs = v.parse().unwrap(),
             "--calls" => a.calls = v.parse().unwrap(),
+            "--reuse" => a.reuse = v.parse().unwrap(),
             _ => panic!("unknown argument {k}"),
         }
     }
@@ -214,9 +218,11 @@ async fn time_calls(http: &reqwest::Client, url: &str, calls: usize) -> (f64, f6
 }
 
 /// p50 / p99 of saving one new step of a run while 50 runs save theirs concurrently.
+/// 50 runs active at once, each saving a new step at the pace the scheduler saves a running run
+/// (every 500 ms, phases spread over the interval): the latency of one save.
 async fn step_write_latency(store: &Store, task_id: &str) -> (f64, f64) {
     let mut handles = Vec::new();
-    for _ in 0..50 {
+    for k in 0..50u64 {
         let store = store.clone();
         let task_id = task_id.to_string();
         handles.push(tokio::spawn(async move {
@@ -224,6 +230,7 @@ async fn step_write_latency(store: &Store, task_id: &str) -> (f64, f64) {
             run.execute_status = ExecuteStatus::Running;
             run.steps.truncate(2);
             store.insert_run(&mut run).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(k * 10)).await;
             let mut ms = Vec::new();
             for i in 0..20 {
                 run.steps
@@ -232,7 +239,7 @@ async fn step_write_latency(store: &Store, task_id: &str) -> (f64, f64) {
                 let t = Instant::now();
                 store.save_run(&mut run).await.unwrap();
                 ms.push(t.elapsed().as_secs_f64() * 1_000.0);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             ms
         }));
@@ -289,9 +296,20 @@ async fn main() {
     std::fs::create_dir_all(&a.data_dir).unwrap();
     let store = Store::open(&a.store, &a.data_dir).await.unwrap();
     let t = Instant::now();
-    let (big, run_id) = seed(&store, &a).await;
+    let seeded = a.data_dir.join("bench-seed.txt");
+    let (big, run_id) = match std::fs::read_to_string(&seeded).ok().filter(|_| a.reuse) {
+        Some(ids) => {
+            let (big, run) = ids.trim().split_once(' ').expect("bench-seed.txt: two ids");
+            (big.to_string(), run.to_string())
+        }
+        None => {
+            let ids = seed(&store, &a).await;
+            refresh_statistics(&a).await;
+            std::fs::write(&seeded, format!("{} {}", ids.0, ids.1)).unwrap();
+            ids
+        }
+    };
     let seed_s = t.elapsed().as_secs_f64();
-    refresh_statistics(&a).await;
 
     let registry = Arc::new(fdi_server::connector_registry(
         fdi_connector::FilesRoot::new(a.data_dir.join("files")).unwrap(),

@@ -109,6 +109,17 @@ const V4_RUN_TOTALS: &[&str] = &[
     "INSERT INTO fdi_task_run_totals (task_id, runs) SELECT task_id, COUNT(*) FROM fdi_runs GROUP BY task_id",
 ];
 
+const V5_LAST_RUN_PER_TASK: &[&str] = &[
+    // Each task's newest run (by start, then id) and that run's status and position, kept with
+    // every insert, save and delete of runs: task lists, task monitors and statistics read it
+    // instead of searching the runs of every task.
+    "ALTER TABLE fdi_task_run_totals ADD COLUMN last_run_id TEXT",
+    "ALTER TABLE fdi_task_run_totals ADD COLUMN last_start_ms BIGINT",
+    "ALTER TABLE fdi_task_run_totals ADD COLUMN last_status TEXT",
+    "ALTER TABLE fdi_task_run_totals ADD COLUMN last_pos TEXT",
+    crate::runs::REFRESH_LAST_RUN_OF_ALL,
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -132,6 +143,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "run totals per task",
         statements: V4_RUN_TOTALS,
+        data: DataStep::None,
+    },
+    Migration {
+        version: 5,
+        name: "last run per task",
+        statements: V5_LAST_RUN_PER_TASK,
         data: DataStep::None,
     },
 ];

@@ -118,6 +118,47 @@ pub(crate) const RUN_COLUMNS: &str = "id, task_id, start_ms, dispatch_ms, end_ms
 const ADD_TO_TOTAL: &str = "INSERT INTO fdi_task_run_totals (task_id, runs) VALUES ($1, $2) \
      ON CONFLICT (task_id) DO UPDATE SET runs = fdi_task_run_totals.runs + excluded.runs";
 
+/// A task's newest run (`$1` task, then the run's id, start, status and position), unless its
+/// newest run is newer still.
+const NOTE_LAST_RUN: &str = "UPDATE fdi_task_run_totals SET last_run_id = $2, last_start_ms = $3, \
+     last_status = $4, last_pos = $5 WHERE task_id = $1 AND (last_run_id IS NULL \
+     OR last_start_ms < $3 OR (last_start_ms = $3 AND last_run_id <= $2))";
+
+/// The status and position of a task's newest run (`$1` task, `$2` run), when it is that run.
+const NOTE_LAST_RUN_STATE: &str = "UPDATE fdi_task_run_totals SET last_status = $3, last_pos = $4 \
+     WHERE task_id = $1 AND last_run_id = $2";
+
+/// Set each task's newest run from its runs (after the runs it was were deleted, and when the
+/// columns were added); the WHERE clause, if any, follows.
+macro_rules! refresh_last_run {
+    () => {
+        "UPDATE fdi_task_run_totals SET \
+         last_run_id = (SELECT r.id FROM fdi_runs r WHERE r.task_id = fdi_task_run_totals.task_id \
+             ORDER BY r.start_ms DESC, r.id DESC LIMIT 1), \
+         last_start_ms = (SELECT r.start_ms FROM fdi_runs r WHERE r.task_id = fdi_task_run_totals.task_id \
+             ORDER BY r.start_ms DESC, r.id DESC LIMIT 1), \
+         last_status = (SELECT r.exec_status FROM fdi_runs r WHERE r.task_id = fdi_task_run_totals.task_id \
+             ORDER BY r.start_ms DESC, r.id DESC LIMIT 1), \
+         last_pos = (SELECT r.pos FROM fdi_runs r WHERE r.task_id = fdi_task_run_totals.task_id \
+             ORDER BY r.start_ms DESC, r.id DESC LIMIT 1)"
+    };
+}
+
+pub(crate) const REFRESH_LAST_RUN_OF_ALL: &str = refresh_last_run!();
+const REFRESH_LAST_RUN_OF_TASK: &str = concat!(refresh_last_run!(), " WHERE task_id = $1");
+
+/// The newest of these runs per task.
+fn newest_per_task(runs: &[RunView]) -> Vec<&RunView> {
+    let mut newest: std::collections::BTreeMap<&str, &RunView> = std::collections::BTreeMap::new();
+    for r in runs {
+        let slot = newest.entry(r.task_id.as_str()).or_insert(r);
+        if (r.start_ms, r.id.as_str()) > (slot.start_ms, slot.id.as_str()) {
+            *slot = r;
+        }
+    }
+    newest.into_values().collect()
+}
+
 /// How many of these belong to each task.
 fn per_task<'a>(tasks: impl Iterator<Item = &'a str>) -> Vec<(String, i64)> {
     let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -310,6 +351,12 @@ impl Store {
             for (task, n) in &added {
                 sqlx::query(ADD_TO_TOTAL).bind(task.clone()).bind(*n).execute(&mut *tx).await?;
             }
+            for r in newest_per_task(runs) {
+                sqlx::query(NOTE_LAST_RUN)
+                    .bind(&r.task_id).bind(&r.id).bind(r.start_ms)
+                    .bind(r.execute_status.as_str()).bind(r.position.as_str())
+                    .execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -339,6 +386,10 @@ impl Store {
                 .bind(&run.id)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(NOTE_LAST_RUN_STATE)
+                .bind(&run.task_id).bind(&run.id)
+                .bind(run.execute_status.as_str()).bind(run.position.as_str())
+                .execute(&mut *tx).await?;
             insert_steps!(tx, run.id, run.stored_steps, run.steps);
             tx.commit().await?;
         });
@@ -489,7 +540,7 @@ impl Store {
 
     /// Tasks that hold more than `keep` runs.
     pub async fn tasks_with_runs_over(&self, keep: i64) -> Result<Vec<String>> {
-        let sql = "SELECT task_id FROM fdi_runs GROUP BY task_id HAVING COUNT(*) > $1";
+        let sql = "SELECT task_id FROM fdi_task_run_totals WHERE runs > $1";
         Ok(on_pool!(&self.pool, p => sqlx::query_scalar(sql).bind(keep).fetch_all(p).await?))
     }
 
@@ -527,8 +578,9 @@ impl Store {
                 q = q.bind(id.clone());
             }
             let owners = q.fetch_all(&mut *tx).await?;
-            for (task, n) in per_task(owners.iter().map(String::as_str)) {
-                sqlx::query(ADD_TO_TOTAL).bind(task).bind(-n).execute(&mut *tx).await?;
+            let owners = per_task(owners.iter().map(String::as_str));
+            for (task, n) in &owners {
+                sqlx::query(ADD_TO_TOTAL).bind(task.clone()).bind(-n).execute(&mut *tx).await?;
             }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(steps.as_str()));
             for id in ids {
@@ -540,6 +592,9 @@ impl Store {
                 q = q.bind(id.clone());
             }
             q.execute(&mut *tx).await?;
+            for (task, _) in &owners {
+                sqlx::query(REFRESH_LAST_RUN_OF_TASK).bind(task.clone()).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(ids.len() as u64)

@@ -1,8 +1,8 @@
 //! Task summaries: a task with its two datasources, their apps, its last run, its started and
 //! running state and its plan — the rows behind the task list, `task-monitors` and
 //! `statistics/tasks`, each answered by a bounded number of queries (a count and a page), however
-//! many tasks and runs are stored. A task's last run is found through the
-//! `(task_id, start_ms, id)` index.
+//! many tasks and runs are stored. A task's last run is kept in its `fdi_task_run_totals` row
+//! by every write of runs, so no query here searches the runs.
 
 use sqlx::Row;
 
@@ -69,13 +69,12 @@ pub struct TaskQuery {
 const FROM: &str = "FROM fdi_tasks t \
      LEFT JOIN fdi_datasources sd ON sd.id = t.source_ds LEFT JOIN fdi_apps sa ON sa.id = sd.app_id \
      LEFT JOIN fdi_datasources td ON td.id = t.target_ds LEFT JOIN fdi_apps ta ON ta.id = td.app_id \
-     LEFT JOIN fdi_runs lr ON lr.id = (SELECT r.id FROM fdi_runs r WHERE r.task_id = t.id \
-         ORDER BY r.start_ms DESC, r.id DESC LIMIT 1) \
+     LEFT JOIN fdi_task_run_totals lr ON lr.task_id = t.id \
      LEFT JOIN fdi_task_status ts ON ts.task_id = t.id \
      LEFT JOIN fdi_claims c ON c.task_id = t.id";
 
 const ACTIVE: &str = "(COALESCE(ts.status, 0) = 1 OR c.task_id IS NOT NULL)";
-const LAST_STATUS: &str = "COALESCE(lr.exec_status, 'UNSTARTED')";
+const LAST_STATUS: &str = "COALESCE(lr.last_status, 'UNSTARTED')";
 
 /// The WHERE clause of a query and its string parameters ($1, $2 are the scope).
 fn where_clause(store: &Store, q: &TaskQuery) -> (String, Vec<String>) {
@@ -147,7 +146,7 @@ impl Store {
              COALESCE(sa.name, '') AS s_app_name, COALESCE(sd.instance_id, '') AS s_inst, \
              COALESCE(td.name, '') AS t_name, COALESCE(td.app_id, '') AS t_app, \
              COALESCE(ta.name, '') AS t_app_name, COALESCE(td.instance_id, '') AS t_inst, \
-             lr.id AS lr_id, lr.start_ms AS lr_start, lr.exec_status AS lr_status, lr.pos AS lr_pos, \
+             lr.last_run_id AS lr_id, lr.last_start_ms AS lr_start, lr.last_status AS lr_status, lr.last_pos AS lr_pos, \
              COALESCE(ts.status, 0) AS started, \
              CASE WHEN c.task_id IS NULL THEN 0 ELSE 1 END AS running, \
              (SELECT pl.body FROM fdi_plans pl WHERE pl.task_id = t.id ORDER BY pl.created LIMIT 1) AS plan_body \

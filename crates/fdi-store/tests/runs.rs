@@ -283,6 +283,72 @@ async fn retention_prunes_old_and_surplus_runs_never_active_ones(b: &Backend) {
     assert_eq!(total, 11, "{}", b.name);
     assert_eq!(kept[0].id, "m29");
     assert!(kept.iter().any(|r| r.id == "m00"), "the running run stays");
+    assert_last_run(&s, b, "old", Some(("o03", "RUNNING"))).await;
+    assert_last_run(&s, b, "many", Some(("m29", "ERROR"))).await;
+}
+
+/// The last run the store keeps noted for a task (what task lists show), and that it is the one
+/// the task's runs say is newest.
+async fn assert_last_run(s: &Store, b: &Backend, task: &str, want: Option<(&str, &str)>) {
+    let from_runs = s.last_run(task).await.unwrap();
+    assert_eq!(
+        from_runs.as_ref().map(|r| r.id.as_str()),
+        want.map(|w| w.0),
+        "{}: {task}'s newest run",
+        b.name
+    );
+    let noted = match want {
+        Some((id, status)) => format!(
+            "SELECT COUNT(*) FROM fdi_task_run_totals WHERE task_id = '{task}' \
+             AND last_run_id = '{id}' AND last_status = '{status}' \
+             AND last_start_ms = {}",
+            from_runs.unwrap().start_ms
+        ),
+        None => format!(
+            "SELECT COUNT(*) FROM fdi_task_run_totals WHERE task_id = '{task}' \
+             AND last_run_id IS NULL AND last_status IS NULL"
+        ),
+    };
+    assert_eq!(b.count(&noted).await, 1, "{}: {task}'s noted last run is {want:?}", b.name);
+}
+
+async fn last_run_of_each_task_is_kept(b: &Backend) {
+    let s = Store::open(&b.url, &b.dir).await.unwrap();
+    let mut newer = run("lt", "b-newer", 5_000);
+    s.insert_run(&mut newer).await.unwrap();
+    assert_last_run(&s, b, "lt", Some(("b-newer", "RUNNING"))).await;
+    // An older run stored later does not displace it; its saves do not touch the noted state.
+    let mut older = run("lt", "a-older", 4_000);
+    s.insert_run(&mut older).await.unwrap();
+    older.data_count = 3;
+    s.save_run(&mut older).await.unwrap();
+    assert_last_run(&s, b, "lt", Some(("b-newer", "RUNNING"))).await;
+    // The newest run's end is seen; a tie on the start is broken by the id, as lists order.
+    newer.execute_status = ExecuteStatus::Success;
+    s.save_run(&mut newer).await.unwrap();
+    assert_last_run(&s, b, "lt", Some(("b-newer", "SUCCESS"))).await;
+    let mut tie = run("lt", "c-tie", 5_000);
+    s.insert_run(&mut tie).await.unwrap();
+    assert_last_run(&s, b, "lt", Some(("c-tie", "RUNNING"))).await;
+    tie.execute_status = ExecuteStatus::Cancelled;
+    s.save_run(&mut tie).await.unwrap();
+    assert_last_run(&s, b, "lt", Some(("c-tie", "CANCELLED"))).await;
+    // Pruning the newest (ended) runs falls back to the newest left (still running), then,
+    // once that one ended and went too, to none.
+    assert_eq!(s.prune_runs_before(5_001, 10).await.unwrap(), 2);
+    assert_last_run(&s, b, "lt", Some(("a-older", "RUNNING"))).await;
+    older.execute_status = ExecuteStatus::Error;
+    s.save_run(&mut older).await.unwrap();
+    assert_last_run(&s, b, "lt", Some(("a-older", "ERROR"))).await;
+    assert_eq!(s.prune_runs_before(5_001, 10).await.unwrap(), 1);
+    assert_last_run(&s, b, "lt", None).await;
+}
+
+#[tokio::test]
+async fn last_run_of_each_task_is_kept_on_both_stores() {
+    for b in backends().await {
+        last_run_of_each_task_is_kept(&b).await;
+    }
 }
 
 fn page_all() -> RunFilter {
