@@ -73,12 +73,12 @@ async fn upgraded_store_answers_as_before(store: &str, s: &TestServer) {
     assert!(checked >= 30, "{store}: only {checked} answers compared");
 
     // Secrets still decrypt with the same key: the MySQL account really checks its password.
-    mysql_exec("CREATE USER IF NOT EXISTS 'fdi_fx_user'@'%' IDENTIFIED BY 'Fx-Pass-42'").await;
-    for host in ["localhost", "127.0.0.1"] {
+    for host in ["%", "localhost", "127.0.0.1"] {
         mysql_exec(&format!(
             "CREATE USER IF NOT EXISTS 'fdi_fx_user'@'{host}' IDENTIFIED BY 'Fx-Pass-42'"
         ))
         .await;
+        mysql_exec(&format!("GRANT ALL ON test.* TO 'fdi_fx_user'@'{host}'")).await;
     }
     let ids: Value =
         serde_json::from_slice(&std::fs::read(expected.join("ids.json")).unwrap()).unwrap();

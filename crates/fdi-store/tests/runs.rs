@@ -309,7 +309,12 @@ async fn assert_last_run(s: &Store, b: &Backend, task: &str, want: Option<(&str,
              AND last_run_id IS NULL AND last_status IS NULL"
         ),
     };
-    assert_eq!(b.count(&noted).await, 1, "{}: {task}'s noted last run is {want:?}", b.name);
+    assert_eq!(
+        b.count(&noted).await,
+        1,
+        "{}: {task}'s noted last run is {want:?}",
+        b.name
+    );
 }
 
 async fn last_run_of_each_task_is_kept(b: &Backend) {
