@@ -17,6 +17,13 @@ async fn an_unreachable_store_answers_503_fast_and_recovers_by_itself() {
     let s = TestServer::start_on(dir, Some(url), &[]).await;
     let app = s.create_app().await;
     assert!(!app.is_empty());
+    // A task fired every second by its plan, running before the outage.
+    let task = every_second_task(&s, &app).await;
+    let before = wait_for_runs(&s, &task, |runs| {
+        runs.iter().any(|r| r["execute_status"] == "SUCCESS")
+    })
+    .await
+    .len();
 
     proxy.stop();
     for path in ["/tasks", "/datasources", "/task-monitors"] {
@@ -50,4 +57,91 @@ async fn an_unreachable_store_answers_503_fast_and_recovers_by_itself() {
     // Writes work again too.
     let again = s.create_app().await;
     assert_ne!(again, app);
+
+    // The fires the outage held up went as one run once the store was back, and its log says
+    // why it came late; the plan goes on firing.
+    let runs = wait_for_runs(&s, &task, |runs| {
+        runs.iter().any(|r| {
+            r["execute_status"] == "SUCCESS"
+                && r["detail_logs"].as_array().is_some_and(|steps| {
+                    steps.iter().any(|st| {
+                        st["status"] == 916
+                            && st["remarks"].as_str().is_some_and(|m| {
+                                m.contains("unreachable") && m.contains("planned fire(s)")
+                            })
+                    })
+                })
+        })
+    })
+    .await;
+    assert!(runs.len() > before, "the plan fired again after the outage");
+}
+
+/// A SQLite -> SQLite task (in the server's files root) fired every second.
+async fn every_second_task(s: &TestServer, app: &str) -> String {
+    let src = s.files_dir().join(format!("{}.sqlite", unique("src")));
+    let dst = s.files_dir().join(format!("{}.sqlite", unique("dst")));
+    for (path, sql) in [
+        (
+            &src,
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO items VALUES (1, 10), (2, 20)",
+        ),
+        (
+            &dst,
+            "CREATE TABLE items_copy (id INTEGER PRIMARY KEY, v INTEGER)",
+        ),
+    ] {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let a = s
+        .create_datasource(app, "SQLITE", sqlite_content(&src))
+        .await;
+    let b = s
+        .create_datasource(app, "SQLITE", sqlite_content(&dst))
+        .await;
+    let task = s
+        .create_task(
+            &a,
+            &b,
+            serde_json::json!({"sourceSelectedDatasource": {"sourceTable": "items"},
+                   "targetSelectedDatasource": {"targetTable": "items_copy"}}),
+        )
+        .await;
+    let (st, p) = s
+        .post(
+            &format!("/tasks/{task}/dispatches"),
+            serde_json::json!({"use_quartz_cron": true, "cron": "* * * * * ?"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{p}");
+    let (st, b) = s
+        .post(
+            "/batch-operation/tasks",
+            serde_json::json!({"action_id": "start", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    task
+}
+
+/// The task's runs (newest first) once `done` holds for them (within 30 s).
+async fn wait_for_runs(
+    s: &TestServer,
+    task: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = s.runs(task).await;
+        if done(&runs) {
+            return runs;
+        }
+        assert!(Instant::now() < deadline, "runs: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -61,31 +61,7 @@ pub struct RunRequest {
     pub window: Option<IncrementalWindow>,
 }
 
-/// One window of an incremental task (`need_inc_migration`), decided by the scheduler.
-///
-/// The window is half-open, `[begin_ms, end_ms)`, in epoch milliseconds:
-/// - a table source reads `sourceDateColumn >= begin AND sourceDateColumn < end`, ANDed with the
-///   task's own `where` filters. The bounds are literals in the task's `timeZone` (`GMT+08:00`
-///   or an IANA name; UTC when empty) shaped for the source's dialect and the column's type (see
-///   `fdi_sql_core::window`). Consecutive windows share their boundary, so a row whose cursor
-///   equals it is read exactly once.
-/// - a custom query (`isAddSql`) gets `${begin}` and `${end}` replaced by quoted timestamp
-///   literals of the bounds (`'2024-03-01 08:00:00'`; on PostgreSQL with the zone's offset,
-///   `'2024-03-01 08:00:00+08:00'`); the query itself decides how to use them and
-///   `include_nulls` does not apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IncrementalWindow {
-    /// Inclusive start (epoch ms).
-    pub begin_ms: i64,
-    /// Exclusive end (epoch ms).
-    pub end_ms: i64,
-    /// Also read rows whose cursor is NULL (`... OR col IS NULL`). The scheduler sets it on a
-    /// task's first window so those rows are loaded once by the initial load. When false, the
-    /// run counts them and reports `N rows have NULL in <col> and are only loaded by the first
-    /// run` in the remarks of its reader-end step (101); the run does not fail.
-    pub include_nulls: bool,
-}
-
+pub use fdi_types::IncrementalWindow;
 pub use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};
 
 /// What `resolve_plan` found: the column pairs that will be moved and how.

@@ -211,7 +211,12 @@ impl Scheduler {
             .await?
             .ok_or_else(|| ApiError::of(ErrorCode::TaskNotFound))?;
         match self
-            .launch(task, fdi_monitor::Trigger::Manual, fdi_types::now_millis())
+            .launch(
+                task,
+                fdi_monitor::Trigger::Manual,
+                fdi_types::now_millis(),
+                None,
+            )
             .await?
         {
             runs::Launch::Started(id) => Ok(id),

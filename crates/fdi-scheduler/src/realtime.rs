@@ -91,7 +91,7 @@ impl Scheduler {
                     continue;
                 }
             };
-            match self.launch(task, Trigger::Realtime, now).await {
+            match self.launch(task, Trigger::Realtime, now, None).await {
                 Ok(Launch::Started(run_id)) => {
                     tracing::info!(task_id, run_id, "realtime run started")
                 }
@@ -142,7 +142,7 @@ impl Scheduler {
                     return;
                 }
             };
-            if window.end_ms > window.begin_ms || window.first {
+            if !window.is_empty() {
                 let before = run.data_count;
                 let req = self.request(
                     &task,
@@ -159,7 +159,7 @@ impl Scheduler {
                         run.data_count = before + o.rows_written;
                         run.read_ms += o.read_ms;
                         run.write_ms += o.write_ms;
-                        run.window = Some((window.begin_ms, window.end_ms));
+                        run.window = Some(window);
                         rows_in_period += o.rows_written;
                         windows += 1;
                         let now = fdi_types::now_millis();

@@ -6,7 +6,9 @@ use std::time::Duration;
 use fdi_engine::{EngineOptions, RunRequest};
 use fdi_monitor::{RunRecord, RunView, Trigger};
 use fdi_store::PlanRow;
-use fdi_types::{ApiError, ErrorCode, ExecuteStatus, StepCode, TaskDetail};
+use fdi_types::{
+    ApiError, ErrorCode, ExecuteStatus, IncrementalWindow, PositionStatus, StepCode, TaskDetail,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -20,15 +22,6 @@ pub(crate) enum Launch {
     Busy(String),
 }
 
-/// The half-open window [begin, end) an incremental run reads, and whether it is the task's
-/// first (which also loads rows whose cursor is NULL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Window {
-    pub begin_ms: i64,
-    pub end_ms: i64,
-    pub first: bool,
-}
-
 impl Scheduler {
     fn lease_until(&self) -> i64 {
         fdi_types::now_millis() + self.cfg.lease.as_millis() as i64
@@ -40,6 +33,7 @@ impl Scheduler {
         task: ResolvedTask,
         trigger: Trigger,
         dispatch_ms: i64,
+        note: Option<String>,
     ) -> Result<Launch> {
         if self.shutdown.is_cancelled() {
             return Err(
@@ -62,6 +56,9 @@ impl Scheduler {
             dispatch_ms,
             &self.cfg.node_id,
         );
+        if let Some(note) = note {
+            run.add_step(StepCode::LOG_REPORT_FAILED, PositionStatus::Normal, &note);
+        }
         if let Err(e) = self.monitor.create(&mut run).await {
             let _ = self.store.release_claim(&task.task_id, &run_id).await;
             return Err(e.into());
@@ -129,10 +126,24 @@ impl Scheduler {
     /// store outage is recorded with its real outcome when the store is back.
     async fn finish_run(&self, run: &mut RunView) {
         let mut wait = Duration::from_millis(500);
+        let mut noted = false;
         loop {
             match self.monitor.save(run).await {
                 Ok(()) => break,
                 Err(e) if e.is_unavailable() && !self.shutdown.is_cancelled() => {
+                    if !noted {
+                        // Said in the run's own log once the store takes it (the run keeps
+                        // its outcome and status code).
+                        let code = run.status_code;
+                        let at = fdi_types::now_millis();
+                        run.add_step(
+                            StepCode::LOG_REPORT_FAILED,
+                            PositionStatus::Normal,
+                            &format!("the metadata store was unreachable when the run ended (at {}): its end was recorded once the store was back", utc(at)),
+                        );
+                        run.status_code = code;
+                        noted = true;
+                    }
                     tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, retry_in = ?wait, "the store is unreachable: the end of the run will be recorded when it is back");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => {}
@@ -164,21 +175,22 @@ impl Scheduler {
         &self,
         task_id: &str,
         detail: &TaskDetail,
-    ) -> Result<Option<Window>> {
+    ) -> Result<Option<IncrementalWindow>> {
         let s = &detail.source;
         if !s.need_inc_migration {
             return Ok(None);
         }
         let compensation_ms = s.compensation_time.unwrap_or(0).max(0) * 1000;
         let end_ms = fdi_types::now_millis() - compensation_ms;
-        let (begin_ms, first) = match self.store.watermark(task_id).await? {
+        // The first window (no watermark yet) also loads the rows whose cursor is NULL.
+        let (begin_ms, include_nulls) = match self.store.watermark(task_id).await? {
             Some(w) => (w, false),
             None => (s.data_timestamp.unwrap_or(0), true),
         };
-        Ok(Some(Window {
+        Ok(Some(IncrementalWindow {
             begin_ms,
             end_ms: end_ms.max(begin_ms),
-            first,
+            include_nulls,
         }))
     }
 
@@ -188,7 +200,7 @@ impl Scheduler {
         task: &ResolvedTask,
         detail: TaskDetail,
         run_id: &str,
-        window: Option<Window>,
+        window: Option<IncrementalWindow>,
         cancel: CancellationToken,
     ) -> RunRequest {
         RunRequest {
@@ -199,11 +211,7 @@ impl Scheduler {
             target: task.target.clone(),
             cancel,
             options: EngineOptions::default(),
-            window: window.map(|w| fdi_engine::IncrementalWindow {
-                begin_ms: w.begin_ms,
-                end_ms: w.end_ms,
-                include_nulls: w.first,
-            }),
+            window,
         }
     }
 
@@ -226,7 +234,7 @@ impl Scheduler {
                 return;
             }
         };
-        run.window = window.map(|w| (w.begin_ms, w.end_ms));
+        run.window = window;
         let req = self.request(&task, detail, &run.id, window, cancel);
         let outcome = self.execute(req, run, true).await;
         let Some(outcome) = outcome else { return };
@@ -384,13 +392,30 @@ impl Scheduler {
     // ---- plan fires -------------------------------------------------------------------------
 
     pub(crate) async fn plan_loop(self: Arc<Self>) {
+        // Since when the store has been unreachable, and the last outage it came back from: the
+        // fires it held up say so in their runs' logs.
+        let mut down_since: Option<i64> = None;
+        let mut last_outage: Option<Outage> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return;
             }
             let now = fdi_types::now_millis();
             match self.store.due_plans(now, 1000).await {
+                Err(e) if e.is_unavailable() => {
+                    if down_since.is_none() {
+                        tracing::warn!(error = %e, "the store is unreachable: plan fires wait until it is back");
+                    }
+                    down_since.get_or_insert(now);
+                }
                 Ok(due) => {
+                    if let Some(since) = down_since.take() {
+                        tracing::info!(
+                            down_ms = now - since,
+                            "the store is back: fires held up meanwhile go now"
+                        );
+                        last_outage = Some(Outage { since, until: now });
+                    }
                     // Fires of different plans are independent (each owns its instant through
                     // the compare-and-set): dispatch them concurrently, a bounded number at once.
                     let mut fires = tokio::task::JoinSet::new();
@@ -400,7 +425,7 @@ impl Scheduler {
                         }
                         let this = Arc::clone(&self);
                         fires.spawn(async move {
-                            if let Err(e) = this.fire(row, now).await {
+                            if let Err(e) = this.fire(row, now, last_outage).await {
                                 tracing::warn!(error = %e, "plan fire failed");
                             }
                         });
@@ -424,7 +449,7 @@ impl Scheduler {
     }
 
     /// Own the fire at `row.next_fire` (compare-and-set in the store) and dispatch it.
-    async fn fire(self: &Arc<Self>, row: PlanRow, now: i64) -> Result<()> {
+    async fn fire(self: &Arc<Self>, row: PlanRow, now: i64, outage: Option<Outage>) -> Result<()> {
         let Some(planned) = row.next_fire else {
             return Ok(());
         };
@@ -452,12 +477,34 @@ impl Scheduler {
         {
             return Ok(()); // another node owns this fire, or the task was stopped meanwhile
         }
+        // Held up by a store outage: the planned instant came while the store was unreachable.
+        let held_up = outage
+            .filter(|o| planned < o.until && planned + self.cfg.plan_poll.as_millis() as i64 >= o.since)
+            .map(|o| {
+                format!(
+                    "the metadata store was unreachable from {} to {}: {} planned fire(s) from {} to {} {}",
+                    utc(o.since),
+                    utc(o.until),
+                    missed + 1,
+                    utc(planned),
+                    utc(last_missed),
+                    if doc.misfire_policy == MisfirePolicy::DoNothing {
+                        "were skipped (misfire policy DO_NOTHING)"
+                    } else {
+                        "went as this one run once it was back"
+                    }
+                )
+            });
         if missed > 0 && doc.misfire_policy == MisfirePolicy::DoNothing {
             tracing::info!(
                 task_id = row.task_id,
                 missed = missed + 1,
                 "misfire: skipped (policy DO_NOTHING)"
             );
+            if let Some(why) = held_up {
+                self.record_dispatch_failure(&row.task_id, Trigger::Plan, last_missed, &why)
+                    .await?;
+            }
             return Ok(());
         }
         let dispatch_ms = last_missed;
@@ -470,7 +517,7 @@ impl Scheduler {
                 return Ok(());
             }
         };
-        match self.launch(task, Trigger::Plan, dispatch_ms).await {
+        match self.launch(task, Trigger::Plan, dispatch_ms, held_up).await {
             Ok(Launch::Started(run_id)) => {
                 tracing::info!(
                     task_id = row.task_id,
@@ -502,6 +549,20 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// A time the store could not be reached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outage {
+    pub since: i64,
+    pub until: i64,
+}
+
+/// An instant for a remark: `2026-12-01T18:51:00.000Z`.
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 const ABNORMAL_REMARK: &str = "task ran abnormally: the server running it stopped during the run; nothing was committed after its last commit";

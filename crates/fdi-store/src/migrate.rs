@@ -8,10 +8,14 @@
 //! Version 1 is the store of the 0.1 release (documents in `fdi_docs`, claims, plans, task status,
 //! watermarks): its statements are idempotent, so a data dir written by 0.1 is recognised as
 //! version 1 and upgraded from there.
+//!
+//! The run documents of 0.1 are moved after the last migration, by the code that stores runs
+//! today (with their tasks' totals and last runs): a move written against the run table of one
+//! version would break at the next column added to it.
 
 use sqlx::Row;
 
-use crate::runs::{RunView, insert_runs};
+use crate::runs::{RunView, insert_counted_runs};
 use crate::{Pool, Result, Store, StoreError};
 
 /// One migration: its DDL, and what to move or fill once the DDL ran.
@@ -25,8 +29,6 @@ pub(crate) struct Migration {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DataStep {
     None,
-    /// Move every run document of `fdi_docs` into `fdi_runs` / `fdi_run_steps`.
-    RunsFromDocuments,
     /// Move every app, datasource and task document of `fdi_docs` into their tables.
     CatalogFromDocuments,
 }
@@ -120,6 +122,11 @@ const V5_LAST_RUN_PER_TASK: &[&str] = &[
     crate::runs::REFRESH_LAST_RUN_OF_ALL,
 ];
 
+const V6_WINDOW_NULLS: &[&str] = &[
+    // Whether a run's incremental window also read the rows whose cursor is NULL (a first window).
+    "ALTER TABLE fdi_runs ADD COLUMN window_nulls INTEGER NOT NULL DEFAULT 0",
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -131,7 +138,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "runs and their steps as rows",
         statements: V2_RUNS_AS_ROWS,
-        data: DataStep::RunsFromDocuments,
+        data: DataStep::None,
     },
     Migration {
         version: 3,
@@ -149,6 +156,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "last run per task",
         statements: V5_LAST_RUN_PER_TASK,
+        data: DataStep::None,
+    },
+    Migration {
+        version: 6,
+        name: "whether a run's window read NULL cursors",
+        statements: V6_WINDOW_NULLS,
         data: DataStep::None,
     },
 ];
@@ -288,7 +301,9 @@ macro_rules! migrate_on {
         for m in MIGRATIONS {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             if let Some(lock) = $lock {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(lock)).execute(&mut *tx).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
+                    .execute(&mut *tx)
+                    .await?;
             }
             let applied: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(version) FROM fdi_schema_version")
@@ -297,50 +312,69 @@ macro_rules! migrate_on {
             if applied.unwrap_or(0) >= m.version {
                 continue;
             }
-            tracing::info!(version = m.version, name = m.name, "migrating the metadata store");
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "migrating the metadata store"
+            );
             for statement in m.statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(*statement)).execute(&mut *tx).await?;
-            }
-            if m.data == DataStep::RunsFromDocuments {
-                let mut after = String::new();
-                loop {
-                    let rows = sqlx::query(
-                        "SELECT id, parent, body FROM fdi_docs WHERE kind = 'run' AND id > $1 ORDER BY id LIMIT $2",
-                    )
-                    .bind(&after)
-                    .bind(MOVE_BATCH)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let Some(last) = rows.last() else { break };
-                    after = last.try_get("id")?;
-                    let mut runs = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        let body: String = row.try_get("body")?;
-                        let mut run: RunView = serde_json::from_str(&body)?;
-                        // Early 0.1 documents name their task only in the `parent` column.
-                        if run.task_id.is_empty() {
-                            run.task_id = row.try_get("parent")?;
-                        }
-                        runs.push(run);
-                    }
-                    insert_runs!(tx, &runs);
-                }
-                sqlx::query("DELETE FROM fdi_docs WHERE kind = 'run'")
+                sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
                     .execute(&mut *tx)
                     .await?;
             }
             if m.data == DataStep::CatalogFromDocuments {
                 catalog_from_documents!(tx);
             }
-            sqlx::query("INSERT INTO fdi_schema_version (version, name, applied) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(fdi_types::now_millis())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO fdi_schema_version (version, name, applied) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(fdi_types::now_millis())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
+        move_run_documents!(conn);
         Ok::<(), StoreError>(())
+    }};
+}
+
+/// Move the run documents 0.1 left in `fdi_docs` into runs and steps, in one transaction with
+/// their removal (a crash leaves them all in place, moved again at the next start).
+macro_rules! move_run_documents {
+    ($conn:expr) => {{
+        let mut tx = sqlx::Connection::begin(&mut *$conn).await?;
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, parent, body FROM fdi_docs WHERE kind = 'run' AND id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(&after)
+            .bind(MOVE_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("id")?;
+            let mut runs = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let body: String = row.try_get("body")?;
+                let mut run: RunView = serde_json::from_str(&body)?;
+                // Early 0.1 documents name their task only in the `parent` column.
+                if run.task_id.is_empty() {
+                    run.task_id = row.try_get("parent")?;
+                }
+                runs.push(run);
+            }
+            insert_counted_runs!(tx, &runs);
+        }
+        if !after.is_empty() {
+            tracing::info!("moved the run documents of release 0.1 into rows");
+            sqlx::query("DELETE FROM fdi_docs WHERE kind = 'run'")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
     }};
 }
 

@@ -3,7 +3,7 @@
 //! what changed since the last save: its row and the steps added since — a run that lasts a month
 //! is not a growing blob.
 
-use fdi_types::{ExecuteStatus, Position, PositionStatus};
+use fdi_types::{ExecuteStatus, IncrementalWindow, Position, PositionStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -83,9 +83,9 @@ pub struct RunView {
     /// The node that ran it (several nodes may share one store).
     #[serde(default)]
     pub node_id: String,
-    /// The incremental window [begin, end) the run read, if any.
+    /// The incremental window the run read, if any.
     #[serde(default)]
-    pub window: Option<(i64, i64)>,
+    pub window: Option<IncrementalWindow>,
     /// How many steps of this run the store holds before `steps` (whose first element is step
     /// number `stored_steps`). Saving stores `steps` and moves them into this count.
     #[serde(skip)]
@@ -112,15 +112,15 @@ pub struct RunCounts {
 
 pub(crate) const RUN_COLUMNS: &str = "id, task_id, start_ms, dispatch_ms, end_ms, exec_status, pos, pos_status, \
      status_code, data_count, dirty_count, data_bytes, read_ms, write_ms, remarks, run_trigger, \
-     node_id, window_begin, window_end";
+     node_id, window_begin, window_end, window_nulls";
 
 /// Add to a task's run total (negative to take off).
-const ADD_TO_TOTAL: &str = "INSERT INTO fdi_task_run_totals (task_id, runs) VALUES ($1, $2) \
+pub(crate) const ADD_TO_TOTAL: &str = "INSERT INTO fdi_task_run_totals (task_id, runs) VALUES ($1, $2) \
      ON CONFLICT (task_id) DO UPDATE SET runs = fdi_task_run_totals.runs + excluded.runs";
 
 /// A task's newest run (`$1` task, then the run's id, start, status and position), unless its
 /// newest run is newer still.
-const NOTE_LAST_RUN: &str = "UPDATE fdi_task_run_totals SET last_run_id = $2, last_start_ms = $3, \
+pub(crate) const NOTE_LAST_RUN: &str = "UPDATE fdi_task_run_totals SET last_run_id = $2, last_start_ms = $3, \
      last_status = $4, last_pos = $5 WHERE task_id = $1 AND (last_run_id IS NULL \
      OR last_start_ms < $3 OR (last_start_ms = $3 AND last_run_id <= $2))";
 
@@ -148,7 +148,7 @@ pub(crate) const REFRESH_LAST_RUN_OF_ALL: &str = refresh_last_run!();
 const REFRESH_LAST_RUN_OF_TASK: &str = concat!(refresh_last_run!(), " WHERE task_id = $1");
 
 /// The newest of these runs per task.
-fn newest_per_task(runs: &[RunView]) -> Vec<&RunView> {
+pub(crate) fn newest_per_task(runs: &[RunView]) -> Vec<&RunView> {
     let mut newest: std::collections::BTreeMap<&str, &RunView> = std::collections::BTreeMap::new();
     for r in runs {
         let slot = newest.entry(r.task_id.as_str()).or_insert(r);
@@ -160,7 +160,7 @@ fn newest_per_task(runs: &[RunView]) -> Vec<&RunView> {
 }
 
 /// How many of these belong to each task.
-fn per_task<'a>(tasks: impl Iterator<Item = &'a str>) -> Vec<(String, i64)> {
+pub(crate) fn per_task<'a>(tasks: impl Iterator<Item = &'a str>) -> Vec<(String, i64)> {
     let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
     for t in tasks {
         *counts.entry(t).or_default() += 1;
@@ -182,7 +182,11 @@ macro_rules! run_from_row {
             r.try_get::<Option<i64>, _>("window_begin")?,
             r.try_get::<Option<i64>, _>("window_end")?,
         ) {
-            (Some(b), Some(e)) => Some((b, e)),
+            (Some(begin_ms), Some(end_ms)) => Some(fdi_types::IncrementalWindow {
+                begin_ms,
+                end_ms,
+                include_nulls: r.try_get::<i32, _>("window_nulls")? == 1,
+            }),
             _ => None,
         };
         Ok::<RunView, crate::StoreError>(RunView {
@@ -310,8 +314,9 @@ macro_rules! insert_runs {
                     .push_bind(r.remarks.clone())
                     .push_bind(r.trigger.as_str())
                     .push_bind(r.node_id.clone())
-                    .push_bind(r.window.map(|w| w.0))
-                    .push_bind(r.window.map(|w| w.1));
+                    .push_bind(r.window.map(|w| w.begin_ms))
+                    .push_bind(r.window.map(|w| w.end_ms))
+                    .push_bind(i32::from(r.window.is_some_and(|w| w.include_nulls)));
             });
             qb.build().execute(&mut *$conn).await?;
             $crate::runs::insert_step_rows!(
@@ -331,7 +336,33 @@ macro_rules! insert_runs {
     }};
 }
 
-pub(crate) use {insert_runs, insert_step_rows};
+/// Insert whole runs as [`insert_runs!`] does, and count them in their tasks' totals and last
+/// runs.
+macro_rules! insert_counted_runs {
+    ($conn:expr, $runs:expr) => {{
+        let runs: &[$crate::runs::RunView] = $runs;
+        $crate::runs::insert_runs!($conn, runs);
+        for (task, n) in $crate::runs::per_task(runs.iter().map(|r| r.task_id.as_str())) {
+            sqlx::query($crate::runs::ADD_TO_TOTAL)
+                .bind(task)
+                .bind(n)
+                .execute(&mut *$conn)
+                .await?;
+        }
+        for r in $crate::runs::newest_per_task(runs) {
+            sqlx::query($crate::runs::NOTE_LAST_RUN)
+                .bind(&r.task_id)
+                .bind(&r.id)
+                .bind(r.start_ms)
+                .bind(r.execute_status.as_str())
+                .bind(r.position.as_str())
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
+}
+
+pub(crate) use {insert_counted_runs, insert_runs, insert_step_rows};
 
 impl Store {
     /// Store a new run with the steps it has so far.
@@ -344,19 +375,9 @@ impl Store {
     /// Store runs with their steps in bulk (multi-row statements, one transaction), and count
     /// them in their tasks' totals.
     pub async fn insert_runs(&self, runs: &[RunView]) -> Result<()> {
-        let added = per_task(runs.iter().map(|r| r.task_id.as_str()));
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            insert_runs!(tx, runs);
-            for (task, n) in &added {
-                sqlx::query(ADD_TO_TOTAL).bind(task.clone()).bind(*n).execute(&mut *tx).await?;
-            }
-            for r in newest_per_task(runs) {
-                sqlx::query(NOTE_LAST_RUN)
-                    .bind(&r.task_id).bind(&r.id).bind(r.start_ms)
-                    .bind(r.execute_status.as_str()).bind(r.position.as_str())
-                    .execute(&mut *tx).await?;
-            }
+            insert_counted_runs!(tx, runs);
             tx.commit().await?;
         });
         Ok(())
@@ -366,7 +387,8 @@ impl Store {
     pub async fn save_run(&self, run: &mut RunView) -> Result<()> {
         let sql = "UPDATE fdi_runs SET end_ms = $1, exec_status = $2, pos = $3, pos_status = $4, \
              status_code = $5, data_count = $6, dirty_count = $7, data_bytes = $8, read_ms = $9, \
-             write_ms = $10, remarks = $11, window_begin = $12, window_end = $13 WHERE id = $14";
+             write_ms = $10, remarks = $11, window_begin = $12, window_end = $13, \
+             window_nulls = $14 WHERE id = $15";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             sqlx::query(sql)
@@ -381,8 +403,9 @@ impl Store {
                 .bind(run.read_ms)
                 .bind(run.write_ms)
                 .bind(&run.remarks)
-                .bind(run.window.map(|w| w.0))
-                .bind(run.window.map(|w| w.1))
+                .bind(run.window.map(|w| w.begin_ms))
+                .bind(run.window.map(|w| w.end_ms))
+                .bind(i32::from(run.window.is_some_and(|w| w.include_nulls)))
                 .bind(&run.id)
                 .execute(&mut *tx)
                 .await?;

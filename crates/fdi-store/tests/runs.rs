@@ -4,7 +4,7 @@ mod common;
 
 use common::{Backend, backends};
 use fdi_store::{RunFilter, RunView, StepView, Store, Trigger};
-use fdi_types::{ExecuteStatus, Position, PositionStatus};
+use fdi_types::{ExecuteStatus, IncrementalWindow, Position, PositionStatus};
 
 fn step(code: u16, remarks: &str) -> StepView {
     StepView {
@@ -42,7 +42,11 @@ fn run(task: &str, id: &str, start_ms: i64) -> RunView {
         steps: vec![step(900, "dispatch")],
         trigger: Trigger::Plan,
         node_id: "n1".into(),
-        window: Some((10, 20)),
+        window: Some(IncrementalWindow {
+            begin_ms: 10,
+            end_ms: 20,
+            include_nulls: true,
+        }),
         stored_steps: 0,
     }
 }
@@ -66,7 +70,7 @@ async fn saves_write_only_what_changed(b: &Backend) {
     assert_eq!(codes, [900, 99, 102, 901], "{}", b.name);
     assert_eq!(got.data_count, 7);
     assert_eq!(got.execute_status, ExecuteStatus::Success);
-    assert_eq!(got.window, Some((10, 20)));
+    assert_eq!(got.window, r.window, "the window with its NULL-cursor flag");
     assert_eq!(got.trigger, Trigger::Plan);
     assert!(
         s.run_with_steps("other-task", "r1")
@@ -132,6 +136,10 @@ async fn run_documents_move_into_rows(b: &Backend) {
         r.steps.push(step(901, &format!("end of {i}")));
         r.execute_status = ExecuteStatus::Success;
         r.data_count = i as u64;
+        r.window = r.window.map(|w| IncrementalWindow {
+            include_nulls: false,
+            ..w
+        });
         // 0.1 wrote no `stored_steps` and, for old runs, no trigger/node/window.
         let mut v = serde_json::to_value(&r).unwrap();
         if i % 2 == 0 {
@@ -176,6 +184,13 @@ async fn run_documents_move_into_rows(b: &Backend) {
         [900, 901]
     );
     assert_eq!(got.steps[1].remarks, "end of 1001");
+    assert_eq!(
+        serde_json::to_value(got.window).unwrap(),
+        serde_json::json!([10, 20]),
+        "{}: the window as 0.1 wrote it",
+        b.name
+    );
+    assert_last_run(&s, b, "legacy", Some(("old01202", "SUCCESS"))).await;
     let even = s
         .run_with_steps("legacy", "old01000")
         .await

@@ -6,6 +6,7 @@ pub mod model;
 pub mod run_event;
 pub mod status;
 pub mod task_detail;
+pub mod window;
 
 pub use error::{ApiError, ErrorCode};
 pub use model::{DatasourceType, TaskType};
@@ -13,6 +14,7 @@ pub use status::{ExecuteStatus, Position, PositionStatus, StepCode};
 pub use task_detail::{
     ColumnMapping, SelectedColumn, SourceConfig, TargetConfig, TaskDetail, WhereCondition, WhereOp,
 };
+pub use window::IncrementalWindow;
 
 /// Milliseconds since the Unix epoch (UTC), the timestamp unit of the whole API.
 pub fn now_millis() -> i64 {
