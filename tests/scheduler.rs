@@ -1806,3 +1806,61 @@ async fn realtime_task_streams_new_rows_until_stopped() {
         runs[0]
     );
 }
+
+#[tokio::test]
+async fn realtime_window_that_fails_is_rolled_back_and_uncounted() {
+    let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_REALTIME_POLL_MS", "300")])
+        .await;
+    let app = s.create_app().await;
+    let tb = inc_tables("timestamp", "UTC").await;
+    // The target refuses amounts from 100,000 on: the source's last row breaks its window.
+    pg_exec(&format!(
+        "ALTER TABLE {} ADD CONSTRAINT small_amount CHECK (amount < 100000)",
+        tb.dst
+    ))
+    .await;
+    tb.insert(1, 20).await;
+    let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let b = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let task = s
+        .create_task_of_type("REALTIME", &a, &b, tb.detail(now_ms() - 3600 * 1000))
+        .await;
+    batch(&s, "start", &[&task]).await;
+    let dst = tb.dst.clone();
+    let dstr = dst.as_str();
+    wait_for(
+        "the first window",
+        Duration::from_secs(10),
+        move || async move { (pg_count(dstr).await == 20).then_some(()) },
+    )
+    .await;
+    // A window of 50,000 good rows (several batches written) and one bad row at its end.
+    tb.insert(21, 50_020).await;
+    pg_exec(&format!(
+        "INSERT INTO {} VALUES (60000, 500000, {})",
+        tb.src, tb.now_sql
+    ))
+    .await;
+    let (sr, tk) = (&s, task.as_str());
+    let failed = wait_for(
+        "the failed window",
+        Duration::from_secs(60),
+        move || async move { sr.runs(tk).await.into_iter().find(|r| exec(r) == "ERROR") },
+    )
+    .await;
+    batch(&s, "stop", &[&task]).await;
+    assert_eq!(
+        pg_count(dstr).await,
+        20,
+        "the failed window committed nothing"
+    );
+    assert_eq!(
+        failed["data_count"], 20,
+        "only the rows committed by earlier windows count: {failed}"
+    );
+    let remarks = failed["remarks"].as_str().unwrap_or_default().to_string();
+    assert!(
+        remarks.contains("rolled back") && remarks.contains(" rows read"),
+        "{remarks}"
+    );
+}

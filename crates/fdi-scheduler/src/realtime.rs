@@ -143,7 +143,10 @@ impl Scheduler {
                 }
             };
             if !window.is_empty() {
+                // What earlier windows committed: a window that fails or is terminated is
+                // rolled back, so its rows leave the counts again.
                 let before = run.data_count;
+                let committed = (run.dirty_data_count, run.data_bytes);
                 let req = self.request(
                     &task,
                     detail.clone(),
@@ -176,11 +179,14 @@ impl Scheduler {
                         }
                     }
                     ExecuteStatus::Cancelled => {
+                        let rolled_back = run.data_count.saturating_sub(before);
+                        (run.data_count, run.dirty_data_count, run.data_bytes) =
+                            (before, committed.0, committed.1);
                         run.execute_status = ExecuteStatus::Cancelled;
                         run.status_code = StepCode::FORCE_CANCELLED.0;
                         run.end_ms = Some(fdi_types::now_millis());
                         run.remarks = format!(
-                            "terminated after {windows} windows; the window in progress was rolled back"
+                            "terminated after {windows} windows; the window in progress was rolled back ({rolled_back} rows written in it)"
                         );
                         run.add_step(
                             StepCode::FORCE_CANCELLED,
@@ -190,10 +196,13 @@ impl Scheduler {
                         return;
                     }
                     _ => {
+                        let rolled_back = run.data_count.saturating_sub(before);
+                        (run.data_count, run.dirty_data_count, run.data_bytes) =
+                            (before, committed.0, committed.1);
                         let code = o.status_code;
                         let remarks = format!(
-                            "window [{}, {}) failed after {windows} windows: {}",
-                            window.begin_ms, window.end_ms, o.remarks
+                            "window [{}, {}) failed after {windows} windows and was rolled back ({} rows read, {rolled_back} written in it): {}",
+                            window.begin_ms, window.end_ms, o.rows_read, o.remarks
                         );
                         run.position = o.position;
                         run.add_step(code, PositionStatus::InternalErr, &remarks);

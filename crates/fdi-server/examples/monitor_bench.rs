@@ -340,6 +340,7 @@ async fn main() {
         ("monitors100", format!("{api}/task-monitors?limit=100")),
         ("stats", format!("{api}/statistics/tasks")),
         ("tasks100", format!("{api}/tasks?limit=100")),
+        ("overview", format!("{api}/tasks/{big}/monitor-overview")),
     ];
     let mut line = format!(
         "store={} tasks={} runs={} big_task_runs={} seed_s={seed_s:.1}",
