@@ -211,7 +211,10 @@ impl SinkWriter for MySqlWriter {
             .tx
             .take()
             .ok_or_else(|| ConnectorError::internal("transaction lost"))?;
-        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))
+        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))?;
+        // The table is emptied by the first transaction only (a streaming run commits again).
+        self.spec.clear_table = false;
+        Ok(())
     }
 
     async fn abort(&mut self) -> Result<()> {

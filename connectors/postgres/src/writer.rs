@@ -391,6 +391,8 @@ impl SinkWriter for PgWriter {
             .map_err(|e| map_sqlx_error("commit", e));
         if r.is_ok() {
             conn.release();
+            // The table is emptied by the first transaction only (a streaming run commits again).
+            self.spec.clear_table = false;
         }
         self.check(r)
     }
@@ -489,10 +491,12 @@ mod tests {
         collect(rx).await
     }
 
-    async fn collect(mut rx: tokio::sync::mpsc::Receiver<RecordBatch>) -> Vec<RecordBatch> {
+    async fn collect(
+        mut rx: tokio::sync::mpsc::Receiver<fdi_connector::SourceBatch>,
+    ) -> Vec<RecordBatch> {
         let mut v = Vec::new();
         while let Some(b) = rx.recv().await {
-            v.push(b);
+            v.push(b.rows);
         }
         v
     }

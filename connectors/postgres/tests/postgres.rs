@@ -45,7 +45,7 @@ async fn read_all(c: &Arc<dyn Connector>, query: SourceQuery, batch_rows: usize)
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let collect = tokio::spawn(async move {
         let mut v = Vec::new();
-        while let Some(b) = rx.recv().await {
+        while let Some(b) = rx.recv().await.map(|b: fdi_connector::SourceBatch| b.rows) {
             v.push(b);
         }
         v
@@ -495,7 +495,7 @@ async fn reader_stops_promptly_when_cancelled() {
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
     let task = tokio::spawn(async move { reader.read(tx, c2).await });
-    let first = rx.recv().await.unwrap();
+    let first = rx.recv().await.unwrap().rows;
     assert_eq!(first.num_rows(), 1000);
     cancel.cancel();
     let t0 = std::time::Instant::now();

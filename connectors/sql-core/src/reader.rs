@@ -21,7 +21,7 @@ pub async fn send_batch(
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-        r = out.send(batch) => r.map_err(|_| if cancel.is_cancelled() { ConnectorError::cancelled() } else { ConnectorError::internal("batch receiver closed") }),
+        r = out.send(batch.into()) => r.map_err(|_| if cancel.is_cancelled() { ConnectorError::cancelled() } else { ConnectorError::internal("batch receiver closed") }),
     }
 }
 

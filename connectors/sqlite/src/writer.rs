@@ -103,7 +103,10 @@ impl SinkWriter for SqliteWriter {
             .tx
             .take()
             .ok_or_else(|| ConnectorError::internal("commit without begin"))?;
-        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))
+        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))?;
+        // The table is emptied by the first transaction only (a streaming run commits again).
+        self.spec.clear_table = false;
+        Ok(())
     }
 
     async fn abort(&mut self) -> Result<()> {

@@ -45,7 +45,7 @@ async fn read_all(c: &Arc<dyn Connector>, query: SourceQuery, batch_rows: usize)
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let collect = tokio::spawn(async move {
         let mut v = Vec::new();
-        while let Some(b) = rx.recv().await {
+        while let Some(b) = rx.recv().await.map(|b: fdi_connector::SourceBatch| b.rows) {
             v.push(b);
         }
         v

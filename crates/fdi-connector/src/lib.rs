@@ -2,11 +2,14 @@
 //!
 //! A [`ConnectorFactory`] turns a datasource's `content` (JSON, secrets already decrypted) into a
 //! [`Connector`]: discovery (tables, columns, test-connect, test-sql) plus [`SourceReader`] and
-//! [`SinkWriter`] halves. Readers push Arrow `RecordBatch`es into a bounded channel; writers take
-//! batches whose columns are already named and typed as the target's columns.
+//! [`SinkWriter`] halves. Readers push Arrow `RecordBatch`es (with the source's position after
+//! each, for sources that have one: see [`stream`]) into a bounded channel; writers take batches
+//! whose columns are already named and typed as the target's columns.
 
+pub mod config;
 pub mod content;
 pub mod files;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use tokio::sync::mpsc;
 
 pub use content::{ContentField, FieldKind};
 pub use files::FilesRoot;
+pub use stream::{Acknowledger, SourceBatch, SourcePosition};
 use tokio_util::sync::CancellationToken;
 
 /// Why a connector call failed. `kind` says whose fault it is; `retryable` is a hint.
@@ -158,7 +162,7 @@ pub struct WriteStats {
     pub dirty_rows: u64,
 }
 
-pub type BatchSender = mpsc::Sender<RecordBatch>;
+pub type BatchSender = mpsc::Sender<SourceBatch>;
 
 #[async_trait]
 pub trait SourceReader: Send {
@@ -168,6 +172,13 @@ pub trait SourceReader: Send {
     /// Stream every row into `out`, in batches of about `batch_rows`, until done, an error, or
     /// `cancel` fires (then return `ErrorKind::Cancelled` promptly). Returns rows read.
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64>;
+
+    /// For a source whose batches carry positions: how the engine acknowledges them once the
+    /// target committed them (taken before `read` starts). The engine then commits the target in
+    /// micro-batches and acknowledges after each commit. None (the default) for table sources.
+    fn acknowledger(&self) -> Option<std::sync::Arc<dyn Acknowledger>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -177,6 +188,8 @@ pub trait SinkWriter: Send {
     /// Write one batch inside the transaction.
     async fn write(&mut self, batch: RecordBatch) -> Result<WriteStats>;
     /// Make everything written visible. Only after this returns Ok may a run report success.
+    /// A streaming run then calls `begin` again for its next micro-batch (`clear_table` applies
+    /// to the first transaction only).
     async fn commit(&mut self) -> Result<()>;
     /// Discard everything written since `begin`. Idempotent.
     async fn abort(&mut self) -> Result<()>;

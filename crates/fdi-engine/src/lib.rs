@@ -36,6 +36,11 @@ pub struct EngineOptions {
     pub channel_batches: usize,
     /// How often a RUNNING run reports progress (102 / 502 steps updated).
     pub progress_interval: std::time::Duration,
+    /// A run whose source has positions (a message source) commits the target and acknowledges
+    /// the source once this many rows are written since the last commit...
+    pub commit_rows: u64,
+    /// ... or once this long has passed since it with rows waiting.
+    pub commit_interval: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +49,8 @@ impl Default for EngineOptions {
             batch_rows: 8192,
             channel_batches: 4,
             progress_interval: std::time::Duration::from_secs(2),
+            commit_rows: 50_000,
+            commit_interval: std::time::Duration::from_millis(200),
         }
     }
 }

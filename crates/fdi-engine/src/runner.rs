@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use arrow::record_batch::RecordBatch;
-use fdi_connector::{ConnectorError, ErrorKind, SinkWriter};
+use fdi_connector::{ConnectorError, ErrorKind, SinkWriter, SourceBatch, SourcePosition};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -23,6 +22,9 @@ struct Counters {
     rows_written: u64,
     dirty_rows: u64,
     bytes_written: u64,
+    /// What the target has committed (streaming runs commit in micro-batches).
+    rows_committed: u64,
+    bytes_committed: u64,
     read_ms: i64,
     write_ms: i64,
 }
@@ -88,10 +90,58 @@ fn outcome(
         rows_written: c.rows_written,
         dirty_rows: c.dirty_rows,
         bytes_written: c.bytes_written,
+        rows_committed: c.rows_committed,
+        bytes_committed: c.bytes_committed,
         read_ms: c.read_ms,
         write_ms: c.write_ms,
         remarks,
     }
+}
+
+/// The micro-batches of a run whose source has positions: rows written since the last commit,
+/// and the position the next commit will acknowledge.
+struct MicroBatches {
+    ack: std::sync::Arc<dyn fdi_connector::Acknowledger>,
+    rows_since_commit: u64,
+    since: Instant,
+    position: Option<SourcePosition>,
+}
+
+impl MicroBatches {
+    fn due(&self, o: &crate::EngineOptions) -> bool {
+        self.rows_since_commit > 0
+            && (self.rows_since_commit >= o.commit_rows
+                || self.since.elapsed() >= o.commit_interval)
+    }
+}
+
+/// Commit what the writer holds, acknowledge the source up to the batches it covered, and open
+/// the next transaction. The acknowledgement never precedes the commit.
+async fn commit_micro_batch(
+    writer: &mut Box<dyn SinkWriter>,
+    mb: &mut MicroBatches,
+    c: &mut Counters,
+) -> Result<(), Stop> {
+    writer
+        .commit()
+        .await
+        .map_err(|e| Stop::TargetFailed(format!("commit: {}", e.message)))?;
+    c.rows_committed = c.rows_written;
+    c.bytes_committed = c.bytes_written;
+    mb.rows_since_commit = 0;
+    mb.since = Instant::now();
+    if let Some(p) = mb.position.take() {
+        mb.ack.ack(&p).await.map_err(|e| {
+            Stop::SourceFailed(format!(
+                "acknowledging committed rows: {} (they will be delivered again)",
+                e.message
+            ))
+        })?;
+    }
+    writer.begin().await.map_err(|e| match e.kind {
+        ErrorKind::Cancelled => Stop::Cancelled,
+        _ => Stop::TargetFailed(e.message),
+    })
 }
 
 async fn abort_writer(writer: &mut Box<dyn SinkWriter>) {
@@ -122,12 +172,12 @@ async fn count_rows(
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{DataType, Int64Type};
     let mut reader = connector.reader(spec).await?;
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+    let (tx, mut rx) = mpsc::channel::<SourceBatch>(2);
     let first = async move {
         let mut first = None;
         while let Some(b) = rx.recv().await {
-            if first.is_none() && b.num_rows() > 0 {
-                first = Some(b);
+            if first.is_none() && b.rows.num_rows() > 0 {
+                first = Some(b.rows);
             }
         }
         first
@@ -203,7 +253,14 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             trace.writer_stage,
             (c.rows_written, c.dirty_rows, c.bytes_written),
             now,
-            "Writer cancelled, nothing committed",
+            if c.rows_committed == 0 {
+                "Writer cancelled, nothing committed".to_string()
+            } else {
+                format!(
+                    "Writer cancelled: {} rows committed by earlier micro-batches, the rest rolled back",
+                    c.rows_committed
+                )
+            },
         );
         tracing::info!("run cancelled");
         outcome(
@@ -334,8 +391,16 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         };
     }
 
+    // A source with positions is committed in micro-batches, each acknowledged after its commit.
+    let mut micro = reader.acknowledger().map(|ack| MicroBatches {
+        ack,
+        rows_since_commit: 0,
+        since: Instant::now(),
+        position: None,
+    });
+
     // Reader task -> bounded channel -> this task (map + write).
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(options.channel_batches.max(1));
+    let (tx, mut rx) = mpsc::channel::<SourceBatch>(options.channel_batches.max(1));
     let reader_cancel = cancel.child_token();
     let reader_token = reader_cancel.clone();
     let span = tracing::Span::current();
@@ -375,11 +440,23 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             _ = ticker.tick() => {
                 c.rows_read = rows_received;
                 trace.progress(&c);
+                // A quiet stream still commits (and acknowledges) what it holds in time.
+                if let Some(mb) = micro.as_mut().filter(|mb| mb.due(&options))
+                    && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut c).await
+                {
+                    break Some(stop);
+                }
                 continue;
             }
             b = rx.recv() => b,
         };
-        let Some(batch) = next else { break None };
+        let Some(SourceBatch {
+            rows: batch,
+            position,
+        }) = next
+        else {
+            break None;
+        };
         rows_received += batch.num_rows() as u64;
         c.rows_read = rows_received;
         if first_batch {
@@ -399,6 +476,9 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         };
         drop(batch);
         c.dirty_rows += mapped.dirty_rows;
+        if let (Some(mb), Some(p)) = (micro.as_mut(), position) {
+            mb.position = Some(p);
+        }
         if mapped.batch.num_rows() == 0 {
             continue;
         }
@@ -412,6 +492,14 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 c.rows_written += stats.rows;
                 c.bytes_written += stats.bytes;
                 c.dirty_rows += stats.dirty_rows;
+                if let Some(mb) = micro.as_mut() {
+                    mb.rows_since_commit += stats.rows;
+                    if mb.due(&options)
+                        && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut c).await
+                    {
+                        break Some(stop);
+                    }
+                }
                 if first_write {
                     first_write = false;
                     trace.step(
@@ -543,6 +631,22 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 abort_writer(&mut writer).await;
                 c.write_ms = write_started.elapsed().as_millis() as i64;
                 return target_failed(&trace, &c, write_begin, format!("commit: {}", e.message));
+            }
+            c.rows_committed = c.rows_written;
+            c.bytes_committed = c.bytes_written;
+            if let Some(p) = micro.as_mut().and_then(|mb| mb.position.take())
+                && let Some(mb) = micro.as_ref()
+                && let Err(e) = mb.ack.ack(&p).await
+            {
+                return source_failed(
+                    &trace,
+                    &c,
+                    read_begin,
+                    format!(
+                        "acknowledging committed rows: {} (they will be delivered again)",
+                        e.message
+                    ),
+                );
             }
             c.write_ms = write_started.elapsed().as_millis() as i64;
             let counts = (c.rows_written, c.dirty_rows, c.bytes_written);

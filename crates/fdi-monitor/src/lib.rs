@@ -113,24 +113,30 @@ impl RunRecord for RunView {
     }
 
     fn finish(&mut self, o: RunOutcome) {
-        // Only a successful run committed: a failed or cancelled one rolled back, so it reports
-        // 0 rows (and says in its remarks how far it got).
-        let committed = o.status == ExecuteStatus::Success;
+        // The counts are what the target committed: everything after a success; after a failure
+        // or a terminate, 0 for a run that writes in one transaction, or what the micro-batches
+        // of a streaming run committed before it stopped (the remarks say how far it got).
+        let success = o.status == ExecuteStatus::Success;
         self.execute_status = o.status;
         self.position = o.position;
         self.position_status = o.position_status;
         self.status_code = o.status_code.0;
-        self.data_count = if committed { o.rows_written } else { 0 };
+        self.data_count = o.rows_committed;
         self.dirty_data_count = o.dirty_rows;
-        self.data_bytes = if committed { o.bytes_written } else { 0 };
+        self.data_bytes = o.bytes_committed;
         self.read_ms = o.read_ms;
         self.write_ms = o.write_ms;
-        self.remarks = if committed {
+        self.remarks = if success {
             o.remarks
-        } else {
+        } else if o.rows_committed == 0 {
             format!(
                 "{} ({} rows read, {} written before the run stopped; rolled back, nothing committed)",
                 o.remarks, o.rows_read, o.rows_written
+            )
+        } else {
+            format!(
+                "{} ({} rows read, {} written before the run stopped; {} committed, the rest rolled back)",
+                o.remarks, o.rows_read, o.rows_written, o.rows_committed
             )
         };
         self.end_ms = Some(fdi_types::now_millis());

@@ -12,7 +12,8 @@ pub use error::{ApiError, ErrorCode};
 pub use model::{DatasourceType, TaskType};
 pub use status::{ExecuteStatus, Position, PositionStatus, StepCode};
 pub use task_detail::{
-    ColumnMapping, SelectedColumn, SourceConfig, TargetConfig, TaskDetail, WhereCondition, WhereOp,
+    ColumnMapping, MetaField, SelectedColumn, SourceConfig, TargetConfig, TaskDetail,
+    WhereCondition, WhereOp,
 };
 pub use window::IncrementalWindow;
 

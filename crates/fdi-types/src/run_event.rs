@@ -46,6 +46,11 @@ pub struct RunOutcome {
     pub rows_written: u64,
     pub dirty_rows: u64,
     pub bytes_written: u64,
+    /// Rows and bytes the target committed: all of them after a success; after a failure or a
+    /// terminate, what earlier micro-batches of a streaming run committed (0 for a run that
+    /// writes in one transaction).
+    pub rows_committed: u64,
+    pub bytes_committed: u64,
     pub read_ms: i64,
     pub write_ms: i64,
     pub remarks: String,

@@ -106,6 +106,17 @@ pub struct SourceConfig {
         deserialize_with = "lenient_bool"
     )]
     pub need_inc_migration: bool,
+    /// The fields of a message or document source (reference tables 11-9 / 11-10: `sourceMetaData`
+    /// with its `dataSource` list; `meta_data` / `source_meta_data` also accepted): what a
+    /// message's JSON value is parsed into.
+    #[serde(
+        default,
+        alias = "sourceMetaData",
+        alias = "source_meta_data",
+        alias = "meta_data",
+        deserialize_with = "meta_fields"
+    )]
+    pub meta_data: Vec<MetaField>,
     #[serde(
         default,
         alias = "sourceDateColumn",
@@ -193,6 +204,31 @@ pub struct SelectedColumn {
     pub field_name: String,
     #[serde(default, alias = "fieldType", deserialize_with = "opt_string")]
     pub field_type: Option<String>,
+}
+
+/// One field of a message or document source (reference table 11-10).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetaField {
+    /// The column name the field becomes.
+    #[serde(alias = "field_name")]
+    pub name: String,
+    /// `String`, `Integer`, `Long`, `Double`, `Decimal`, `Boolean`, `Timestamp`, `Date`, `Binary`
+    /// (case-insensitive; empty: `String`).
+    #[serde(
+        default,
+        rename = "type",
+        alias = "field_type",
+        deserialize_with = "opt_string"
+    )]
+    pub field_type: Option<String>,
+    /// Where the value is in the message: a dotted path into its JSON value (`order.id`, with or
+    /// without a leading `$.`), or a property of the message itself (`@key`, `@timestamp`, ...,
+    /// as the connector documents). Empty: the top-level member named like the field.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub path: Option<String>,
+    /// How a timestamp or date written as text is read (`unix_ms`, `unix_s`, or a chrono format).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub format: Option<String>,
 }
 
 /// One source -> target column pair (reference table 11-3, camelCase as its examples).
@@ -493,6 +529,25 @@ fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     }
 }
 
+/// A list of [`MetaField`]s, or the reference's object holding it as `dataSource` (an empty
+/// string or null is no fields).
+fn meta_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MetaField>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?.unwrap_or_default();
+    let list = match v {
+        serde_json::Value::Null => return Ok(Vec::new()),
+        serde_json::Value::String(s) if s.trim().is_empty() => return Ok(Vec::new()),
+        serde_json::Value::Object(mut o) => {
+            match o.remove("dataSource").or_else(|| o.remove("data_source")) {
+                None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+                Some(serde_json::Value::String(s)) if s.trim().is_empty() => return Ok(Vec::new()),
+                Some(list) => list,
+            }
+        }
+        list => list,
+    };
+    serde_json::from_value(list).map_err(serde::de::Error::custom)
+}
+
 fn column_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SelectedColumn>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -525,6 +580,7 @@ mod tests {
             "target_selected_datasource":{"target_table":"b","is_support_clear_tab":"true","batch_number":"bn"},
             "mapping_table":[{"source_column":"id","target_column":"id2","target_column_type":"BIGINT"}]}"#;
         let a = TaskDetail::parse(camel).unwrap();
+        assert!(a.source.meta_data.is_empty());
         let b = TaskDetail::parse(snake).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.source.table.as_deref(), Some("a"));
@@ -555,5 +611,32 @@ mod tests {
             );
             assert!(TaskDetail::parse(&raw).is_err(), "{op} parsed");
         }
+    }
+
+    #[test]
+    fn source_metadata_in_the_reference_shapes() {
+        let nested = r#"{"sourceSelectedDatasource":{"sourceTable":"q","sourceMetaData":{"dataSource":[
+            {"index":"0","name":"id","type":"Long","path":"order.id"},{"index":1,"name":"at","type":"Timestamp","format":"unix_ms","path":""}]}},
+            "targetSelectedDatasource":{"targetTable":"t"}}"#;
+        let flat = r#"{"source_selected_datasource":{"source_table":"q","meta_data":[
+            {"name":"id","type":"Long","path":"order.id"},{"name":"at","type":"Timestamp","format":"unix_ms"}]},
+            "target_selected_datasource":{"target_table":"t"}}"#;
+        let a = TaskDetail::parse(nested).unwrap();
+        assert_eq!(
+            a.source.meta_data,
+            TaskDetail::parse(flat).unwrap().source.meta_data
+        );
+        assert_eq!(a.source.meta_data.len(), 2);
+        assert_eq!(a.source.meta_data[0].path.as_deref(), Some("order.id"));
+        assert_eq!(a.source.meta_data[1].path, None);
+        let empty = r#"{"sourceSelectedDatasource":{"sourceTable":"t","sourceMetaData":{"dataSource":"","isAddSql":false}},
+            "targetSelectedDatasource":{"targetTable":"t"}}"#;
+        assert!(
+            TaskDetail::parse(empty)
+                .unwrap()
+                .source
+                .meta_data
+                .is_empty()
+        );
     }
 }

@@ -99,6 +99,7 @@ pub fn options() -> EngineOptions {
         batch_rows: 100,
         channel_batches: 2,
         progress_interval: std::time::Duration::from_millis(200),
+        ..EngineOptions::default()
     }
 }
 

@@ -1,0 +1,46 @@
+//! Positions and acknowledgements: how a source learns that what it emitted is durable in the
+//! target.
+//!
+//! A source that can resume (a Kafka consumer group, a RabbitMQ queue read with manual acks, a
+//! Redis stream consumer group) tags each batch with the position it reached. The engine writes
+//! the batches, commits the target (flush and confirms for targets without transactions), and
+//! only then acknowledges the last committed position through the reader's [`Acknowledger`].
+//! Nothing is acknowledged on receipt: after a crash, everything past the last acknowledged
+//! position is delivered again. Delivery is at-least-once, and effectively once into a target
+//! that upserts on a key. Table sources (a `SELECT`) carry no position and need no acks.
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Where a source stood after a batch; opaque to the engine (Kafka: offset per partition;
+/// RabbitMQ: the last delivery tag of the channel; Redis: the last stream entry id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourcePosition(pub serde_json::Value);
+
+/// A batch of rows read from a source, and the source's position after it (None for sources
+/// without positions).
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub rows: RecordBatch,
+    pub position: Option<SourcePosition>,
+}
+
+impl From<RecordBatch> for SourceBatch {
+    fn from(rows: RecordBatch) -> Self {
+        Self {
+            rows,
+            position: None,
+        }
+    }
+}
+
+/// Tells a source that every row up to a position is durable in the target. Called by the engine
+/// after each commit of the target, with the position of the last batch that commit covered;
+/// positions only move forward. Usable while the reader still reads.
+#[async_trait]
+pub trait Acknowledger: Send + Sync {
+    async fn ack(&self, up_to: &SourcePosition) -> Result<()>;
+}
