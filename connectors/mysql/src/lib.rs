@@ -93,6 +93,10 @@ impl Connector for MySqlConnector {
         DatasourceType::Mysql
     }
 
+    fn window_sql(&self) -> Option<&dyn fdi_connector::window::WindowSql> {
+        Some(&fdi_sql_core::Dialect::MySql)
+    }
+
     async fn test_connect(&self) -> Result<()> {
         sqlx::raw_sql("SELECT 1")
             .execute(&self.pool)

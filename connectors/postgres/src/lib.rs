@@ -100,6 +100,10 @@ impl Connector for PgConnector {
         DatasourceType::Postgresql
     }
 
+    fn window_sql(&self) -> Option<&dyn fdi_connector::window::WindowSql> {
+        Some(&fdi_sql_core::Dialect::Postgres)
+    }
+
     async fn test_connect(&self) -> Result<()> {
         sqlx::raw_sql("SELECT 1")
             .execute(&self.pool)

@@ -9,16 +9,6 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The dialect of a datasource type (None for sources that do not speak SQL).
-    pub fn of_datasource(t: fdi_types::DatasourceType) -> Option<Dialect> {
-        use fdi_types::DatasourceType;
-        match t {
-            DatasourceType::Mysql => Some(Dialect::MySql),
-            DatasourceType::Postgresql => Some(Dialect::Postgres),
-            DatasourceType::Sqlite => Some(Dialect::Sqlite),
-        }
-    }
-
     /// Quote one identifier part (no dots are interpreted).
     pub fn quote_ident(self, name: &str) -> String {
         match self {

@@ -110,6 +110,10 @@ impl Connector for SqliteConnector {
         DatasourceType::Sqlite
     }
 
+    fn window_sql(&self) -> Option<&dyn fdi_connector::window::WindowSql> {
+        Some(&fdi_sql_core::Dialect::Sqlite)
+    }
+
     async fn test_connect(&self) -> Result<()> {
         self.check_file()?;
         sqlx::raw_sql("SELECT 1")

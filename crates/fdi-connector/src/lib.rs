@@ -10,6 +10,7 @@ pub mod config;
 pub mod content;
 pub mod files;
 pub mod stream;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -209,6 +210,11 @@ pub trait Connector: Send + Sync {
     /// Prepare/describe a query without fetching all of it; returns its result columns.
     async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>>;
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>>;
+    /// How this source renders incremental windows in its SQL; None for sources that have no
+    /// windows (an incremental task on them is refused naming `need_inc_migration`).
+    fn window_sql(&self) -> Option<&dyn window::WindowSql> {
+        None
+    }
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>>;
     /// Close pools.
     async fn close(&self) {}

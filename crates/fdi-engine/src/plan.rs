@@ -1,14 +1,11 @@
 //! The adapter's work: check a task_detail against the live source and target and decide what
 //! is read, how columns pair up, and how rows land.
 
+use fdi_connector::window::{
+    CursorKind, WindowSql, Zone, has_placeholders, null_cursor_filter, wall_clock, window_filter,
+};
 use fdi_connector::{
     ColumnInfo, ConnectorError, ErrorKind, OrderBy, ReadSpec, SourceQuery, WriteMode, WriteSpec,
-};
-use fdi_sql_core::Dialect;
-use fdi_sql_core::select::count_select;
-use fdi_sql_core::window::{
-    CursorKind, Zone, bound_text, has_placeholders, null_cursor_filter, substitute_placeholders,
-    wall_clock, window_filter,
 };
 use fdi_types::{ApiError, ErrorCode, TaskDetail};
 
@@ -86,22 +83,22 @@ pub struct NullCount {
     pub read: ReadSpec,
 }
 
-/// The window's zone, dialect and checked bounds.
+/// The window's zone, the source's SQL for it, and checked bounds.
 struct WindowContext<'a> {
     window: &'a IncrementalWindow,
-    dialect: Dialect,
+    sql: &'a dyn WindowSql,
     zone: Zone,
 }
 
 fn window_context<'a>(
     detail: &TaskDetail,
-    source: &Endpoint,
+    source: &'a Endpoint,
     window: Option<&'a IncrementalWindow>,
 ) -> Result<Option<WindowContext<'a>>, PlanError> {
     let Some(window) = window else {
         return Ok(None);
     };
-    let dialect = Dialect::of_datasource(source.datasource_type).ok_or_else(|| {
+    let sql = source.connector.window_sql().ok_or_else(|| {
         field_error(
             Side::Source,
             ErrorCode::InvalidParameters,
@@ -142,11 +139,7 @@ fn window_context<'a>(
             )
         })?;
     }
-    Ok(Some(WindowContext {
-        window,
-        dialect,
-        zone,
-    }))
+    Ok(Some(WindowContext { window, sql, zone }))
 }
 
 impl WindowContext<'_> {
@@ -202,17 +195,17 @@ pub async fn build(
             ));
         }
         let q = match &window {
-            Some(w) if has_placeholders(&q) => {
-                substitute_placeholders(w.dialect, &q, w.window.begin_ms, w.window.end_ms, &w.zone)
-                    .map_err(|e| {
-                        field_error(
-                            Side::Source,
-                            ErrorCode::InvalidParameters,
-                            &format!("{SRC}.querySql"),
-                            e,
-                        )
-                    })?
-            }
+            Some(w) if has_placeholders(&q) => w
+                .sql
+                .substitute_placeholders(&q, w.window.begin_ms, w.window.end_ms, &w.zone)
+                .map_err(|e| {
+                    field_error(
+                        Side::Source,
+                        ErrorCode::InvalidParameters,
+                        &format!("{SRC}.querySql"),
+                        e,
+                    )
+                })?,
             Some(_) => {
                 return Err(field_error(
                     Side::Source,
@@ -599,7 +592,7 @@ pub async fn build(
                 )
             })?;
             let bound = |ms| {
-                bound_text(w.dialect, kind, ms, &w.zone).map_err(|e| {
+                w.sql.bound_text(kind, ms, &w.zone).map_err(|e| {
                     field_error(
                         Side::Source,
                         ErrorCode::InvalidParameters,
@@ -620,7 +613,7 @@ pub async fn build(
                 NullCount {
                     column: col.name.clone(),
                     read: ReadSpec {
-                        query: SourceQuery::Sql(count_select(w.dialect, &source_name, &f)),
+                        query: SourceQuery::Sql(w.sql.count_select(&source_name, &f)),
                         batch_rows: 16,
                     },
                 }
