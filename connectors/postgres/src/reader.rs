@@ -41,6 +41,11 @@ impl PgReader {
                 let cols = discovery::describe_query(c, &q).await?;
                 (cols, Box::new(move |sel| query_select(d, &q, sel)))
             }
+            SourceQuery::Messages { source, .. } => {
+                return Err(fdi_connector::ConnectorError::user(format!(
+                    "{source}: a SQL source reads tables and queries, not messages (remove sourceMetaData)"
+                )));
+            }
         };
         let kinds: Vec<ReadKind> = columns.iter().map(|col| read_kind(d, col)).collect();
         let select_cols: Vec<SelectColumn<'_>> = columns

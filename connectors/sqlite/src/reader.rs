@@ -53,6 +53,11 @@ impl SqliteReader {
                 let cols = discovery::describe_query(pool, &q).await?;
                 (cols, Box::new(move |sel| query_select(d, &q, sel)))
             }
+            SourceQuery::Messages { source, .. } => {
+                return Err(fdi_connector::ConnectorError::user(format!(
+                    "{source}: a SQL source reads tables and queries, not messages (remove sourceMetaData)"
+                )));
+            }
         };
         let kinds: Vec<ReadKind> = columns
             .iter()

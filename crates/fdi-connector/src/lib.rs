@@ -9,6 +9,7 @@
 pub mod config;
 pub mod content;
 pub mod files;
+pub mod message;
 pub mod stream;
 pub mod window;
 
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 
 pub use content::{ContentField, FieldKind};
 pub use files::FilesRoot;
+pub use message::{FieldSource, MessageField};
 pub use stream::{Acknowledger, SourceBatch, SourcePosition};
 use tokio_util::sync::CancellationToken;
 
@@ -116,6 +118,14 @@ pub enum SourceQuery {
     },
     /// A user's custom query (`isAddSql` + `querySql`), run as written.
     Sql(String),
+    /// A message source (queue, topic, stream) parsed into `fields`. With `follow` the reader
+    /// keeps waiting for new messages until cancelled (a realtime task); without it, it stops
+    /// once it has read what the source held when it started.
+    Messages {
+        source: String,
+        fields: Vec<MessageField>,
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

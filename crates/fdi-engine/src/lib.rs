@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub commit_rows: u64,
     /// ... or once this long has passed since it with rows waiting.
     pub commit_interval: std::time::Duration,
+    /// Read message sources continuously until the run is stopped (realtime tasks); otherwise
+    /// a run reads what the source held when it started.
+    pub follow: bool,
 }
 
 impl Default for EngineOptions {
@@ -51,6 +54,7 @@ impl Default for EngineOptions {
             progress_interval: std::time::Duration::from_secs(2),
             commit_rows: 50_000,
             commit_interval: std::time::Duration::from_millis(200),
+            follow: false,
         }
     }
 }
@@ -100,7 +104,7 @@ pub async fn resolve_plan(
         detail,
         source,
         target,
-        EngineOptions::default().batch_rows,
+        &EngineOptions::default(),
         window.as_ref(),
     )
     .await

@@ -5,7 +5,8 @@ use fdi_connector::window::{
     CursorKind, WindowSql, Zone, has_placeholders, null_cursor_filter, wall_clock, window_filter,
 };
 use fdi_connector::{
-    ColumnInfo, ConnectorError, ErrorKind, OrderBy, ReadSpec, SourceQuery, WriteMode, WriteSpec,
+    ColumnInfo, ConnectorError, ErrorKind, MessageField, OrderBy, ReadSpec, SourceQuery, WriteMode,
+    WriteSpec,
 };
 use fdi_types::{ApiError, ErrorCode, TaskDetail};
 
@@ -176,15 +177,59 @@ pub async fn build(
     detail: &TaskDetail,
     source: &Endpoint,
     target: &Endpoint,
-    batch_rows: usize,
+    options: &crate::EngineOptions,
     window: Option<&IncrementalWindow>,
 ) -> Result<ExecPlan, PlanError> {
+    let batch_rows = options.batch_rows;
     let s = &detail.source;
     let t = &detail.target;
+    // A message source: its columns are the fields its metadata declares.
+    let message_fields: Option<Vec<MessageField>> = if s.meta_data.is_empty() {
+        None
+    } else {
+        if window.is_some() {
+            return Err(field_error(
+                Side::Source,
+                ErrorCode::InvalidParameters,
+                &format!("{SRC}.need_inc_migration"),
+                "a message source (sourceMetaData) has no incremental windows: it resumes from its acknowledged position",
+            ));
+        }
+        let fields = s
+            .meta_data
+            .iter()
+            .enumerate()
+            .map(|(i, m)| MessageField::from_meta(i, m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PlanError {
+                side: Side::Source,
+                error: ApiError::new(ErrorCode::InvalidParameters, e.message),
+            })?;
+        Some(fields)
+    };
     let window = window_context(detail, source, window)?;
 
-    // Source: a table or a custom query, and the columns it offers.
-    let (source_name, source_all, query_sql) = if s.is_add_sql {
+    // Source: a table, a custom query or a message source, and the columns it offers.
+    let (source_name, source_all, query_sql) = if let Some(fields) = &message_fields {
+        let name = s
+            .table
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                field_error(
+                    Side::Source,
+                    ErrorCode::SourceOrTargetEmpty,
+                    &format!("{SRC}.sourceTable"),
+                    "required (the queue or topic to read)",
+                )
+            })?;
+        (
+            name.to_string(),
+            fields.iter().map(MessageField::column).collect(),
+            None,
+        )
+    } else if s.is_add_sql {
         let q = s.query_sql.clone().unwrap_or_default();
         if q.trim().is_empty() {
             return Err(field_error(
@@ -629,9 +674,17 @@ pub async fn build(
             })
         }
     };
-    let query = match query_sql {
-        Some(q) => SourceQuery::Sql(q),
-        None => SourceQuery::Table {
+    let query = match (query_sql, message_fields) {
+        (Some(q), _) => SourceQuery::Sql(q),
+        (None, Some(fields)) => SourceQuery::Messages {
+            source: source_name.clone(),
+            fields: read_columns
+                .iter()
+                .filter_map(|c| fields.iter().find(|f| f.name == c.name).cloned())
+                .collect(),
+            follow: options.follow,
+        },
+        (None, None) => SourceQuery::Table {
             table: source_name.clone(),
             columns: read_columns.iter().map(|c| c.name.clone()).collect(),
             filters,

@@ -315,7 +315,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     let plan = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),
-        p = plan::build(&detail, &source, &target, options.batch_rows, window.as_ref()) => p,
+        p = plan::build(&detail, &source, &target, &options, window.as_ref()) => p,
     };
     let plan = match plan {
         Ok(p) => p,
@@ -425,8 +425,13 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             (column, AbortOnDrop(task))
         });
 
-    let mut ticker =
-        tokio::time::interval(options.progress_interval.max(Duration::from_millis(50)));
+    // A streaming run also wakes to commit in time (a stalled source waits for those acks).
+    let tick = match &micro {
+        Some(_) => options.progress_interval.min(options.commit_interval),
+        None => options.progress_interval,
+    };
+    let mut ticker = tokio::time::interval(tick.max(Duration::from_millis(50)));
+    let mut last_progress = Instant::now();
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut rows_received = 0u64;
@@ -439,7 +444,10 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             _ = cancel.cancelled() => break Some(Stop::Cancelled),
             _ = ticker.tick() => {
                 c.rows_read = rows_received;
-                trace.progress(&c);
+                if last_progress.elapsed() >= options.progress_interval {
+                    last_progress = Instant::now();
+                    trace.progress(&c);
+                }
                 // A quiet stream still commits (and acknowledges) what it holds in time.
                 if let Some(mb) = micro.as_mut().filter(|mb| mb.due(&options))
                     && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut c).await

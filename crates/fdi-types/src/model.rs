@@ -12,6 +12,7 @@ pub enum DatasourceType {
     Postgresql,
     /// Our own extra type: `content.url` is a file path.
     Sqlite,
+    Rabbitmq,
 }
 
 /// Types the reference names but fdi has no connector for yet.
@@ -29,7 +30,6 @@ pub const KNOWN_UNSUPPORTED_TYPES: &[&str] = &[
     "CLICKHOUSE",
     "KAFKA",
     "MQS",
-    "RABBITMQ",
     "ACTIVEMQ",
     "ARTEMISMQ",
     "IBMMQ",
@@ -52,6 +52,7 @@ impl DatasourceType {
             Self::Mysql => "MYSQL",
             Self::Postgresql => "POSTGRESQL",
             Self::Sqlite => "SQLITE",
+            Self::Rabbitmq => "RABBITMQ",
         }
     }
 
@@ -62,18 +63,19 @@ impl DatasourceType {
             "MYSQL" => Ok(Self::Mysql),
             "POSTGRESQL" | "POSTGRES" => Ok(Self::Postgresql),
             "SQLITE" => Ok(Self::Sqlite),
+            "RABBITMQ" => Ok(Self::Rabbitmq),
             other if KNOWN_UNSUPPORTED_TYPES.contains(&other) || other.starts_with("MRS") => {
                 Err(ApiError::new(
                     ErrorCode::InvalidDatasourceType,
                     format!(
-                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE)"
+                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ)"
                     ),
                 ))
             }
             _ => Err(ApiError::new(
                 ErrorCode::InvalidDatasourceType,
                 format!(
-                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE)"
+                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ)"
                 ),
             )),
         }
@@ -85,6 +87,7 @@ impl DatasourceType {
             Self::Mysql => "mysqlreader",
             Self::Postgresql => "pgreader",
             Self::Sqlite => "sqlitereader",
+            Self::Rabbitmq => "rabbitmqreader",
         }
     }
 
@@ -93,6 +96,7 @@ impl DatasourceType {
             Self::Mysql => "mysqlwriter",
             Self::Postgresql => "pgwriter",
             Self::Sqlite => "sqlitewriter",
+            Self::Rabbitmq => "rabbitmqwriter",
         }
     }
 }
