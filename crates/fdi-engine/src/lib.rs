@@ -44,6 +44,10 @@ pub struct EngineOptions {
     /// Read message sources continuously until the run is stopped (realtime tasks); otherwise
     /// a run reads what the source held when it started.
     pub follow: bool,
+    /// A graceful stop: the reader stops, what was written is committed (and acknowledged), and
+    /// the run ends SUCCESS. Batches read but not yet written are not acknowledged, so the
+    /// source delivers them again to the next run.
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for EngineOptions {
@@ -55,6 +59,7 @@ impl Default for EngineOptions {
             commit_rows: 50_000,
             commit_interval: std::time::Duration::from_millis(200),
             follow: false,
+            stop: None,
         }
     }
 }

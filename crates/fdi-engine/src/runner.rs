@@ -197,6 +197,8 @@ async fn count_rows(
 /// Why the main loop stopped early.
 enum Stop {
     Cancelled,
+    /// A graceful stop (`EngineOptions::stop`): commit what was written.
+    Stopped,
     SourceFailed(String),
     TargetFailed(String),
 }
@@ -438,10 +440,12 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     let mut first_batch = true;
     let mut first_write = true;
 
+    let graceful = options.stop.clone().unwrap_or_default();
     let stop: Option<Stop> = loop {
         let next = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Some(Stop::Cancelled),
+            _ = graceful.cancelled(), if options.stop.is_some() => break Some(Stop::Stopped),
             _ = ticker.tick() => {
                 c.rows_read = rows_received;
                 if last_progress.elapsed() >= options.progress_interval {
@@ -528,6 +532,25 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
 
     // Reader result (the channel closed, or we stopped early).
     let stop = match stop {
+        Some(Stop::Stopped) => {
+            reader_cancel.cancel();
+            reader_task.abort();
+            c.rows_read = rows_received;
+            c.read_ms = read_started.elapsed().as_millis() as i64;
+            tracing::info!(
+                rows = rows_received,
+                "run stopped: committing what was written"
+            );
+            trace.step(
+                StepCode::READER_END,
+                PositionStatus::NodeEnd,
+                trace.reader_stage,
+                (rows_received, 0, 0),
+                read_begin,
+                "Reader stopped: the run was stopped",
+            );
+            None
+        }
         Some(s) => {
             reader_cancel.cancel();
             reader_task.abort();
@@ -630,7 +653,8 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             c.write_ms = write_started.elapsed().as_millis() as i64;
             target_failed(&trace, &c, write_begin, cause)
         }
-        None => {
+        // (A graceful stop was turned into the end of the read above.)
+        Some(Stop::Stopped) | None => {
             if cancel.is_cancelled() {
                 abort_writer(&mut writer).await;
                 return cancelled(&trace, &c);

@@ -415,7 +415,8 @@ impl Scheduler {
         if start && task_type == TaskType::Realtime {
             let detail =
                 fdi_types::TaskDetail::parse(&raw_detail).map_err(|e| (name.clone(), e))?;
-            if !detail.source.need_inc_migration {
+            // A message source follows its queue; a relational one polls windows.
+            if detail.source.meta_data.is_empty() && !detail.source.need_inc_migration {
                 return Err((
                     name,
                     ApiError::new(

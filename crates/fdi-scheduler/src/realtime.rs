@@ -102,6 +102,33 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A realtime run of a message source: one engine run that follows the queue or topic,
+    /// committing the target in micro-batches and acknowledging the source after each commit,
+    /// until stopped (what was written is committed: SUCCESS), terminated (CANCELLED) or failed
+    /// (ERROR; the supervisor restarts it with backoff, resuming from the last acknowledgement).
+    async fn follow_messages(
+        &self,
+        task: ResolvedTask,
+        detail: TaskDetail,
+        run: &mut RunView,
+        cancel: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        let source = detail.source.table.clone().unwrap_or_default();
+        run.add_step(
+            StepCode::TASK_START,
+            PositionStatus::Normal,
+            &format!("realtime run started: following \"{source}\""),
+        );
+        let _ = self.monitor.save(run).await;
+        let mut req = self.request(&task, detail, &run.id, None, cancel);
+        req.options.follow = true;
+        req.options.stop = Some(stop);
+        if let Some(outcome) = self.execute(req, run, true).await {
+            run.finish(outcome);
+        }
+    }
+
     /// The body of a realtime run: poll the next window, copy it, advance the watermark, repeat
     /// until stopped (ends SUCCESS), terminated (CANCELLED) or failed (ERROR, with the failing
     /// window's cause in the remarks).
@@ -113,6 +140,9 @@ impl Scheduler {
         cancel: CancellationToken,
         stop: CancellationToken,
     ) {
+        if !detail.source.meta_data.is_empty() {
+            return self.follow_messages(task, detail, run, cancel, stop).await;
+        }
         if !detail.source.need_inc_migration {
             run.fail(
                 StepCode::DISPATCH_FAILED,

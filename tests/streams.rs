@@ -1,0 +1,213 @@
+//! Message tasks end to end through the API, on the machine's RabbitMQ and MariaDB: a realtime
+//! RABBITMQ -> MYSQL task follows its queue, acknowledges only what MySQL committed, and a stop
+//! ends it with everything written committed.
+
+use std::time::{Duration, Instant};
+
+use fdi_e2e::*;
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use serde_json::{Value, json};
+
+const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+struct Queue {
+    name: String,
+    channel: lapin::Channel,
+    _conn: lapin::Connection,
+}
+
+impl Queue {
+    async fn new() -> Queue {
+        let conn = lapin::Connection::connect(URI, lapin::ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672");
+        let channel = conn.create_channel().await.unwrap();
+        let name = unique("fdi_e2e_q");
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Queue {
+            name,
+            channel,
+            _conn: conn,
+        }
+    }
+
+    /// Publish ids `from..to` as `{"order": {"id": i}, "amount": "i.25", "who": "név i"}`.
+    async fn publish(&self, from: i64, to: i64) {
+        for i in from..to {
+            let body =
+                json!({"order": {"id": i}, "amount": format!("{i}.25"), "who": format!("név {i}")});
+            self.channel
+                .basic_publish(
+                    "".into(),
+                    self.name.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body.to_string().as_bytes(),
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn depth(&self) -> u32 {
+        self.channel
+            .queue_declare(
+                self.name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+}
+
+async fn mysql_stats(table: &str) -> (i64, String) {
+    let pool = mysql().await;
+    let r: (i64, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), CAST(sum(amount) AS CHAR) FROM {table}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    (r.0, r.1.unwrap_or_default())
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The sum of `i + 0.25` over `0..n`, as MySQL prints a decimal(12,2) sum.
+fn amount_sum(n: i64) -> String {
+    format!("{}.{:02}", n * (n - 1) / 2 + n / 4, (n % 4) * 25)
+}
+
+#[tokio::test]
+async fn a_realtime_rabbitmq_task_follows_its_queue_into_mysql() {
+    let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_REALTIME_POLL_MS", "300")])
+        .await;
+    let q = Queue::new().await;
+    let table = unique("mq_dst");
+    mysql_exec(&format!(
+        "CREATE TABLE {table} (id BIGINT PRIMARY KEY, amount DECIMAL(12,2), who VARCHAR(64))"
+    ))
+    .await;
+    let app = s.create_app().await;
+
+    // The datasource: the reference's fields, the password masked, test-connect through the API.
+    let (st, ds) = s
+        .post(
+            "/datasources",
+            json!({"datasource_name": unique("mq"), "datasource_type": "RABBITMQ", "app_id": app,
+                   "content": {"host": "127.0.0.1", "port": "5672", "user_name": "guest",
+                               "password": "guest", "rabbitmq_virtual_host": "/"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(ds["content"]["password"], "******", "{ds}");
+    let mq = ds["datasource_id"].as_str().unwrap().to_string();
+    let (st, ok) = s
+        .post(&format!("/datasources/{mq}/test-connect"), json!({}))
+        .await;
+    assert_eq!((st, &ok["result"]), (200, &Value::Bool(true)), "{ok}");
+    let my = s.create_datasource(&app, "MYSQL", mysql_content()).await;
+
+    let task = s
+        .create_task_of_type(
+            "REALTIME",
+            &mq,
+            &my,
+            json!({
+                "sourceSelectedDatasource": {"sourceTable": q.name, "sourceMetaData": {"dataSource": [
+                    {"index": 0, "name": "id", "type": "Long", "path": "order.id"},
+                    {"index": 1, "name": "amount", "type": "Decimal"},
+                    {"index": 2, "name": "who", "type": "String"}]}},
+                "targetSelectedDatasource": {"targetTable": table},
+            }),
+        )
+        .await;
+    q.publish(0, 500).await;
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "start", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mysql_stats(&table).await.0 != 500 {
+        if Instant::now() > deadline {
+            let log = s.log();
+            panic!(
+                "timed out waiting for 500 rows in MySQL ({:?}); runs: {:?}\nlog: {}",
+                mysql_stats(&table).await,
+                s.runs(&task).await,
+                &log[log.len().saturating_sub(4000)..]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Messages arriving while it runs follow within seconds; the queue is drained by acks.
+    q.publish(500, 800).await;
+    let t = table.clone();
+    wait_until("800 rows in MySQL", Duration::from_secs(10), || {
+        let t = t.clone();
+        async move { mysql_stats(&t).await.0 == 800 }
+    })
+    .await;
+    wait_until(
+        "the queue drained by acks",
+        Duration::from_secs(10),
+        || async { q.depth().await == 0 },
+    )
+    .await;
+    assert_eq!(mysql_stats(&table).await, (800, amount_sum(800)));
+
+    // Stop: the run ends SUCCESS with what it committed.
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "stop", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = loop {
+        let runs = s.runs(&task).await;
+        if let Some(r) = runs.first().filter(|r| r["execute_status"] != "RUNNING") {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}");
+    assert_eq!(run["data_count"], 800, "{run}");
+
+    q.channel
+        .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    mysql_exec(&format!("DROP TABLE {table}")).await;
+}
