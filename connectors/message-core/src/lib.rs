@@ -347,7 +347,8 @@ fn date_days(v: &Value, format: Option<&str>) -> Result<Option<i32>, String> {
 /// Each row of `batch` as one JSON object (column name -> value): what a message sink sends.
 ///
 /// Timestamps with a zone are written as RFC 3339 instants in UTC (`2024-03-01T00:00:00Z`),
-/// decimals as numbers, binary as hex.
+/// decimals as text (exact: a JSON number would be read back as a double), binary as arrow's
+/// JSON writer spells it.
 pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
     let batch = with_utc_offsets(batch)?;
     let mut buf = Vec::with_capacity(batch.num_rows() * 64);
@@ -363,13 +364,18 @@ pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
         .collect())
 }
 
-/// The batch with every zoned timestamp column's zone spelled `+00:00` (the same instants): the
-/// JSON writer resolves only offsets, not zone names such as `UTC`.
+/// The batch as the JSON writer should see it: decimals as their exact text, and every zoned
+/// timestamp column's zone spelled `+00:00` (the same instants; the writer resolves only
+/// offsets, not zone names such as `UTC`).
 fn with_utc_offsets(batch: &RecordBatch) -> Result<RecordBatch, String> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
         match f.data_type() {
+            DataType::Decimal128(..) | DataType::Decimal256(..) => {
+                columns.push(arrow::compute::cast(c, &DataType::Utf8).map_err(|e| e.to_string())?);
+                fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+            }
             DataType::Timestamp(unit, Some(_)) => {
                 let t = DataType::Timestamp(*unit, Some("+00:00".into()));
                 let data = c

@@ -78,7 +78,16 @@ impl SourceReader for MySqlReader {
         fdi_sql_core::statement_log::debug("mysql read", &self.sql);
         let assembler =
             BatchAssembler::new(self.schema.clone(), self.kinds.clone(), self.batch_rows);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone())).fetch(&self.pool);
+        // A connection of its own, closed (not pooled) when the read ends: a terminated read
+        // leaves a result set the protocol would have to drain row by row before the
+        // connection could serve anything else.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| fdi_sql_core::map_sqlx_error("read", e))?
+            .detach();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone())).fetch(&mut conn);
         pump_rows(rows, assembler, &out, &cancel).await
     }
 }
