@@ -211,3 +211,142 @@ async fn a_realtime_rabbitmq_task_follows_its_queue_into_mysql() {
         .unwrap();
     mysql_exec(&format!("DROP TABLE {table}")).await;
 }
+
+/// A KAFKA datasource on the broker of `scripts/services.sh up kafka`, and a new topic.
+async fn kafka_topic(partitions: i32) -> String {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let name = unique("fdi_e2e_t");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create()
+        .unwrap();
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the broker on 127.0.0.1:9092 (scripts/services.sh up kafka)")
+    {
+        r.unwrap();
+    }
+    name
+}
+
+#[tokio::test]
+async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
+    let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_REALTIME_POLL_MS", "300")])
+        .await;
+    let app = s.create_app().await;
+    let (st, ds) = s
+        .post(
+            "/datasources",
+            json!({"datasource_name": unique("kafka"), "datasource_type": "KAFKA", "app_id": app,
+                   "content": {"broker": "127.0.0.1:9092"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{ds}");
+    let kafka = ds["datasource_id"].as_str().unwrap().to_string();
+    let pg_ds = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let topic = kafka_topic(3).await;
+    // Topics are the datasource's tables.
+    let (st, tables) = s
+        .get(&format!("/datasources/{kafka}/tables?table_name={topic}"))
+        .await;
+    assert_eq!(st, 200, "{tables}");
+    assert!(tables.to_string().contains(&topic), "{tables}");
+
+    // PostgreSQL -> Kafka, a timing run: one message per row.
+    let src = unique("pg_src");
+    let dst = unique("pg_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, amount numeric(12,2), who text);
+         INSERT INTO {src} SELECT g, g + 0.25, 'név ' || g FROM generate_series(0, 1999) g;
+         CREATE TABLE {dst} (id bigint PRIMARY KEY, amount numeric(12,2), who text);"
+    ))
+    .await;
+    let out = s
+        .create_task(
+            &pg_ds,
+            &kafka,
+            json!({"sourceSelectedDatasource": {"sourceTable": src},
+                   "targetSelectedDatasource": {"targetTable": topic}}),
+        )
+        .await;
+    let run = s.run_to_end(&out).await;
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}");
+    assert_eq!(run["data_count"], 2000, "{run}");
+
+    // Kafka -> PostgreSQL, realtime: the 2,000 messages, then 500 more produced meanwhile.
+    let follow = s
+        .create_task_of_type(
+            "REALTIME",
+            &kafka,
+            &pg_ds,
+            json!({
+                "sourceSelectedDatasource": {"sourceTable": topic, "sourceMetaData": {"dataSource": [
+                    {"name": "id", "type": "Long"}, {"name": "amount", "type": "Decimal"},
+                    {"name": "who", "type": "String"}]}},
+                "targetSelectedDatasource": {"targetTable": dst},
+            }),
+        )
+        .await;
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "start", "list": [{"task_id": follow}]}),
+        )
+        .await;
+    assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    let count = |t: String| async move {
+        let pool = pg().await;
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    let d = dst.clone();
+    wait_until("2,000 rows in PostgreSQL", Duration::from_secs(40), || {
+        count(d.clone()).map_eq(2000)
+    })
+    .await;
+    pg_exec(&format!(
+        "INSERT INTO {src} SELECT g, g + 0.25, 'név ' || g FROM generate_series(2000, 2499) g"
+    ))
+    .await;
+    let run = s.run_to_end(&out).await;
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}");
+    let d = dst.clone();
+    wait_until("2,500 rows in PostgreSQL", Duration::from_secs(20), || {
+        count(d.clone()).map_eq(2500)
+    })
+    .await;
+    let pool = pg().await;
+    let same: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT md5(string_agg(id || ':' || amount || ':' || who, ',' ORDER BY id)) FROM {src}) = \
+                (SELECT md5(string_agg(id || ':' || amount || ':' || who, ',' ORDER BY id)) FROM {dst})"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert!(same, "the target equals the source by checksum");
+    s.post(
+        "/batch-operation/tasks",
+        json!({"action_id": "stop", "list": [{"task_id": follow}]}),
+    )
+    .await;
+}
+
+/// `f().await == want` as a future of bool.
+trait MapEq {
+    fn map_eq(self, want: i64) -> impl std::future::Future<Output = bool>;
+}
+
+impl<F: std::future::Future<Output = i64>> MapEq for F {
+    async fn map_eq(self, want: i64) -> bool {
+        self.await == want
+    }
+}

@@ -238,6 +238,10 @@ impl Connector for RabbitConnector {
         Err(ConnectorError::user(NO_DISCOVERY))
     }
 
+    fn schemaless_target(&self) -> bool {
+        true
+    }
+
     async fn test_sql(&self, _sql: &str) -> Result<Vec<ColumnInfo>> {
         Err(ConnectorError::user("RABBITMQ runs no SQL"))
     }
@@ -248,6 +252,7 @@ impl Connector for RabbitConnector {
                 source,
                 fields,
                 follow,
+                ..
             } => Ok(Box::new(
                 RabbitReader::open(&self.config, &source, fields, follow, spec.batch_rows).await?,
             )),

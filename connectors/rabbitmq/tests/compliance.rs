@@ -77,6 +77,7 @@ impl Subject for Rabbit {
                 source: target.into(),
                 fields: fields(),
                 follow: false,
+                reader_name: "test".into(),
             },
             batch_rows,
         }
@@ -89,6 +90,7 @@ impl Subject for Rabbit {
                 source: queue,
                 fields: fields(),
                 follow: true,
+                reader_name: "test".into(),
             },
             batch_rows: 100,
         }

@@ -105,6 +105,7 @@ fn read_spec(queue: &str, f: Vec<MessageField>, follow: bool, batch_rows: usize)
             source: queue.into(),
             fields: f,
             follow,
+            reader_name: "test".into(),
         },
         batch_rows,
     }

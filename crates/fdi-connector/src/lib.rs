@@ -125,6 +125,9 @@ pub enum SourceQuery {
         source: String,
         fields: Vec<MessageField>,
         follow: bool,
+        /// A stable name for this reader's place in the source (the task id): Kafka keeps its
+        /// consumer group's offsets under it.
+        reader_name: String,
     },
 }
 
@@ -220,6 +223,11 @@ pub trait Connector: Send + Sync {
     /// Prepare/describe a query without fetching all of it; returns its result columns.
     async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>>;
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>>;
+    /// A target that takes rows of any columns (a queue, a topic): a task writes the source's
+    /// columns to it under their own names (or the mapping's target names).
+    fn schemaless_target(&self) -> bool {
+        false
+    }
     /// How this source renders incremental windows in its SQL; None for sources that have no
     /// windows (an incremental task on them is refused naming `need_inc_migration`).
     fn window_sql(&self) -> Option<&dyn window::WindowSql> {

@@ -111,6 +111,7 @@ pub async fn resolve_plan(
         target,
         &EngineOptions::default(),
         window.as_ref(),
+        "validation",
     )
     .await
     .map_err(|e| e.error)?;

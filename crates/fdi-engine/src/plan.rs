@@ -179,6 +179,7 @@ pub async fn build(
     target: &Endpoint,
     options: &crate::EngineOptions,
     window: Option<&IncrementalWindow>,
+    reader_name: &str,
 ) -> Result<ExecPlan, PlanError> {
     let batch_rows = options.batch_rows;
     let s = &detail.source;
@@ -312,11 +313,24 @@ pub async fn build(
             )
         })?;
     let target_table = qualified(t.schema.as_deref(), target_table);
-    let target_all = target
-        .connector
-        .columns(&target_table)
-        .await
-        .map_err(|e| connector_error(Side::Target, &format!("{DST}.targetTable"), e))?;
+    let target_all = if target.connector.schemaless_target() {
+        // A queue or topic takes the source's columns (renamed by a mapping if it has one).
+        let mut cols = source_all.clone();
+        for m in &detail.mapping {
+            if let Some(c) = source_all.iter().find(|c| c.name == m.source_column.trim()) {
+                let mut renamed = c.clone();
+                renamed.name = m.target_column.trim().to_string();
+                cols.push(renamed);
+            }
+        }
+        cols
+    } else {
+        target
+            .connector
+            .columns(&target_table)
+            .await
+            .map_err(|e| connector_error(Side::Target, &format!("{DST}.targetTable"), e))?
+    };
 
     // Selected columns must exist.
     let mut selected_source = Vec::new();
@@ -683,6 +697,7 @@ pub async fn build(
                 .filter_map(|c| fields.iter().find(|f| f.name == c.name).cloned())
                 .collect(),
             follow: options.follow,
+            reader_name: reader_name.to_string(),
         },
         (None, None) => SourceQuery::Table {
             table: source_name.clone(),

@@ -205,7 +205,7 @@ enum Stop {
 
 pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -> RunOutcome {
     let RunRequest {
-        task_id: _,
+        task_id,
         run_id,
         detail,
         source,
@@ -317,7 +317,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     let plan = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),
-        p = plan::build(&detail, &source, &target, &options, window.as_ref()) => p,
+        p = plan::build(&detail, &source, &target, &options, window.as_ref(), &task_id) => p,
     };
     let plan = match plan {
         Ok(p) => p,

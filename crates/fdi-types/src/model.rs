@@ -13,6 +13,7 @@ pub enum DatasourceType {
     /// Our own extra type: `content.url` is a file path.
     Sqlite,
     Rabbitmq,
+    Kafka,
 }
 
 /// Types the reference names but fdi has no connector for yet.
@@ -28,7 +29,6 @@ pub const KNOWN_UNSUPPORTED_TYPES: &[&str] = &[
     "HANA",
     "HIVE",
     "CLICKHOUSE",
-    "KAFKA",
     "MQS",
     "ACTIVEMQ",
     "ARTEMISMQ",
@@ -53,6 +53,7 @@ impl DatasourceType {
             Self::Postgresql => "POSTGRESQL",
             Self::Sqlite => "SQLITE",
             Self::Rabbitmq => "RABBITMQ",
+            Self::Kafka => "KAFKA",
         }
     }
 
@@ -64,18 +65,19 @@ impl DatasourceType {
             "POSTGRESQL" | "POSTGRES" => Ok(Self::Postgresql),
             "SQLITE" => Ok(Self::Sqlite),
             "RABBITMQ" => Ok(Self::Rabbitmq),
+            "KAFKA" => Ok(Self::Kafka),
             other if KNOWN_UNSUPPORTED_TYPES.contains(&other) || other.starts_with("MRS") => {
                 Err(ApiError::new(
                     ErrorCode::InvalidDatasourceType,
                     format!(
-                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ)"
+                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA)"
                     ),
                 ))
             }
             _ => Err(ApiError::new(
                 ErrorCode::InvalidDatasourceType,
                 format!(
-                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ)"
+                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA)"
                 ),
             )),
         }
@@ -88,6 +90,7 @@ impl DatasourceType {
             Self::Postgresql => "pgreader",
             Self::Sqlite => "sqlitereader",
             Self::Rabbitmq => "rabbitmqreader",
+            Self::Kafka => "kafkareader",
         }
     }
 
@@ -97,6 +100,7 @@ impl DatasourceType {
             Self::Postgresql => "pgwriter",
             Self::Sqlite => "sqlitewriter",
             Self::Rabbitmq => "rabbitmqwriter",
+            Self::Kafka => "kafkawriter",
         }
     }
 }

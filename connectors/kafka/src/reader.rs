@@ -1,0 +1,269 @@
+//! Consume a topic in a consumer group with auto-commit off: batches of messages parsed into
+//! fields, each tagged with the next offset of every partition read so far; the engine commits
+//! those offsets after the target commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use fdi_connector::{
+    Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourceBatch, SourcePosition,
+    SourceReader,
+};
+use fdi_message_core::{Message, MessageDecoder};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{KafkaConfig, map_error, partitions};
+
+/// How long a partial batch waits for more messages before it is sent.
+const LINGER: Duration = Duration::from_millis(100);
+/// A timing run stops when the topic stays silent this long after its last message ...
+const DRAINED_AFTER: Duration = Duration::from_secs(3);
+/// ... or this long before its first (joining the group takes a moment).
+const FIRST_MESSAGE_WITHIN: Duration = Duration::from_secs(30);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaReader {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    decoder: MessageDecoder,
+    follow: bool,
+    batch_rows: usize,
+    /// Partition -> the next offset to read (the group's committed one, or the earliest).
+    next: BTreeMap<i32, i64>,
+    /// Partition -> the high watermark at the start (what a timing run reads up to).
+    end: BTreeMap<i32, i64>,
+}
+
+impl KafkaReader {
+    pub async fn open(
+        config: &KafkaConfig,
+        topic: &str,
+        fields: Vec<MessageField>,
+        follow: bool,
+        reader_name: &str,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let n = partitions(config, topic).await?;
+        let consumer: StreamConsumer = config
+            .client()
+            .set("group.id", format!("fdi-{reader_name}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| map_error("create a consumer", e))?;
+        let consumer = Arc::new(consumer);
+        let (next, end) = {
+            let c = consumer.clone();
+            let topic = topic.to_string();
+            tokio::task::spawn_blocking(move || positions(&c, &topic, n))
+                .await
+                .map_err(|e| ConnectorError::internal(format!("watermarks: {e}")))??
+        };
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| map_error("subscribe", e))?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+            decoder: MessageDecoder::new(fields),
+            follow,
+            batch_rows: batch_rows.max(1),
+            next,
+            end,
+        })
+    }
+
+    fn drained(&self) -> bool {
+        self.end
+            .iter()
+            .all(|(p, high)| self.next.get(p).is_some_and(|n| n >= high))
+    }
+
+    fn batch(&self, pending: &[(i32, i64, Message)]) -> Result<SourceBatch> {
+        let messages: Vec<Message> = pending.iter().map(|(_, _, m)| m.clone()).collect();
+        let (rows, dirty) = self.decoder.decode(&messages);
+        if let Some(d) = dirty.first() {
+            let (p, o, _) = &pending[d.index];
+            return Err(ConnectorError::user(format!(
+                "topic \"{}\", partition {p}, offset {o}: {}",
+                self.topic, d.reason
+            )));
+        }
+        let position: serde_json::Map<String, Value> = self
+            .next
+            .iter()
+            .map(|(p, o)| (p.to_string(), Value::from(*o)))
+            .collect();
+        Ok(SourceBatch {
+            rows,
+            position: Some(SourcePosition(Value::Object(position))),
+        })
+    }
+}
+
+/// Where the group stands on each partition (its committed offset, or the earliest one), and the
+/// high watermarks now.
+#[allow(clippy::type_complexity)]
+fn positions(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partitions: usize,
+) -> Result<(BTreeMap<i32, i64>, BTreeMap<i32, i64>)> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, WATERMARK_TIMEOUT)
+        .map_err(|e| map_error("read the group's offsets", e))?;
+    let mut next = BTreeMap::new();
+    let mut end = BTreeMap::new();
+    for p in 0..partitions as i32 {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
+            .map_err(|e| map_error("read the watermarks", e))?;
+        let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o.max(low),
+            _ => low,
+        };
+        next.insert(p, from);
+        end.insert(p, high);
+    }
+    Ok((next, end))
+}
+
+async fn send(out: &BatchSender, batch: SourceBatch, cancel: &CancellationToken) -> Result<()> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
+        r = out.send(batch) => r.map_err(|_| ConnectorError::internal("batch receiver closed")),
+    }
+}
+
+#[async_trait]
+impl SourceReader for KafkaReader {
+    fn schema(&self) -> SchemaRef {
+        self.decoder.schema()
+    }
+
+    async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
+        let mut pending: Vec<(i32, i64, Message)> = Vec::with_capacity(self.batch_rows);
+        let mut read = 0u64;
+        let mut silent = Duration::ZERO;
+        loop {
+            if !self.follow && self.drained() {
+                break;
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+                m = tokio::time::timeout(LINGER, self.consumer.recv()) => m,
+            };
+            match next {
+                Ok(Ok(m)) => {
+                    silent = Duration::ZERO;
+                    let (p, o) = (m.partition(), m.offset());
+                    let mut properties: Vec<(&'static str, Value)> = vec![
+                        ("partition", Value::from(p)),
+                        ("offset", Value::from(o)),
+                        ("topic", Value::from(m.topic())),
+                    ];
+                    if let Some(k) = m.key() {
+                        properties
+                            .push(("key", Value::from(String::from_utf8_lossy(k).into_owned())));
+                    }
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        properties.push(("timestamp", Value::from(ts)));
+                    }
+                    let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                    drop(m);
+                    self.next.insert(p, o + 1);
+                    pending.push((
+                        p,
+                        o,
+                        Message {
+                            payload,
+                            properties,
+                        },
+                    ));
+                    read += 1;
+                    if pending.len() < self.batch_rows && (self.follow || !self.drained()) {
+                        continue;
+                    }
+                }
+                Ok(Err(e)) => return Err(map_error("consume", e)),
+                Err(_) => {
+                    silent += LINGER;
+                    let limit = if read == 0 {
+                        FIRST_MESSAGE_WITHIN
+                    } else {
+                        DRAINED_AFTER
+                    };
+                    if !self.follow && silent >= limit {
+                        break;
+                    }
+                    if pending.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            let batch = self.batch(&pending)?;
+            pending.clear();
+            send(&out, batch, &cancel).await?;
+        }
+        if !pending.is_empty() {
+            let batch = self.batch(&pending)?;
+            send(&out, batch, &cancel).await?;
+        }
+        Ok(read)
+    }
+
+    fn acknowledger(&self) -> Option<Arc<dyn Acknowledger>> {
+        Some(Arc::new(KafkaAck {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+        }))
+    }
+}
+
+/// Commits the group's offsets (the next offset to read, per partition).
+struct KafkaAck {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+}
+
+#[async_trait]
+impl Acknowledger for KafkaAck {
+    async fn ack(&self, up_to: &SourcePosition) -> Result<()> {
+        let Value::Object(offsets) = &up_to.0 else {
+            return Err(ConnectorError::internal(format!(
+                "not a Kafka position: {}",
+                up_to.0
+            )));
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            let (Ok(p), Some(o)) = (p.parse::<i32>(), o.as_i64()) else {
+                return Err(ConnectorError::internal(format!(
+                    "not a Kafka position: {}",
+                    up_to.0
+                )));
+            };
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
+                .map_err(|e| map_error("offsets", e))?;
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| ConnectorError::internal(format!("commit task: {e}")))?
+            .map_err(|e| map_error("commit the group's offsets", e))
+    }
+}
