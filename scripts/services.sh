@@ -49,12 +49,12 @@ up_kafka() {
   bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
   if ! port_open "$KAFKA_PORT"; then
     log "starting tansu on 127.0.0.1:$KAFKA_PORT"
-    nohup "$bin" broker \
+    # tansu resolves a sqlite:// path against its working directory.
+    (cd "$STATE" && nohup "$bin" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine "sqlite://$STATE/tansu.db" \
-      >"$STATE/tansu.log" 2>&1 &
-    echo $! >"$STATE/tansu.pid"
+      --storage-engine "sqlite://tansu.db" \
+      >"$STATE/tansu.log" 2>&1 & echo $! >"$STATE/tansu.pid")
   fi
   wait_port Kafka "$KAFKA_PORT" 30
 }
