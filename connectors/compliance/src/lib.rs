@@ -377,6 +377,25 @@ fn bad_configuration(s: &dyn Subject) {
     }
 }
 
+/// Message fields from `(name, type, path)` triples, as a task's `sourceMetaData` declares them.
+pub fn message_fields(spec: &[(&str, &str, &str)]) -> Vec<fdi_connector::MessageField> {
+    spec.iter()
+        .enumerate()
+        .map(|(i, (name, field_type, path))| {
+            fdi_connector::MessageField::from_meta(
+                i,
+                &fdi_types::MetaField {
+                    name: (*name).into(),
+                    field_type: Some((*field_type).into()),
+                    path: Some((*path).into()),
+                    format: None,
+                },
+            )
+            .expect("a valid field")
+        })
+        .collect()
+}
+
 /// Runs one SQL statement on the subject's database through the test's own connection.
 pub type Exec = Arc<
     dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use fdi_connector::stream::send_batch;
 use fdi_connector::{
     Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourceBatch, SourcePosition,
     SourceReader,
@@ -140,14 +141,6 @@ fn positions(
     Ok((next, end))
 }
 
-async fn send(out: &BatchSender, batch: SourceBatch, cancel: &CancellationToken) -> Result<()> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-        r = out.send(batch) => r.map_err(|_| ConnectorError::internal("batch receiver closed")),
-    }
-}
-
 #[async_trait]
 impl SourceReader for KafkaReader {
     fn schema(&self) -> SchemaRef {
@@ -217,11 +210,11 @@ impl SourceReader for KafkaReader {
             }
             let batch = self.batch(&pending)?;
             pending.clear();
-            send(&out, batch, &cancel).await?;
+            send_batch(&out, batch, &cancel).await?;
         }
         if !pending.is_empty() {
             let batch = self.batch(&pending)?;
-            send(&out, batch, &cancel).await?;
+            send_batch(&out, batch, &cancel).await?;
         }
         Ok(read)
     }

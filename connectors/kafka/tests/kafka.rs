@@ -12,7 +12,6 @@ use fdi_connector::{
     WriteMode, WriteSpec,
 };
 use fdi_connector_compliance::{Subject, run_and_assert_compliance, standard_rows};
-use fdi_types::MetaField;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -50,21 +49,7 @@ async fn topic(partitions: i32) -> String {
 }
 
 fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    spec.iter()
-        .enumerate()
-        .map(|(i, (n, t, p))| {
-            MessageField::from_meta(
-                i,
-                &MetaField {
-                    name: (*n).into(),
-                    field_type: Some((*t).into()),
-                    path: Some((*p).into()),
-                    format: None,
-                },
-            )
-            .unwrap()
-        })
-        .collect()
+    fdi_connector_compliance::message_fields(spec)
 }
 
 const STANDARD: &[(&str, &str, &str)] = &[

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use fdi_connector::stream::send_batch;
 use fdi_connector::{
     Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourceBatch, SourcePosition,
     SourceReader,
@@ -114,14 +115,6 @@ fn message(d: Delivery) -> (u64, Message) {
     )
 }
 
-async fn send(out: &BatchSender, batch: SourceBatch, cancel: &CancellationToken) -> Result<()> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-        r = out.send(batch) => r.map_err(|_| ConnectorError::internal("batch receiver closed")),
-    }
-}
-
 #[async_trait]
 impl SourceReader for RabbitReader {
     fn schema(&self) -> SchemaRef {
@@ -186,11 +179,11 @@ impl SourceReader for RabbitReader {
             }
             let batch = self.batch(&pending)?;
             pending.clear();
-            send(&out, batch, &cancel).await?;
+            send_batch(&out, batch, &cancel).await?;
         }
         if !pending.is_empty() {
             let batch = self.batch(&pending)?;
-            send(&out, batch, &cancel).await?;
+            send_batch(&out, batch, &cancel).await?;
         }
         Ok(read)
     }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fdi_connector::{ColumnInfo, Connector, ConnectorFactory, MessageField, ReadSpec, SourceQuery};
 use fdi_connector_compliance::{Subject, run_and_assert_compliance};
-use fdi_types::MetaField;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::json;
@@ -18,29 +17,14 @@ struct Rabbit {
 
 /// The standard columns as a queue's fields.
 fn fields() -> Vec<MessageField> {
-    [
-        ("id", "Long"),
-        ("name", "String"),
-        ("amount", "Decimal"),
-        ("at", "Timestamp"),
-        ("ok", "Boolean"),
-        ("data", "Binary"),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, (n, t))| {
-        MessageField::from_meta(
-            i,
-            &MetaField {
-                name: (*n).into(),
-                field_type: Some((*t).into()),
-                path: None,
-                format: None,
-            },
-        )
-        .unwrap()
-    })
-    .collect()
+    fdi_connector_compliance::message_fields(&[
+        ("id", "Long", ""),
+        ("name", "String", ""),
+        ("amount", "Decimal", ""),
+        ("at", "Timestamp", ""),
+        ("ok", "Boolean", ""),
+        ("data", "Binary", ""),
+    ])
 }
 
 #[async_trait]

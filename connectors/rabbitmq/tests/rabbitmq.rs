@@ -13,7 +13,6 @@ use fdi_connector::{
     Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec, SourceBatch, SourceQuery,
     WriteMode, WriteSpec,
 };
-use fdi_types::MetaField;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use serde_json::json;
@@ -82,21 +81,7 @@ impl Queue {
 }
 
 fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    spec.iter()
-        .enumerate()
-        .map(|(i, (n, t, p))| {
-            MessageField::from_meta(
-                i,
-                &MetaField {
-                    name: (*n).into(),
-                    field_type: Some((*t).into()),
-                    path: Some((*p).into()),
-                    format: None,
-                },
-            )
-            .unwrap()
-        })
-        .collect()
+    fdi_connector_compliance::message_fields(spec)
 }
 
 fn read_spec(queue: &str, f: Vec<MessageField>, follow: bool, batch_rows: usize) -> ReadSpec {

@@ -1,7 +1,6 @@
 //! The streaming read loop shared by the SQL readers: rows -> batches -> bounded channel,
 //! stopping promptly when the run is cancelled.
 
-use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use fdi_connector::{BatchSender, ConnectorError, Result};
 use futures::StreamExt;
@@ -12,18 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::map_sqlx_error;
 use crate::rows::BatchAssembler;
 
-/// Send a batch, giving up when the run is cancelled or the receiver is gone.
-pub async fn send_batch(
-    out: &BatchSender,
-    batch: RecordBatch,
-    cancel: &CancellationToken,
-) -> Result<()> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-        r = out.send(batch.into()) => r.map_err(|_| if cancel.is_cancelled() { ConnectorError::cancelled() } else { ConnectorError::internal("batch receiver closed") }),
-    }
-}
+pub use fdi_connector::stream::send_batch;
 
 /// Drain `rows` into batches of the assembler's size and send them. Returns rows read.
 pub async fn pump_rows<R>(

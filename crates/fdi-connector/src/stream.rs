@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::{BatchSender, ConnectorError, Result};
 
 /// Where a source stood after a batch; opaque to the engine (Kafka: offset per partition;
 /// RabbitMQ: the last delivery tag of the channel; Redis: the last stream entry id).
@@ -43,4 +43,24 @@ impl From<RecordBatch> for SourceBatch {
 #[async_trait]
 pub trait Acknowledger: Send + Sync {
     async fn ack(&self, up_to: &SourcePosition) -> Result<()>;
+}
+
+/// Send a batch to the engine, giving up when the run is cancelled or the receiver is gone: the
+/// one way every reader hands over its batches.
+pub async fn send_batch(
+    out: &BatchSender,
+    batch: impl Into<SourceBatch>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
+        r = out.send(batch.into()) => r.map_err(|_| {
+            if cancel.is_cancelled() {
+                ConnectorError::cancelled()
+            } else {
+                ConnectorError::internal("batch receiver closed")
+            }
+        }),
+    }
 }
