@@ -350,3 +350,119 @@ impl<F: std::future::Future<Output = i64>> MapEq for F {
         self.await == want
     }
 }
+
+/// Produce `n` JSON messages `{"id": i, "v": i * 3}` to `topic`.
+async fn produce_ids(topic: &str, n: i64) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let mut pending = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let body = json!({"id": i, "v": i * 3}).to_string();
+        let key = i.to_string();
+        loop {
+            match p.send_result(FutureRecord::to(topic).payload(&body).key(&key)) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    for f in pending {
+        f.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_kafka_stream_killed_mid_way_resumes_and_lands_every_message_exactly_once() {
+    const N: i64 = 100_000;
+    let mut s = TestServer::start_with_env(
+        StoreKind::under_test(),
+        &[("FDI_REALTIME_POLL_MS", "300"), ("FDI_LEASE_MS", "2000")],
+    )
+    .await;
+    let app = s.create_app().await;
+    let kafka = s
+        .create_datasource(&app, "KAFKA", json!({"broker": "127.0.0.1:9092"}))
+        .await;
+    let pg_ds = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let topic = kafka_topic(3).await;
+    produce_ids(&topic, N).await;
+    let dst = unique("kafka_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {dst} (id bigint PRIMARY KEY, v bigint)"
+    ))
+    .await;
+    let task = s
+        .create_task_of_type(
+            "REALTIME",
+            &kafka,
+            &pg_ds,
+            json!({
+                "sourceSelectedDatasource": {"sourceTable": topic, "sourceMetaData": {"dataSource": [
+                    {"name": "id", "type": "Long"}, {"name": "v", "type": "Long"}]}},
+                "targetSelectedDatasource": {"targetTable": dst},
+            }),
+        )
+        .await;
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "start", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    let stats = |t: String| async move {
+        let pool = pg().await;
+        let r: (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*)::bigint, count(DISTINCT id)::bigint, coalesce(sum(v), 0)::bigint FROM {t}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        r
+    };
+    // Kill -9 once part of the stream landed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (n, _, _) = stats(dst.clone()).await;
+        if n > 0 && n < N {
+            break;
+        }
+        assert!(n < N, "the stream finished before the kill: make it longer");
+        assert!(Instant::now() < deadline, "nothing arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.kill9();
+    let at_kill = stats(dst.clone()).await.0;
+    s.spawn().await;
+    // The restarted server takes the task over once the dead claim expires, and resumes from the
+    // group's committed offsets.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (n, distinct, sum) = stats(dst.clone()).await;
+        if n == N {
+            assert_eq!(distinct, N);
+            assert_eq!(sum, 3 * N * (N - 1) / 2, "every message's value, once");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {N} rows after the restart (had {at_kill} at the kill); runs: {:?}",
+            s.runs(&task).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(at_kill < N, "the kill came mid-stream ({at_kill} rows)");
+    s.post(
+        "/batch-operation/tasks",
+        json!({"action_id": "stop", "list": [{"task_id": task}]}),
+    )
+    .await;
+}
