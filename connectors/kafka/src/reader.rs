@@ -88,11 +88,11 @@ impl KafkaReader {
             .all(|(p, high)| self.next.get(p).is_some_and(|n| n >= high))
     }
 
-    fn batch(&self, pending: &[(i32, i64, Message)]) -> Result<SourceBatch> {
-        let messages: Vec<Message> = pending.iter().map(|(_, _, m)| m.clone()).collect();
-        let (rows, dirty) = self.decoder.decode(&messages);
+    /// `origins` holds each pending message's (partition, offset).
+    fn batch(&self, pending: &[Message], origins: &[(i32, i64)]) -> Result<SourceBatch> {
+        let (rows, dirty) = self.decoder.decode(pending);
         if let Some(d) = dirty.first() {
-            let (p, o, _) = &pending[d.index];
+            let (p, o) = &origins[d.index];
             return Err(ConnectorError::user(format!(
                 "topic \"{}\", partition {p}, offset {o}: {}",
                 self.topic, d.reason
@@ -148,7 +148,8 @@ impl SourceReader for KafkaReader {
     }
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
-        let mut pending: Vec<(i32, i64, Message)> = Vec::with_capacity(self.batch_rows);
+        let mut pending: Vec<Message> = Vec::with_capacity(self.batch_rows);
+        let mut origins: Vec<(i32, i64)> = Vec::with_capacity(self.batch_rows);
         let mut read = 0u64;
         let mut silent = Duration::ZERO;
         loop {
@@ -179,14 +180,11 @@ impl SourceReader for KafkaReader {
                     let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
                     drop(m);
                     self.next.insert(p, o + 1);
-                    pending.push((
-                        p,
-                        o,
-                        Message {
-                            payload,
-                            properties,
-                        },
-                    ));
+                    origins.push((p, o));
+                    pending.push(Message {
+                        payload,
+                        properties,
+                    });
                     read += 1;
                     if pending.len() < self.batch_rows && (self.follow || !self.drained()) {
                         continue;
@@ -208,12 +206,13 @@ impl SourceReader for KafkaReader {
                     }
                 }
             }
-            let batch = self.batch(&pending)?;
+            let batch = self.batch(&pending, &origins)?;
             pending.clear();
+            origins.clear();
             send_batch(&out, batch, &cancel).await?;
         }
         if !pending.is_empty() {
-            let batch = self.batch(&pending)?;
+            let batch = self.batch(&pending, &origins)?;
             send_batch(&out, batch, &cancel).await?;
         }
         Ok(read)

@@ -31,7 +31,7 @@ use fdi_connector::{FieldSource, MessageField};
 use serde_json::Value;
 
 /// One message as a connector received it: its payload and the properties it offers as
-/// `@name` fields.
+/// `@name` fields (`@body`, the payload as text, is offered for every message).
 #[derive(Debug, Clone, Default)]
 pub struct Message {
     pub payload: Vec<u8>,
@@ -107,18 +107,20 @@ impl MessageDecoder {
                     continue;
                 }
             }
-            // Check every value first so a dirty message leaves no partial row behind.
-            if let Some(reason) = self
-                .fields
+            // Convert every value first so a dirty message leaves no partial row behind.
+            let converted: Result<Vec<Scalar>, String> = columns
                 .iter()
+                .zip(&self.fields)
                 .zip(&row)
-                .find_map(|(f, v)| check(f, v).err().map(|e| format!("{}: {e}", f.name)))
-            {
-                dirty.push(DirtyMessage { index, reason });
-                continue;
-            }
-            for ((c, f), v) in columns.iter_mut().zip(&self.fields).zip(&row) {
-                append(c, f, v).expect("checked");
+                .map(|((c, f), v)| convert(c, f, v).map_err(|e| format!("{}: {e}", f.name)))
+                .collect();
+            match converted {
+                Ok(values) => {
+                    for (c, v) in columns.iter_mut().zip(values) {
+                        push(c, v);
+                    }
+                }
+                Err(reason) => dirty.push(DirtyMessage { index, reason }),
             }
         }
         let arrays: Vec<ArrayRef> = columns.into_iter().map(finish).collect();
@@ -143,6 +145,10 @@ impl MessageDecoder {
                     .try_fold(&payload, |v, member| v.get(member))
                     .cloned()
                     .unwrap_or(Value::Null),
+                // The raw body, for any connector, made only when a field asks for it.
+                FieldSource::Property(name) if name == "body" => {
+                    Value::from(String::from_utf8_lossy(&m.payload).into_owned())
+                }
                 FieldSource::Property(name) => m
                     .properties
                     .iter()
@@ -192,12 +198,6 @@ fn finish(c: Column) -> ArrayRef {
     }
 }
 
-/// Whether `v` converts to the field's type (the conversion itself, discarded).
-fn check(f: &MessageField, v: &Value) -> Result<(), String> {
-    let mut c = builder(&f.arrow_type, 1);
-    append(&mut c, f, v)
-}
-
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
@@ -222,28 +222,40 @@ fn integer(v: &Value) -> Result<Option<i64>, String> {
     }
 }
 
-fn append(c: &mut Column, f: &MessageField, v: &Value) -> Result<(), String> {
-    match c {
-        Column::Utf8(b) => b.append_option(text(v)),
-        Column::I32(b) => match integer(v)? {
-            None => b.append_null(),
-            Some(n) => b.append_value(
-                i32::try_from(n).map_err(|_| format!("{n} does not fit an Integer"))?,
-            ),
-        },
-        Column::I64(b) => b.append_option(integer(v)?),
-        Column::F64(b) => match v {
-            Value::Null => b.append_null(),
-            Value::Number(n) => b.append_value(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => b.append_value(
+/// One value converted to its column's type (None: NULL).
+enum Scalar {
+    Text(Option<String>),
+    I32(Option<i32>),
+    I64(Option<i64>),
+    F64(Option<f64>),
+    Dec(Option<i128>),
+    Bool(Option<bool>),
+    Ts(Option<i64>),
+    Date(Option<i32>),
+    Bin(Option<Vec<u8>>),
+}
+
+/// `v` converted for column `c` of field `f`; an error says why it does not fit.
+fn convert(c: &Column, f: &MessageField, v: &Value) -> Result<Scalar, String> {
+    Ok(match c {
+        Column::Utf8(_) => Scalar::Text(text(v)),
+        Column::I32(_) => Scalar::I32(match integer(v)? {
+            None => None,
+            Some(n) => Some(i32::try_from(n).map_err(|_| format!("{n} does not fit an Integer"))?),
+        }),
+        Column::I64(_) => Scalar::I64(integer(v)?),
+        Column::F64(_) => Scalar::F64(match v {
+            Value::Null => None,
+            Value::Number(n) => Some(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => Some(
                 s.trim()
                     .parse::<f64>()
                     .map_err(|_| format!("{s:?} is not a number"))?,
             ),
             other => return Err(format!("{other} is not a number")),
-        },
-        Column::Dec(b, precision, scale) => match text(v) {
-            None => b.append_null(),
+        }),
+        Column::Dec(_, precision, scale) => Scalar::Dec(match text(v) {
+            None => None,
             Some(t) => {
                 let t = t.trim();
                 if t.split_once('.')
@@ -251,33 +263,48 @@ fn append(c: &mut Column, f: &MessageField, v: &Value) -> Result<(), String> {
                 {
                     return Err(format!("{t} has more than {scale} decimal places"));
                 }
-                b.append_value(
+                Some(
                     parse_decimal::<Decimal128Type>(t, *precision, *scale)
                         .map_err(|_| format!("{t:?} is not a decimal"))?,
-                );
+                )
             }
-        },
-        Column::Bool(b) => match v {
-            Value::Null => b.append_null(),
-            Value::Bool(x) => b.append_value(*x),
-            Value::Number(n) if n.as_i64() == Some(0) => b.append_value(false),
-            Value::Number(n) if n.as_i64() == Some(1) => b.append_value(true),
+        }),
+        Column::Bool(_) => Scalar::Bool(match v {
+            Value::Null => None,
+            Value::Bool(x) => Some(*x),
+            Value::Number(n) if n.as_i64() == Some(0) => Some(false),
+            Value::Number(n) if n.as_i64() == Some(1) => Some(true),
             Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => b.append_value(true),
-                "false" | "0" => b.append_value(false),
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
                 _ => return Err(format!("{s:?} is not true or false")),
             },
             other => return Err(format!("{other} is not true or false")),
-        },
-        Column::Ts(b) => b.append_option(timestamp_micros(v, f.format.as_deref())?),
-        Column::Date(b) => b.append_option(date_days(v, f.format.as_deref())?),
-        Column::Bin(b) => match v {
-            Value::Null => b.append_null(),
-            Value::String(s) => b.append_value(s.as_bytes()),
-            other => b.append_value(other.to_string().as_bytes()),
-        },
+        }),
+        Column::Ts(_) => Scalar::Ts(timestamp_micros(v, f.format.as_deref())?),
+        Column::Date(_) => Scalar::Date(date_days(v, f.format.as_deref())?),
+        Column::Bin(_) => Scalar::Bin(match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.as_bytes().to_vec()),
+            other => Some(other.to_string().into_bytes()),
+        }),
+    })
+}
+
+/// Append a value [`convert`] made for this column.
+fn push(c: &mut Column, s: Scalar) {
+    match (c, s) {
+        (Column::Utf8(b), Scalar::Text(v)) => b.append_option(v),
+        (Column::I32(b), Scalar::I32(v)) => b.append_option(v),
+        (Column::I64(b), Scalar::I64(v)) => b.append_option(v),
+        (Column::F64(b), Scalar::F64(v)) => b.append_option(v),
+        (Column::Dec(b, _, _), Scalar::Dec(v)) => b.append_option(v),
+        (Column::Bool(b), Scalar::Bool(v)) => b.append_option(v),
+        (Column::Ts(b), Scalar::Ts(v)) => b.append_option(v),
+        (Column::Date(b), Scalar::Date(v)) => b.append_option(v),
+        (Column::Bin(b), Scalar::Bin(v)) => b.append_option(v),
+        _ => unreachable!("convert makes the scalar of its own column"),
     }
-    Ok(())
 }
 
 /// Epoch microseconds of a timestamp value (see the module's table).

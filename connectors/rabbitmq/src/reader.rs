@@ -70,20 +70,17 @@ impl RabbitReader {
 
     /// The batch of `pending` messages, tagged with the last one's delivery tag. A message that
     /// does not convert fails the read with its tag and the reason (it stays unacknowledged).
-    fn batch(&self, pending: &[(u64, Message)]) -> Result<SourceBatch> {
-        let messages: Vec<Message> = pending.iter().map(|(_, m)| m.clone()).collect();
-        let (rows, dirty) = self.decoder.decode(&messages);
+    fn batch(&self, pending: &[Message], tags: &[u64]) -> Result<SourceBatch> {
+        let (rows, dirty) = self.decoder.decode(pending);
         if let Some(d) = dirty.first() {
             return Err(ConnectorError::user(format!(
                 "queue \"{}\", message with delivery tag {}: {}",
-                self.queue, pending[d.index].0, d.reason
+                self.queue, tags[d.index], d.reason
             )));
         }
         Ok(SourceBatch {
             rows,
-            position: pending
-                .last()
-                .map(|(tag, _)| SourcePosition(Value::from(*tag))),
+            position: tags.last().map(|tag| SourcePosition(Value::from(*tag))),
         })
     }
 }
@@ -95,10 +92,6 @@ fn message(d: Delivery) -> (u64, Message) {
         ("exchange", Value::from(d.exchange.as_str())),
         ("redelivered", Value::from(d.redelivered)),
         ("delivery_tag", Value::from(d.delivery_tag)),
-        (
-            "body",
-            Value::from(String::from_utf8_lossy(&d.data).into_owned()),
-        ),
     ];
     if let Some(ts) = p.timestamp() {
         properties.push(("timestamp", Value::from(ts.saturating_mul(1000))));
@@ -134,7 +127,8 @@ impl SourceReader for RabbitReader {
             )
             .await
             .map_err(|e| map_error("basic.consume", e))?;
-        let mut pending: Vec<(u64, Message)> = Vec::with_capacity(self.batch_rows);
+        let mut pending: Vec<Message> = Vec::with_capacity(self.batch_rows);
+        let mut tags: Vec<u64> = Vec::with_capacity(self.batch_rows);
         let mut left = u64::from(self.depth);
         let mut read = 0u64;
         let mut silent = Duration::ZERO;
@@ -152,7 +146,9 @@ impl SourceReader for RabbitReader {
                 Ok(Some(Ok(delivery))) => {
                     silent = Duration::ZERO;
                     last_tag = delivery.delivery_tag;
-                    pending.push(message(delivery));
+                    let (tag, m) = message(delivery);
+                    tags.push(tag);
+                    pending.push(m);
                     read += 1;
                     left = left.saturating_sub(1);
                     if pending.len() < self.batch_rows && (self.follow || left > 0) {
@@ -177,12 +173,13 @@ impl SourceReader for RabbitReader {
                     }
                 }
             }
-            let batch = self.batch(&pending)?;
+            let batch = self.batch(&pending, &tags)?;
             pending.clear();
+            tags.clear();
             send_batch(&out, batch, &cancel).await?;
         }
         if !pending.is_empty() {
-            let batch = self.batch(&pending)?;
+            let batch = self.batch(&pending, &tags)?;
             send_batch(&out, batch, &cancel).await?;
         }
         Ok(read)
