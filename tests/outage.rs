@@ -135,13 +135,10 @@ async fn wait_for_runs(
     task: &str,
     done: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let done = &done;
+    wait_for("the task's runs", Duration::from_secs(30), || async move {
         let runs = s.runs(task).await;
-        if done(&runs) {
-            return runs;
-        }
-        assert!(Instant::now() < deadline, "runs: {runs:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        done(&runs).then_some(runs)
+    })
+    .await
 }

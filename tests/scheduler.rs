@@ -4,7 +4,6 @@
 //! terminate and FDI.3139 across nodes, a killed node's run ended 915), and incremental /
 //! realtime tasks.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,21 +21,6 @@ fn now_ms() -> i64 {
 }
 
 /// Poll `f` every 100 ms until it yields a value; panics with `what` after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn steps(run: &Value) -> Vec<u64> {
     run["detail_logs"]
         .as_array()

@@ -87,18 +87,6 @@ async fn mysql_stats(table: &str) -> (i64, String) {
     (r.0, r.1.unwrap_or_default())
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The sum of `i + 0.25` over `0..n`, as MySQL prints a decimal(12,2) sum.
 fn amount_sum(n: i64) -> String {
     format!("{}.{:02}", n * (n - 1) / 2 + n / 4, (n % 4) * 25)
@@ -172,15 +160,15 @@ async fn a_realtime_rabbitmq_task_follows_its_queue_into_mysql() {
     // Messages arriving while it runs follow within seconds; the queue is drained by acks.
     q.publish(500, 800).await;
     let t = table.clone();
-    wait_until("800 rows in MySQL", Duration::from_secs(10), || {
+    wait_for("800 rows in MySQL", Duration::from_secs(10), || {
         let t = t.clone();
-        async move { mysql_stats(&t).await.0 == 800 }
+        async move { (mysql_stats(&t).await.0 == 800).then_some(()) }
     })
     .await;
-    wait_until(
+    wait_for(
         "the queue drained by acks",
         Duration::from_secs(10),
-        || async { q.depth().await == 0 },
+        || async { (q.depth().await == 0).then_some(()) },
     )
     .await;
     assert_eq!(mysql_stats(&table).await, (800, amount_sum(800)));
@@ -308,8 +296,9 @@ async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
         n
     };
     let d = dst.clone();
-    wait_until("2,000 rows in PostgreSQL", Duration::from_secs(40), || {
-        count(d.clone()).map_eq(2000)
+    wait_for("2,000 rows in PostgreSQL", Duration::from_secs(40), || {
+        let d = d.clone();
+        async move { (count(d).await == 2000).then_some(()) }
     })
     .await;
     pg_exec(&format!(
@@ -319,8 +308,9 @@ async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
     let run = s.run_to_end(&out).await;
     assert_eq!(run["execute_status"], "SUCCESS", "{run}");
     let d = dst.clone();
-    wait_until("2,500 rows in PostgreSQL", Duration::from_secs(20), || {
-        count(d.clone()).map_eq(2500)
+    wait_for("2,500 rows in PostgreSQL", Duration::from_secs(20), || {
+        let d = d.clone();
+        async move { (count(d).await == 2500).then_some(()) }
     })
     .await;
     let pool = pg().await;
@@ -338,17 +328,6 @@ async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
         json!({"action_id": "stop", "list": [{"task_id": follow}]}),
     )
     .await;
-}
-
-/// `f().await == want` as a future of bool.
-trait MapEq {
-    fn map_eq(self, want: i64) -> impl std::future::Future<Output = bool>;
-}
-
-impl<F: std::future::Future<Output = i64>> MapEq for F {
-    async fn map_eq(self, want: i64) -> bool {
-        self.await == want
-    }
 }
 
 /// Produce `n` JSON messages `{"id": i, "v": i * 3}` to `topic`.
