@@ -230,6 +230,7 @@ pub fn connector_registry(files: fdi_connector::FilesRoot) -> fdi_connector::Con
     r.register(Arc::new(fdi_connector_sqlite::Factory::new(files)));
     r.register(Arc::new(fdi_connector_rabbitmq::Factory));
     r.register(Arc::new(fdi_connector_kafka::Factory));
+    r.register(Arc::new(fdi_connector_redis::Factory));
     r
 }
 

@@ -14,6 +14,7 @@ pub enum DatasourceType {
     Sqlite,
     Rabbitmq,
     Kafka,
+    Redis,
 }
 
 /// Types the reference names but fdi has no connector for yet.
@@ -35,7 +36,6 @@ pub const KNOWN_UNSUPPORTED_TYPES: &[&str] = &[
     "IBMMQ",
     "ROCKETMQ",
     "MONGODB",
-    "REDIS",
     "OBS",
     "FTP",
     "API",
@@ -54,6 +54,7 @@ impl DatasourceType {
             Self::Sqlite => "SQLITE",
             Self::Rabbitmq => "RABBITMQ",
             Self::Kafka => "KAFKA",
+            Self::Redis => "REDIS",
         }
     }
 
@@ -66,18 +67,19 @@ impl DatasourceType {
             "SQLITE" => Ok(Self::Sqlite),
             "RABBITMQ" => Ok(Self::Rabbitmq),
             "KAFKA" => Ok(Self::Kafka),
+            "REDIS" => Ok(Self::Redis),
             other if KNOWN_UNSUPPORTED_TYPES.contains(&other) || other.starts_with("MRS") => {
                 Err(ApiError::new(
                     ErrorCode::InvalidDatasourceType,
                     format!(
-                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA)"
+                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA, REDIS)"
                     ),
                 ))
             }
             _ => Err(ApiError::new(
                 ErrorCode::InvalidDatasourceType,
                 format!(
-                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA)"
+                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA, REDIS)"
                 ),
             )),
         }
@@ -91,6 +93,7 @@ impl DatasourceType {
             Self::Sqlite => "sqlitereader",
             Self::Rabbitmq => "rabbitmqreader",
             Self::Kafka => "kafkareader",
+            Self::Redis => "redisreader",
         }
     }
 
@@ -101,6 +104,7 @@ impl DatasourceType {
             Self::Sqlite => "sqlitewriter",
             Self::Rabbitmq => "rabbitmqwriter",
             Self::Kafka => "kafkawriter",
+            Self::Redis => "rediswriter",
         }
     }
 }
