@@ -226,12 +226,26 @@ pub(crate) async fn connect(config: &RedisConfig) -> Result<MultiplexedConnectio
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                 failures.push(format!("{host}:{port}: {e}"));
             }
+            // The server answered and said no: not retried, with its own words.
+            Err(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                let why = match config.password.as_deref() {
+                    Some(p) => auth_refusal(&host, port, p, &options).await,
+                    None => None,
+                }
+                .unwrap_or_else(|| e.to_string());
+                return Err(ConnectorError::refused(format!(
+                    "content.password: {host}:{port} refused the login: {why}"
+                )));
+            }
+            Err(e) if e.to_string().contains("refused to switch database") => {
+                return Err(ConnectorError::refused(format!(
+                    "content.redis_database: {host}:{port} refused database {}: {e}",
+                    config.redis_database
+                )));
+            }
             Err(e) => {
                 let mut err = map_error(&format!("{host}:{port}"), e);
-                if err.kind == fdi_connector::ErrorKind::External {
-                    // The server answered and said no (bad password, bad database index).
-                    err.retryable = false;
-                }
+                err.retryable = false;
                 return Err(err);
             }
         }
@@ -240,6 +254,36 @@ pub(crate) async fn connect(config: &RedisConfig) -> Result<MultiplexedConnectio
         "no Redis server answered: {}",
         failures.join("; ")
     )))
+}
+
+/// Why `host:port` refuses `password`, in the server's words (the driver reports only that the
+/// login failed): `AUTH` sent again on a connection of its own.
+async fn auth_refusal(
+    host: &str,
+    port: u16,
+    password: &str,
+    options: &AsyncConnectionConfig,
+) -> Option<String> {
+    let info = ConnectionAddr::Tcp(host.to_string(), port)
+        .into_connection_info()
+        .ok()?
+        .set_redis_settings(RedisConnectionInfo::default().set_skip_set_lib_name());
+    let mut c = Client::open(info)
+        .ok()?
+        .get_multiplexed_async_connection_with_config(options)
+        .await
+        .ok()?;
+    match redis::cmd("AUTH")
+        .arg(password)
+        .query_async::<()>(&mut c)
+        .await
+    {
+        Ok(()) => None,
+        Err(e) => Some(match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            _ => e.to_string(),
+        }),
+    }
 }
 
 /// What a table name stands for.

@@ -1,0 +1,762 @@
+//! The Redis connector against the machine's Redis (127.0.0.1:6379, database 0, no password):
+//! stream acknowledgements, key-pattern round trips, discovery and configuration errors. Every
+//! test works under its own random key prefix and deletes its keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
+use fdi_connector::{
+    Acknowledger, ColumnInfo, Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec,
+    SourceBatch, SourceQuery, WriteMode, WriteSpec,
+};
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn content() -> serde_json::Value {
+    json!({"address": "127.0.0.1:6379", "redis_database": "0"})
+}
+
+fn connector() -> Arc<dyn Connector> {
+    fdi_connector_redis::Factory.create(&content()).unwrap()
+}
+
+async fn raw() -> MultiplexedConnection {
+    redis::Client::open("redis://127.0.0.1:6379/0")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 127.0.0.1:6379")
+}
+
+/// A random prefix for one test's keys (no glob characters).
+fn prefix() -> String {
+    format!("fdi_test_{}", fdi_types::new_id().replace('-', ""))
+}
+
+/// Delete every key under `prefix`.
+async fn cleanup(prefix: &str) {
+    let mut c = raw().await;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+}
+
+fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
+    fdi_connector_compliance::message_fields(spec)
+}
+
+fn messages(source: &str, f: Vec<MessageField>, batch_rows: usize, reader: &str) -> ReadSpec {
+    ReadSpec {
+        query: SourceQuery::Messages {
+            source: source.into(),
+            fields: f,
+            follow: false,
+            reader_name: reader.into(),
+        },
+        batch_rows,
+    }
+}
+
+fn table(name: &str, columns: &[&str]) -> ReadSpec {
+    ReadSpec {
+        query: SourceQuery::Table {
+            table: name.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            filters: Vec::new(),
+            order_by: None,
+        },
+        batch_rows: 7,
+    }
+}
+
+async fn read(
+    c: &Arc<dyn Connector>,
+    spec: ReadSpec,
+) -> (Vec<SourceBatch>, Option<Arc<dyn Acknowledger>>) {
+    let mut r = c.reader(spec).await.expect("open the reader");
+    let ack = r.acknowledger();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(1024);
+    let n = r.read(tx, CancellationToken::new()).await.expect("read");
+    drop(r);
+    let mut v = Vec::new();
+    while let Some(b) = rx.recv().await {
+        v.push(b);
+    }
+    assert_eq!(
+        v.iter().map(|b| b.rows.num_rows() as u64).sum::<u64>(),
+        n,
+        "the reader's count is the rows it sent"
+    );
+    (v, ack)
+}
+
+fn column(info: (&str, DataType, bool)) -> ColumnInfo {
+    ColumnInfo {
+        name: info.0.into(),
+        native_type: String::new(),
+        length: None,
+        decimal_digits: None,
+        nullable: !info.2,
+        primary: info.2,
+        unique: info.2,
+        arrow_type: info.1,
+    }
+}
+
+/// Rows `from..to`: id (Int64), name (unicode, every 3rd NULL), amount (decimal 38,10), at.
+fn rows(from: i64, to: i64) -> RecordBatch {
+    let ids: Vec<i64> = (from..to).collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("amount", DataType::Decimal128(38, 10), true),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .map(|i| (i % 3 != 0).then(|| format!("név {i} 漢字 \"q\"")))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(
+                Decimal128Array::from(
+                    ids.iter()
+                        .map(|i| Some(123_456_789_012_345_678_900_000_000_000i128 + i128::from(*i)))
+                        .collect::<Vec<_>>(),
+                )
+                .with_precision_and_scale(38, 10)
+                .unwrap(),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from(
+                    ids.iter()
+                        .map(|i| Some(1_709_251_200_000_000 + i * 1_000_001))
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+fn write_spec(table: &str, mode: WriteMode, clear_table: bool) -> WriteSpec {
+    WriteSpec {
+        table: table.into(),
+        columns: vec![
+            column(("id", DataType::Int64, true)),
+            column(("name", DataType::Utf8, false)),
+            column(("amount", DataType::Decimal128(38, 10), false)),
+            column((
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            )),
+        ],
+        mode,
+        clear_table,
+    }
+}
+
+async fn write(c: &Arc<dyn Connector>, spec: WriteSpec, batches: Vec<RecordBatch>) -> u64 {
+    let mut w = c.writer(spec).await.expect("open the writer");
+    w.begin().await.expect("begin");
+    let mut n = 0;
+    for b in batches {
+        n += w.write(b).await.expect("write").rows;
+    }
+    w.commit().await.expect("commit");
+    n
+}
+
+fn strings(b: &SourceBatch, col: usize) -> Vec<Option<String>> {
+    let a = b.rows.column(col).as_string::<i32>();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+        .collect()
+}
+
+fn ids(batches: &[SourceBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.rows
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+async fn pending_count(stream: &str, group: &str) -> i64 {
+    let mut c = raw().await;
+    let v: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    match v.first() {
+        Some(redis::Value::Int(n)) => *n,
+        other => panic!("XPENDING: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_delivers_again_exactly_what_was_not_acknowledged() {
+    let p = prefix();
+    let stream = format!("{p}_orders");
+    let c = connector();
+    assert_eq!(
+        write(
+            &c,
+            write_spec(&stream, WriteMode::Insert, false),
+            vec![rows(0, 60), rows(60, 100)]
+        )
+        .await,
+        100
+    );
+    let f = || {
+        fields(&[
+            ("id", "Long", ""),
+            ("name", "String", ""),
+            ("entry", "String", "@id"),
+            ("amount", "Decimal", ""),
+        ])
+    };
+    let task = "task-1";
+    let (first, ack) = read(&c, messages(&stream, f(), 10, task)).await;
+    assert_eq!(first.len(), 10, "100 entries in batches of 10");
+    assert_eq!(ids(&first), (0..100).collect::<Vec<_>>());
+    let first_entries: Vec<String> = first
+        .iter()
+        .flat_map(|b| strings(b, 2))
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(pending_count(&stream, "fdi-task-1").await, 100);
+    // The target committed the first half only; then the run died.
+    ack.expect("a stream read in a group has an acknowledger")
+        .ack(first[4].position.as_ref().expect("a position"))
+        .await
+        .unwrap();
+    assert_eq!(pending_count(&stream, "fdi-task-1").await, 50);
+
+    let (again, ack) = read(&c, messages(&stream, f(), 1000, task)).await;
+    assert_eq!(
+        ids(&again),
+        (50..100).collect::<Vec<_>>(),
+        "exactly the 50 unacknowledged entries come again"
+    );
+    let again_entries: Vec<String> = again
+        .iter()
+        .flat_map(|b| strings(b, 2))
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(again_entries, first_entries[50..]);
+    let names = strings(&again[0], 1);
+    assert_eq!(names[0].as_deref(), Some("név 50 漢字 \"q\""));
+    assert_eq!(names[1], None, "51 % 3 == 0: NULL left out, read back NULL");
+    let amounts = again[0].rows.column(3).as_primitive::<Decimal128Type>();
+    assert_eq!(amounts.value(0), 123_456_789_012_345_678_900_000_000_050);
+    ack.unwrap()
+        .ack(again.last().unwrap().position.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pending_count(&stream, "fdi-task-1").await, 0);
+
+    // Everything acknowledged: nothing more for this task, everything for another one.
+    let (none, _) = read(&c, messages(&stream, f(), 1000, task)).await;
+    assert_eq!(ids(&none), Vec::<i64>::new());
+    let (other, _) = read(&c, messages(&stream, f(), 1000, "task-2")).await;
+    assert_eq!(ids(&other).len(), 100);
+    cleanup(&p).await;
+}
+
+#[tokio::test]
+async fn key_patterns_round_trip_as_hashes() {
+    let p = prefix();
+    let pattern = format!("{p}:*");
+    let c = connector();
+    let written = write(
+        &c,
+        write_spec(&pattern, WriteMode::Insert, false),
+        vec![rows(0, 25), rows(25, 40)],
+    )
+    .await;
+    assert_eq!(written, 40);
+    let mut r = raw().await;
+    let h: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{p}:1"))
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(
+        h,
+        BTreeMap::from([
+            ("id".to_string(), "1".to_string()),
+            ("name".to_string(), "név 1 漢字 \"q\"".to_string()),
+            (
+                "amount".to_string(),
+                "12345678901234567890.0000000001".to_string()
+            ),
+            ("at".to_string(), "2024-03-01T00:00:01.000001Z".to_string()),
+        ])
+    );
+    let h3: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{p}:3"))
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(
+        !h3.contains_key("name"),
+        "a NULL column is left out: {h3:?}"
+    );
+
+    // As a table: every column text, `key` the Redis key.
+    let cols = c.columns(&pattern).await.unwrap();
+    let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names[0], "key");
+    assert_eq!(
+        names.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["key", "id", "name", "amount", "at"])
+    );
+    assert!(cols[0].primary && cols.iter().all(|c| c.arrow_type == DataType::Utf8));
+    let (batches, ack) = read(&c, table(&pattern, &["key", "id", "name", "amount"])).await;
+    assert!(ack.is_none(), "a key pattern has no positions");
+    assert!(batches.iter().all(|b| b.rows.num_rows() <= 7));
+    let mut got: Vec<(String, String, Option<String>, String)> = batches
+        .iter()
+        .flat_map(|b| {
+            let (k, i, n, a) = (strings(b, 0), strings(b, 1), strings(b, 2), strings(b, 3));
+            (0..k.len())
+                .map(|r| {
+                    (
+                        k[r].clone().unwrap(),
+                        i[r].clone().unwrap(),
+                        n[r].clone(),
+                        a[r].clone().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    got.sort_by_key(|r| r.1.parse::<i64>().unwrap());
+    assert_eq!(got.len(), 40);
+    for (i, row) in got.iter().enumerate() {
+        let want_name = (i % 3 != 0).then(|| format!("név {i} 漢字 \"q\""));
+        assert_eq!(
+            row,
+            &(
+                format!("{p}:{i}"),
+                i.to_string(),
+                want_name,
+                format!("12345678901234567890.00000000{i:02}")
+            )
+        );
+    }
+
+    // With sourceMetaData: typed fields by JSON path and the @key property.
+    let (batches, _) = read(
+        &c,
+        messages(
+            &pattern,
+            fields(&[
+                ("id", "Long", ""),
+                ("k", "String", "@key"),
+                ("amount", "Decimal", "amount"),
+                ("at", "Timestamp", ""),
+                ("missing", "String", "nope"),
+            ]),
+            16,
+            "unused",
+        ),
+    )
+    .await;
+    let mut typed: Vec<(i64, String, i128, i64, bool)> = batches
+        .iter()
+        .flat_map(|b| {
+            let id = b.rows.column(0).as_primitive::<Int64Type>();
+            let k = b.rows.column(1).as_string::<i32>();
+            let a = b.rows.column(2).as_primitive::<Decimal128Type>();
+            let at = b
+                .rows
+                .column(3)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            (0..id.len())
+                .map(|r| {
+                    (
+                        id.value(r),
+                        k.value(r).to_string(),
+                        a.value(r),
+                        at.value(r),
+                        b.rows.column(4).is_null(r),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    typed.sort();
+    assert_eq!(typed.len(), 40);
+    assert_eq!(
+        typed[39],
+        (
+            39,
+            format!("{p}:39"),
+            123_456_789_012_345_678_900_000_000_039,
+            1_709_251_200_000_000 + 39 * 1_000_001,
+            true
+        )
+    );
+
+    // An upsert makes the hash hold the row as written (a NULL removes the field); a row
+    // without a key is dirty; clear_table empties the pattern first.
+    let mut row2 = rows(2, 4);
+    row2 = RecordBatch::try_new(
+        row2.schema(),
+        vec![
+            row2.column(0).clone(),
+            Arc::new(StringArray::from(vec![None::<&str>, Some("x")])),
+            row2.column(2).clone(),
+            row2.column(3).clone(),
+        ],
+    )
+    .unwrap();
+    write(
+        &c,
+        write_spec(
+            &pattern,
+            WriteMode::Upsert {
+                keys: vec!["id".into()],
+                part_update: false,
+            },
+            false,
+        ),
+        vec![row2],
+    )
+    .await;
+    let name2: Option<String> = redis::cmd("HGET")
+        .arg(format!("{p}:2"))
+        .arg("name")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(name2, None);
+    let mut w = c
+        .writer(write_spec(&pattern, WriteMode::Insert, true))
+        .await
+        .unwrap();
+    w.begin().await.unwrap();
+    let nokey = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![Some(7), None])),
+            Arc::new(StringArray::from(vec!["seven", "lost"])),
+        ],
+    )
+    .unwrap();
+    let stats = w.write(nokey).await.unwrap();
+    assert_eq!((stats.rows, stats.dirty_rows), (1, 1));
+    w.commit().await.unwrap();
+    let (batches, _) = read(&c, table(&pattern, &["key", "name"])).await;
+    let left: Vec<Option<String>> = batches.iter().flat_map(|b| strings(b, 0)).collect();
+    assert_eq!(
+        left,
+        vec![Some(format!("{p}:7"))],
+        "clear_table removed the 40 keys"
+    );
+    cleanup(&p).await;
+}
+
+#[tokio::test]
+async fn discovery_lists_streams_and_key_prefixes() {
+    let p = prefix();
+    let stream = format!("{p}_events");
+    let mut r = raw().await;
+    let _: () = redis::pipe()
+        .cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("x")
+        .cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("a")
+        .arg("2")
+        .arg("c")
+        .arg("{\"n\":1}")
+        .cmd("HSET")
+        .arg(format!("{p}:h"))
+        .arg("f1")
+        .arg("v1")
+        .arg("f2")
+        .arg("v2")
+        .cmd("SET")
+        .arg(format!("{p}:s"))
+        .arg("{\"j\": 5, \"f1\": \"from json\"}")
+        .cmd("RPUSH")
+        .arg(format!("{p}:l"))
+        .arg("one")
+        .arg("two")
+        .cmd("SADD")
+        .arg(format!("{p}:set"))
+        .arg("only")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let c = connector();
+    c.test_connect().await.unwrap();
+    let found = c.list_tables(Some(&p.to_uppercase())).await.unwrap();
+    assert_eq!(found, vec![format!("{p}:*"), stream.clone()]);
+
+    let cols = c.columns(&stream).await.unwrap();
+    assert_eq!(
+        cols.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["id", "a", "b", "c"]
+    );
+    assert!(cols[0].primary && !cols[1].primary);
+    let cols = c.columns(&format!("{p}:*")).await.unwrap();
+    assert_eq!(
+        cols.iter()
+            .map(|c| c.name.as_str())
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from(["key", "f1", "f2", "value", "j"])
+    );
+    let e = c.columns(&format!("{p}_nothing:*")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::User);
+    assert!(
+        e.message.contains(&format!("{p}_nothing:*")),
+        "{}",
+        e.message
+    );
+    let e = c.columns(&format!("{p}_nothing")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::User);
+    assert!(e.message.contains(&format!("{p}_nothing")), "{}", e.message);
+    let e = c.columns(&format!("{p}:h")).await.unwrap_err();
+    assert!(e.message.contains("hash"), "{}", e.message);
+
+    // The pattern as a table: one row per key, lists and sets as JSON arrays.
+    let (batches, _) = read(&c, table(&format!("{p}:*"), &[])).await;
+    let cols = batches[0].rows.schema();
+    let at = |n: &str| cols.index_of(n).unwrap();
+    let mut rows: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    for b in &batches {
+        for (i, key) in strings(b, at("key")).into_iter().enumerate() {
+            let row = ["f1", "f2", "value", "j"]
+                .iter()
+                .map(|n| (n.to_string(), strings(b, at(n))[i].clone()))
+                .collect();
+            rows.insert(key.unwrap(), row);
+        }
+    }
+    assert_eq!(rows.len(), 4);
+    let row = |k: &str, n: &str| rows[&format!("{p}:{k}")][n].clone();
+    assert_eq!(row("h", "f1").as_deref(), Some("v1"));
+    assert_eq!(row("h", "value"), None);
+    assert_eq!(row("s", "j").as_deref(), Some("5"));
+    assert_eq!(row("s", "f1").as_deref(), Some("from json"));
+    assert_eq!(
+        row("s", "value").as_deref(),
+        Some("{\"j\": 5, \"f1\": \"from json\"}")
+    );
+    assert_eq!(row("l", "value").as_deref(), Some("[\"one\",\"two\"]"));
+    assert_eq!(row("set", "value").as_deref(), Some("[\"only\"]"));
+
+    // The stream as a table: a snapshot of its entries, no group.
+    let (batches, ack) = read(&c, table(&stream, &["id", "a", "c"])).await;
+    assert!(ack.is_none());
+    let got: Vec<(Option<String>, Option<String>)> = batches
+        .iter()
+        .flat_map(|b| strings(b, 1).into_iter().zip(strings(b, 2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("1".into()), None),
+            (Some("2".into()), Some("{\"n\":1}".into()))
+        ]
+    );
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&stream)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(groups.is_empty(), "a table read makes no group");
+    cleanup(&p).await;
+}
+
+#[tokio::test]
+async fn bad_configurations_name_the_field_or_the_cause() {
+    let f = fdi_connector_redis::Factory;
+    let err = |v: serde_json::Value| f.validate(&v).unwrap_err();
+    let e = err(json!({"password": "x"}));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::User, "content.address: required")
+    );
+    assert_eq!(
+        err(json!({"address": "127.0.0.1:63790000"})).message,
+        "content.address: \"127.0.0.1:63790000\" is not host:port"
+    );
+    assert_eq!(
+        err(json!({"address": "127.0.0.1:6379", "redis_database": 99})).message,
+        "content.redis_database: 99 is not a database index (0 to 15)"
+    );
+
+    // A password against a server without one: refused with the server's words, not retried.
+    let c = f
+        .create(&json!({"address": "127.0.0.1:6379", "password": "secret"}))
+        .unwrap();
+    let e = c.test_connect().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::External);
+    assert!(!e.retryable, "{}", e.message);
+    assert!(
+        e.message.contains("without any password configured"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.starts_with("content.password: 127.0.0.1:6379"),
+        "{}",
+        e.message
+    );
+    assert!(!e.message.contains("secret"));
+
+    // A closed port: the cause, retryable.
+    let c = f.create(&json!({"address": "127.0.0.1:1"})).unwrap();
+    let e = c.test_connect().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::External);
+    assert!(e.retryable);
+    assert!(e.message.contains("127.0.0.1:1"), "{}", e.message);
+    assert!(
+        e.message.to_lowercase().contains("refused"),
+        "{}",
+        e.message
+    );
+
+    // Failover: the first address that answers is used.
+    let c = f
+        .create(&json!({"address": "127.0.0.1:1, 127.0.0.1:6379", "redis_database": 15}))
+        .unwrap();
+    c.test_connect().await.unwrap();
+    let e = c.test_sql("select 1").await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::User, "REDIS has no SQL")
+    );
+    let e = c
+        .reader(messages("user:*", Vec::new(), 10, "x"))
+        .await
+        .err()
+        .map(|e| e.kind);
+    assert_eq!(e, None, "a key pattern read without follow opens");
+    let mut spec = messages("user:*", Vec::new(), 10, "x");
+    if let SourceQuery::Messages { follow, .. } = &mut spec.query {
+        *follow = true;
+    }
+    let e = c
+        .reader(spec)
+        .await
+        .err()
+        .expect("a key pattern cannot be followed");
+    assert_eq!(e.kind, ErrorKind::User);
+}
+
+#[tokio::test]
+async fn a_following_read_takes_new_entries_until_cancelled() {
+    let p = prefix();
+    let stream = format!("{p}_live");
+    let c = connector();
+    write(
+        &c,
+        write_spec(&stream, WriteMode::Insert, false),
+        vec![rows(0, 3)],
+    )
+    .await;
+    let mut spec = messages(&stream, fields(&[("id", "Long", "")]), 100, "live");
+    if let SourceQuery::Messages { follow, .. } = &mut spec.query {
+        *follow = true;
+    }
+    let mut r = c.reader(spec).await.unwrap();
+    let ack = r.acknowledger().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(16);
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    let task = tokio::spawn(async move { r.read(tx, token).await });
+    let mut got = Vec::new();
+    let mut last = None;
+    while got.len() < 3 {
+        let b = rx.recv().await.unwrap();
+        got.extend(ids(std::slice::from_ref(&b)));
+        last = b.position.clone();
+    }
+    // Entries written while the reader waits arrive too.
+    write(
+        &c,
+        write_spec(&stream, WriteMode::Insert, false),
+        vec![rows(3, 8)],
+    )
+    .await;
+    while got.len() < 8 {
+        let b = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("new entries within 5 s")
+            .unwrap();
+        got.extend(ids(std::slice::from_ref(&b)));
+        last = b.position.clone();
+    }
+    assert_eq!(got, (0..8).collect::<Vec<_>>());
+    ack.ack(last.as_ref().unwrap()).await.unwrap();
+    assert_eq!(pending_count(&stream, "fdi-live").await, 0);
+    // Acknowledging an older position again changes nothing.
+    ack.ack(last.as_ref().unwrap()).await.unwrap();
+    let t = std::time::Instant::now();
+    cancel.cancel();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(2), task)
+        .await
+        .expect("cancelled within 2 s")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Cancelled);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    cleanup(&p).await;
+}
