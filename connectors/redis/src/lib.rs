@@ -222,7 +222,16 @@ pub(crate) async fn connect(config: &RedisConfig) -> Result<MultiplexedConnectio
             .get_multiplexed_async_connection_with_config(&options)
             .await
         {
-            Ok(c) => return Ok(c),
+            Ok(c) => {
+                if !failures.is_empty() {
+                    tracing::warn!(
+                        address = %format!("{host}:{port}"),
+                        unanswered = %failures.join("; "),
+                        "Redis failover: connected to a later address"
+                    );
+                }
+                return Ok(c);
+            }
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                 failures.push(format!("{host}:{port}: {e}"));
             }
