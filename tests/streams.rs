@@ -200,27 +200,6 @@ async fn a_realtime_rabbitmq_task_follows_its_queue_into_mysql() {
     mysql_exec(&format!("DROP TABLE {table}")).await;
 }
 
-/// A KAFKA datasource on the broker of `scripts/services.sh up kafka`, and a new topic.
-async fn kafka_topic(partitions: i32) -> String {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let name = unique("fdi_e2e_t");
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .create()
-        .unwrap();
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("the broker on 127.0.0.1:9092 (scripts/services.sh up kafka)")
-    {
-        r.unwrap();
-    }
-    name
-}
-
 #[tokio::test]
 async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
     let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_REALTIME_POLL_MS", "300")])

@@ -568,6 +568,27 @@ pub async fn mysql_exec(sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// A new topic of `partitions` on the broker of `scripts/services.sh up kafka`.
+pub async fn kafka_topic(partitions: i32) -> String {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let name = unique("fdi_e2e_t");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create()
+        .unwrap();
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the broker on 127.0.0.1:9092 (scripts/services.sh up kafka)")
+    {
+        r.unwrap();
+    }
+    name
+}
+
 /// Assert an FDI error body: status, code, and that the message names `needle`.
 #[track_caller]
 pub fn assert_fdi_error(got: &(u16, Value), status: u16, code: &str, needle: &str) {

@@ -328,3 +328,18 @@ pub async fn start_run(s: &AppState, _p: &str, _i: &str, t: &TaskView) -> Result
 pub async fn terminate(s: &AppState, t: &TaskView) -> Result<()> {
     Ok(s.scheduler.terminate(&t.id).await?)
 }
+
+/// What a task asks for around its runs resolves: the error handler's directory under the files
+/// root and the run-end message's KAFKA datasource (errors name the field).
+pub async fn check_run_extras(
+    s: &AppState,
+    p: &str,
+    i: &str,
+    detail: &fdi_types::TaskDetail,
+) -> Result<()> {
+    s.catalog.dirty_data_policy(detail, "check")?;
+    if let Some(t) = s.catalog.run_end_target(scope(p, i), detail).await? {
+        t.endpoint.connector.close().await;
+    }
+    Ok(())
+}

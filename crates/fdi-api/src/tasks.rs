@@ -110,6 +110,7 @@ async fn check_body(
         ));
     }
     resolve(s, &detail, &src, &dst).await?;
+    backend::check_run_extras(s, p.project(), p.instance(), &detail).await?;
     Ok(NewTask {
         name,
         task_type,

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fdi_connector::{Connector, ConnectorError, ConnectorRegistry, ContentField};
-use fdi_engine::Endpoint;
+use fdi_engine::{DirtyDataDir, DirtyDataPolicy, Endpoint};
 use fdi_store::{DatasourceQuery, DatasourceRow, Scope, Store, StoreError};
-use fdi_types::{ApiError, DatasourceType, ErrorCode, TaskType};
+use fdi_types::{ApiError, DatasourceType, ErrorCode, TaskDetail, TaskType};
 use serde_json::Value;
 
 /// A datasource with its content in clear (responses mask the secrets).
@@ -45,6 +45,18 @@ pub struct ResolvedTask {
     pub raw_detail: String,
     pub source: Endpoint,
     pub target: Endpoint,
+    /// Where its dirty rows go (`task_detail.error_handler`).
+    pub dirty: DirtyDataPolicy,
+    /// Where a message goes when a run ends (`task_detail.afterImplementation`).
+    pub run_end: Option<RunEndTarget>,
+}
+
+/// The topic a task's run-end message is published to, with the task's own text.
+#[derive(Clone)]
+pub struct RunEndTarget {
+    pub endpoint: Endpoint,
+    pub topic: String,
+    pub message_content: Option<String>,
 }
 
 /// Looks tasks up, with their datasources opened, for the scheduler. [`Catalog`] is the real
@@ -241,6 +253,76 @@ impl Catalog {
             })
     }
 
+    /// Where a task's dirty rows go: `error_handler.path` under the files root, then the task id.
+    /// Without an error handler the first dirty row fails a run.
+    pub fn dirty_data_policy(
+        &self,
+        detail: &TaskDetail,
+        task_id: &str,
+    ) -> Result<DirtyDataPolicy, ApiError> {
+        let Some(h) = &detail.error_handler else {
+            return Ok(DirtyDataPolicy {
+                dir: None,
+                max_rows: 0,
+                max_ratio: None,
+            });
+        };
+        const FIELD: &str = "task_detail.error_handler.path";
+        let files = self.connectors.files_root().ok_or_else(|| {
+            ApiError::invalid_field(FIELD, "this server has no files root for LOCAL files")
+        })?;
+        let raw = h.path.as_deref().unwrap_or_default().trim();
+        let dir = files
+            .resolve(FIELD, raw)
+            .map_err(|e| ApiError::invalid_field(FIELD, e.message))?;
+        Ok(DirtyDataPolicy {
+            dir: Some(DirtyDataDir {
+                path: dir.join(task_id),
+                shown: format!("{}/{task_id}", raw.trim_end_matches('/')),
+            }),
+            max_rows: h.max_dirty_rows(),
+            max_ratio: h.max_dirty_ratio,
+        })
+    }
+
+    /// The topic of a task's run-end message (`afterImplementation`): a KAFKA datasource of the
+    /// task's instance.
+    pub async fn run_end_target(
+        &self,
+        scope: Scope<'_>,
+        detail: &TaskDetail,
+    ) -> Result<Option<RunEndTarget>, ApiError> {
+        let Some(a) = detail.run_end_action() else {
+            return Ok(None);
+        };
+        const FIELD: &str = "task_detail.afterImplementation.datasourceId";
+        let id = a.datasource_id.as_deref().unwrap_or_default().trim();
+        let d =
+            self.datasource(scope, id)
+                .await?
+                .ok_or_else(|| CatalogError::DatasourceMissing {
+                    field: FIELD,
+                    id: id.to_string(),
+                })?;
+        if !d
+            .datasource_type
+            .eq_ignore_ascii_case(DatasourceType::Kafka.as_str())
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidDatasource,
+                format!(
+                    "{FIELD}: datasource {id} is {}, not KAFKA",
+                    d.datasource_type
+                ),
+            ));
+        }
+        Ok(Some(RunEndTarget {
+            endpoint: self.endpoint(&d)?,
+            topic: a.topic.as_deref().unwrap_or_default().trim().to_string(),
+            message_content: a.message_content.clone(),
+        }))
+    }
+
     async fn task_endpoint(
         &self,
         scope: Scope<'_>,
@@ -279,12 +361,22 @@ impl TaskResolver for Catalog {
         let target = self
             .task_endpoint(scope, "task.target_datasource_id", &t.target_datasource_id)
             .await?;
+        // (A task_detail that does not parse fails its run with the cause when it starts.)
+        let (dirty, run_end) = match TaskDetail::parse(&t.task_detail) {
+            Ok(detail) => (
+                self.dirty_data_policy(&detail, &t.id)?,
+                self.run_end_target(scope, &detail).await?,
+            ),
+            Err(_) => (DirtyDataPolicy::default(), None),
+        };
         Ok(Some(ResolvedTask {
             task_id: t.id,
             task_type: t.task_type,
             raw_detail: t.task_detail,
             source,
             target,
+            dirty,
+            run_end,
         }))
     }
 

@@ -251,15 +251,25 @@ pub trait ConnectorFactory: Send + Sync {
     fn content_fields(&self) -> &'static [ContentField];
 }
 
-/// All factories the binary was built with.
+/// All factories the binary was built with, and the files root that file paths of datasources
+/// and tasks are confined to.
 #[derive(Default, Clone)]
 pub struct ConnectorRegistry {
     factories: Vec<Arc<dyn ConnectorFactory>>,
+    files: Option<FilesRoot>,
 }
 
 impl ConnectorRegistry {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// Where local files of tasks (the error handler's dirty-data files) may go.
+    pub fn with_files_root(mut self, files: FilesRoot) -> Self {
+        self.files = Some(files);
+        self
+    }
+    pub fn files_root(&self) -> Option<&FilesRoot> {
+        self.files.as_ref()
     }
     pub fn register(&mut self, f: Arc<dyn ConnectorFactory>) {
         self.factories.push(f);

@@ -71,6 +71,7 @@ async fn main() -> Result<(), String> {
         cancel: CancellationToken::new(),
         options,
         window: None,
+        dirty: Default::default(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -9,6 +9,7 @@
 //!   With an [`IncrementalWindow`] the run reads exactly that window of the source (the
 //!   scheduler decides the windows and keeps the watermark).
 
+mod dirty;
 mod mapping;
 mod plan;
 mod runner;
@@ -75,7 +76,11 @@ pub struct RunRequest {
     pub options: EngineOptions,
     /// The incremental window this run reads; None reads everything the task selects.
     pub window: Option<IncrementalWindow>,
+    /// What to do with rows that do not convert (the task's `error_handler`).
+    pub dirty: DirtyDataPolicy,
 }
+
+pub use dirty::{DirtyDataDir, DirtyDataPolicy};
 
 pub use fdi_types::IncrementalWindow;
 pub use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};

@@ -8,6 +8,7 @@ use arrow::compute::kernels::boolean::{and_not, or};
 use arrow::compute::{CastOptions, cast_with_options, filter_record_batch, is_not_null};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::util::display::array_value_to_string;
 
 use crate::plan::ExecPlan;
 
@@ -67,7 +68,8 @@ pub struct BatchMapper {
 /// A mapped batch and the rows dropped because a value did not convert.
 pub struct Mapped {
     pub batch: RecordBatch,
-    pub dirty_rows: u64,
+    /// The dropped rows: (row index in the source batch, why), in row order.
+    pub dirty: Vec<(usize, String)>,
 }
 
 impl BatchMapper {
@@ -104,7 +106,9 @@ impl BatchMapper {
         let mut out: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 1);
         // Rows where a non-null value became null by the cast.
         let mut lost: Option<BooleanArray> = None;
-        for (idx, to) in &self.columns {
+        // (row, why) for each value lost.
+        let mut reasons: Vec<(usize, String)> = Vec::new();
+        for (pos, (idx, to)) in self.columns.iter().enumerate() {
             let src = batch.column(*idx);
             if src.data_type() == to {
                 out.push(src.clone());
@@ -116,6 +120,14 @@ impl BatchMapper {
                 let was = is_not_null(src.as_ref()).map_err(|e| e.to_string())?;
                 let now = is_not_null(cast.as_ref()).map_err(|e| e.to_string())?;
                 let this_lost = and_not(&was, &now).map_err(|e| e.to_string())?;
+                let target = self.schema.field(pos).name();
+                for row in (0..rows).filter(|&r| this_lost.value(r)) {
+                    let value = array_value_to_string(src.as_ref(), row).unwrap_or_default();
+                    reasons.push((
+                        row,
+                        format!("column {target}: {value:?} does not convert to {to}"),
+                    ));
+                }
                 lost = Some(match lost {
                     None => this_lost,
                     Some(prev) => or(&prev, &this_lost).map_err(|e| e.to_string())?,
@@ -136,20 +148,35 @@ impl BatchMapper {
             .map_err(|e| format!("mapped batch: {e}"))?;
         match lost {
             Some(lost) if lost.true_count() > 0 => {
-                let dirty = lost.true_count() as u64;
                 let keep = arrow::compute::not(&lost).map_err(|e| e.to_string())?;
                 let kept = filter_record_batch(&mapped, &keep).map_err(|e| e.to_string())?;
                 Ok(Mapped {
                     batch: kept,
-                    dirty_rows: dirty,
+                    dirty: per_row(reasons),
                 })
             }
             _ => Ok(Mapped {
                 batch: mapped,
-                dirty_rows: 0,
+                dirty: Vec::new(),
             }),
         }
     }
+}
+
+/// One entry per row, in row order, the reasons of a row joined.
+fn per_row(mut reasons: Vec<(usize, String)>) -> Vec<(usize, String)> {
+    reasons.sort_by_key(|(row, _)| *row);
+    let mut out: Vec<(usize, String)> = Vec::with_capacity(reasons.len());
+    for (row, why) in reasons {
+        match out.last_mut() {
+            Some((last, all)) if *last == row => {
+                all.push_str("; ");
+                all.push_str(&why);
+            }
+            _ => out.push((row, why)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

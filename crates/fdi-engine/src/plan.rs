@@ -66,6 +66,27 @@ pub struct ExecPlan {
     pub window: Option<WindowPlan>,
 }
 
+impl ExecPlan {
+    /// The source columns (name, index) that name a row in messages: the upsert key, else the
+    /// source's primary key columns that are read.
+    pub fn row_key_columns(&self) -> Vec<(String, usize)> {
+        let by_upsert: Vec<_> = self
+            .upsert_keys
+            .iter()
+            .filter_map(|k| self.pairs.iter().find(|p| &p.target.name == k))
+            .map(|p| (p.source.name.clone(), p.source_index))
+            .collect();
+        if !by_upsert.is_empty() {
+            return by_upsert;
+        }
+        self.pairs
+            .iter()
+            .filter(|p| p.source.primary)
+            .map(|p| (p.source.name.clone(), p.source_index))
+            .collect()
+    }
+}
+
 /// How a run reads its incremental window.
 #[derive(Debug, Clone)]
 pub struct WindowPlan {

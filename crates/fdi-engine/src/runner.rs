@@ -8,6 +8,7 @@ use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::dirty::DirtyLog;
 use crate::mapping::BatchMapper;
 use crate::plan::{self, Side};
 use crate::{RunEvent, RunOutcome, RunRequest, StepRecord};
@@ -120,8 +121,11 @@ impl MicroBatches {
 async fn commit_micro_batch(
     writer: &mut Box<dyn SinkWriter>,
     mb: &mut MicroBatches,
+    dirty: &mut DirtyLog,
     c: &mut Counters,
 ) -> Result<(), Stop> {
+    dirty.check_ratio(c.rows_read).map_err(Stop::TargetFailed)?;
+    dirty.sync().await.map_err(Stop::TargetFailed)?;
     writer
         .commit()
         .await
@@ -213,6 +217,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         cancel,
         options,
         window,
+        dirty,
     } = req;
     let trace = Trace {
         events,
@@ -330,6 +335,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         }
     };
     let mapper = BatchMapper::new(&plan, &run_id);
+    let mut dirty = DirtyLog::new(dirty, &task_id, &run_id, plan.row_key_columns());
 
     // Reader.
     let read_begin = now_millis();
@@ -454,7 +460,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 }
                 // A quiet stream still commits (and acknowledges) what it holds in time.
                 if let Some(mb) = micro.as_mut().filter(|mb| mb.due(&options))
-                    && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut c).await
+                    && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut dirty, &mut c).await
                 {
                     break Some(stop);
                 }
@@ -486,8 +492,13 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             Ok(m) => m,
             Err(e) => break Some(Stop::TargetFailed(format!("mapping: {e}"))),
         };
+        let rows_before = rows_received - batch.num_rows() as u64;
+        if let Err(e) = dirty.record(&batch, rows_before, &mapped.dirty).await {
+            c.dirty_rows = dirty.count.max(c.dirty_rows);
+            break Some(Stop::TargetFailed(e));
+        }
         drop(batch);
-        c.dirty_rows += mapped.dirty_rows;
+        c.dirty_rows += mapped.dirty.len() as u64;
         if let (Some(mb), Some(p)) = (micro.as_mut(), position) {
             mb.position = Some(p);
         }
@@ -504,10 +515,14 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 c.rows_written += stats.rows;
                 c.bytes_written += stats.bytes;
                 c.dirty_rows += stats.dirty_rows;
+                if let Err(e) = dirty.count_rejected(stats.dirty_rows) {
+                    break Some(Stop::TargetFailed(e));
+                }
                 if let Some(mb) = micro.as_mut() {
                     mb.rows_since_commit += stats.rows;
                     if mb.due(&options)
-                        && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut c).await
+                        && let Err(stop) =
+                            commit_micro_batch(&mut writer, mb, &mut dirty, &mut c).await
                     {
                         break Some(stop);
                     }
@@ -659,6 +674,15 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 abort_writer(&mut writer).await;
                 return cancelled(&trace, &c);
             }
+            let dirty_ok = match dirty.check_ratio(c.rows_read) {
+                Ok(()) => dirty.sync().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = dirty_ok {
+                abort_writer(&mut writer).await;
+                c.write_ms = write_started.elapsed().as_millis() as i64;
+                return target_failed(&trace, &c, write_begin, e);
+            }
             if let Err(e) = writer.commit().await {
                 abort_writer(&mut writer).await;
                 c.write_ms = write_started.elapsed().as_millis() as i64;
@@ -682,13 +706,17 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             }
             c.write_ms = write_started.elapsed().as_millis() as i64;
             let counts = (c.rows_written, c.dirty_rows, c.bytes_written);
+            let write_done = match dirty.shown_file() {
+                Some(f) => format!("Write done ({} dirty rows are in {f})", c.dirty_rows),
+                None => "Write done".to_string(),
+            };
             trace.step(
                 StepCode::WRITE_DONE,
                 PositionStatus::Normal,
                 trace.writer_stage,
                 counts,
                 write_begin,
-                "Write done",
+                write_done,
             );
             trace.step(
                 StepCode::WRITER_END,

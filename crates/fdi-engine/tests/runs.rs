@@ -590,13 +590,83 @@ async fn upsert_with_part_update_on_pg_mysql_and_sqlite() {
     let _ = std::fs::remove_file(&path);
 }
 
-#[tokio::test]
-async fn text_to_number_failures_become_dirty_rows() {
-    let src = unique("e_dirty_src");
-    let dst = unique("e_dirty_dst");
+/// A PostgreSQL table of 4 rows where row 2's `qty` is not a number, and an int target.
+async fn dirty_source(tag: &str) -> (String, String) {
+    let src = unique(&format!("e_dirty_src_{tag}"));
+    let dst = unique(&format!("e_dirty_dst_{tag}"));
     exec_pg(&format!("CREATE TABLE {src} (id int, qty text); INSERT INTO {src} VALUES (1, '10'), (2, 'ten'), (3, NULL), (4, '40')")).await;
     exec_pg(&format!("CREATE TABLE {dst} (id int, qty int)")).await;
-    let ran = run(detail(json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst}})), pg(), pg()).await;
+    (src, dst)
+}
+
+async fn count_and_sum(table: &str) -> (i64, Option<i64>) {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), sum(qty)::bigint FROM {table}"
+    )))
+    .fetch_one(&pg_pool().await)
+    .await
+    .unwrap()
+}
+
+fn dirty_detail(src: &str, dst: &str) -> fdi_types::TaskDetail {
+    detail(
+        json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst}}),
+    )
+}
+
+fn dirty_dir(tag: &str) -> (std::path::PathBuf, fdi_engine::DirtyDataPolicy) {
+    let dir = std::env::temp_dir().join(unique(&format!("fdi_dirty_{tag}")));
+    let policy = fdi_engine::DirtyDataPolicy {
+        dir: Some(fdi_engine::DirtyDataDir {
+            path: dir.clone(),
+            shown: format!("dirty/{tag}"),
+        }),
+        max_rows: 10_000,
+        max_ratio: None,
+    };
+    (dir, policy)
+}
+
+/// The JSON lines of the one file a run wrote into `dir`.
+fn dirty_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file per run: {files:?}");
+    std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn without_an_error_handler_the_first_dirty_row_fails_the_run() {
+    let (src, dst) = dirty_source("fail").await;
+    let ran = run(dirty_detail(&src, &dst), pg(), pg()).await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Error,
+        "{:?}",
+        ran.outcome
+    );
+    let remarks = &ran.outcome.remarks;
+    assert!(
+        remarks.contains("dirty row 2 (id=2, qty=ten)")
+            && remarks.contains("column qty: \"ten\" does not convert to Int32")
+            && remarks.contains("task_detail.error_handler"),
+        "{remarks}"
+    );
+    assert_eq!(count_and_sum(&dst).await, (0, None), "nothing committed");
+    exec_pg(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}
+
+#[tokio::test]
+async fn dirty_rows_go_to_the_error_handler_file_with_their_reasons() {
+    let (src, dst) = dirty_source("file").await;
+    let (dir, policy) = dirty_dir("file");
+    let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy).await;
     assert_eq!(
         ran.outcome.status,
         ExecuteStatus::Success,
@@ -611,14 +681,89 @@ async fn text_to_number_failures_become_dirty_rows() {
         ),
         (4, 3, 1)
     );
-    let (n, s): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*), sum(qty)::bigint FROM {dst}"
-    )))
-    .fetch_one(&pg_pool().await)
-    .await
-    .unwrap();
-    assert_eq!((n, s), (3, 50));
+    assert_eq!(count_and_sum(&dst).await, (3, Some(50)));
+    let lines = dirty_lines(&dir);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["row"], 2);
+    assert_eq!(lines[0]["data"], json!({"id": 2, "qty": "ten"}));
+    assert_eq!(lines[0]["task_id"], "task-1");
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("column qty"),
+        "{}",
+        lines[0]
+    );
+    let done = ran
+        .events
+        .iter()
+        .find_map(|e| match e {
+            fdi_engine::RunEvent::Step(s) if s.code == StepCode::WRITE_DONE => {
+                Some(s.remarks.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(done.contains("1 dirty rows are in dirty/file/"), "{done}");
     exec_pg(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_run_past_its_dirty_row_limits_fails_and_commits_nothing() {
+    // By count: no dirty row allowed.
+    let (src, dst) = dirty_source("limit").await;
+    let (dir, mut policy) = dirty_dir("limit");
+    policy.max_rows = 0;
+    let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy.clone()).await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Error,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(
+        ran.outcome
+            .remarks
+            .contains("1 dirty rows passed the limit of 0"),
+        "{}",
+        ran.outcome.remarks
+    );
+    assert_eq!(count_and_sum(&dst).await, (0, None));
+    assert_eq!(
+        dirty_lines(&dir).len(),
+        1,
+        "the row is kept even though the run failed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // By share: 1 dirty row of 4 read is more than 20 %, not more than 30 %.
+    policy.max_rows = 10;
+    policy.max_ratio = Some(0.2);
+    let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy.clone()).await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Error,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(
+        ran.outcome
+            .remarks
+            .contains("1 dirty rows of 4 read passed the limit of a 0.2 share"),
+        "{}",
+        ran.outcome.remarks
+    );
+    assert_eq!(count_and_sum(&dst).await, (0, None));
+    policy.max_ratio = Some(0.3);
+    let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy).await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert_eq!(count_and_sum(&dst).await, (3, Some(50)));
+    exec_pg(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

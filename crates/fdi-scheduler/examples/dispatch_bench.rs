@@ -78,6 +78,8 @@ impl TaskResolver for BenchResolver {
             raw_detail: DETAIL.to_string(),
             source: self.source.clone(),
             target: self.target.clone(),
+            dirty: Default::default(),
+            run_end: None,
         }))
     }
     async fn describe(

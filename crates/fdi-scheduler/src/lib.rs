@@ -16,6 +16,7 @@
 mod plans;
 mod realtime;
 mod retention;
+mod run_end;
 mod runs;
 
 pub use retention::RetentionPolicy;

@@ -79,6 +79,7 @@ impl Scheduler {
         let this = Arc::clone(self);
         let task_id = task.task_id.clone();
         let span = tracing::info_span!("run", task_id = %task_id, run_id = %run_id);
+        let run_end = task.run_end.clone();
         let handle = tokio::spawn(
             async move {
                 if realtime {
@@ -86,6 +87,9 @@ impl Scheduler {
                         .await;
                 } else {
                     this.drive_once(task, detail, &mut run, cancel).await;
+                }
+                if let Some(target) = &run_end {
+                    announce_run_end(target, &mut run).await;
                 }
                 this.finish_run(&mut run).await;
             }
@@ -212,6 +216,7 @@ impl Scheduler {
             cancel,
             options: EngineOptions::default(),
             window,
+            dirty: task.dirty.clone(),
         }
     }
 
@@ -559,6 +564,29 @@ pub(crate) struct Outage {
 }
 
 /// An instant for a remark: `2026-12-01T18:51:00.000Z`.
+/// Publish the run-end message; a failure is said in the run's remarks (the run keeps its
+/// outcome).
+async fn announce_run_end(target: &fdi_catalog::RunEndTarget, run: &mut RunView) {
+    if run.end_ms.is_none() {
+        run.end_ms = Some(fdi_types::now_millis());
+    }
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let sent = tokio::time::timeout(TIMEOUT, crate::run_end::publish(target, run)).await;
+    let failure = match sent {
+        Ok(Ok(())) => {
+            tracing::info!(topic = target.topic, "run-end message published");
+            return;
+        }
+        Ok(Err(e)) => e.message,
+        Err(_) => format!("no confirmation from the broker in {TIMEOUT:?}"),
+    };
+    tracing::warn!(topic = target.topic, cause = %failure, "run-end message not published");
+    run.remarks = format!(
+        "{} (the run-end message to topic {} was not published: {failure})",
+        run.remarks, target.topic
+    );
+}
+
 fn utc(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

@@ -224,7 +224,7 @@ pub fn files_root(args: &ServeArgs) -> anyhow::Result<fdi_connector::FilesRoot> 
 
 /// Every connector this binary was built with; file-backed ones confined to `files`.
 pub fn connector_registry(files: fdi_connector::FilesRoot) -> fdi_connector::ConnectorRegistry {
-    let mut r = fdi_connector::ConnectorRegistry::new();
+    let mut r = fdi_connector::ConnectorRegistry::new().with_files_root(files.clone());
     r.register(Arc::new(fdi_connector_mysql::Factory));
     r.register(Arc::new(fdi_connector_postgres::Factory));
     r.register(Arc::new(fdi_connector_sqlite::Factory::new(files)));

@@ -42,6 +42,202 @@ pub struct TaskDetail {
         deserialize_with = "null_as_default"
     )]
     pub mapping: Vec<ColumnMapping>,
+    /// Where dirty rows go (reference table 11-14). Without it the first dirty row fails the run.
+    #[serde(
+        default,
+        alias = "errorHandler",
+        deserialize_with = "one_or_first",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub error_handler: Option<ErrorHandler>,
+    /// A message published when a run ends (reference table 11-15). The reference's own example
+    /// nests it inside `error_handler`; it is accepted there too.
+    #[serde(
+        default,
+        alias = "after_implementation",
+        rename = "afterImplementation",
+        deserialize_with = "one_or_first",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub after_implementation: Option<AfterImplementation>,
+}
+
+/// The default of [`ErrorHandler::max_dirty_rows`].
+pub const DEFAULT_MAX_DIRTY_ROWS: u64 = 10_000;
+
+/// Where the dirty rows of a run are kept, and how many a run may have (reference table 11-14
+/// plus our limits).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorHandler {
+    /// `LOCAL` (ours: a JSON-lines file per run under the files root). The reference's `OBS`
+    /// needs an object-store connector this engine does not have yet.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub mode: Option<String>,
+    /// LOCAL: a directory under the files root; each run writes `<path>/<task id>/<tracking
+    /// id>.jsonl`.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub path: Option<String>,
+    #[serde(default, alias = "datasourceId", deserialize_with = "opt_string")]
+    pub datasource_id: Option<String>,
+    #[serde(default, alias = "appId", deserialize_with = "opt_string")]
+    pub app_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub stop_task_when_obs_failure: bool,
+    /// A run fails once it has more dirty rows than this (default [`DEFAULT_MAX_DIRTY_ROWS`]).
+    #[serde(default, alias = "maxDirtyRows", deserialize_with = "opt_i64")]
+    pub max_dirty_rows: Option<i64>,
+    /// A run fails when dirty rows are more than this share (0..=1) of the rows read, checked at
+    /// each commit and at the end (default: no ratio limit).
+    #[serde(default, alias = "maxDirtyRatio", deserialize_with = "opt_f64")]
+    pub max_dirty_ratio: Option<f64>,
+    #[serde(
+        default,
+        rename = "afterImplementation",
+        deserialize_with = "one_or_first",
+        skip_serializing
+    )]
+    nested_after_implementation: Option<AfterImplementation>,
+}
+
+impl TaskDetail {
+    /// The message to publish when a run ends: `afterImplementation`, or the one the reference's
+    /// example nests inside `error_handler`.
+    pub fn run_end_action(&self) -> Option<&AfterImplementation> {
+        self.after_implementation.as_ref().or_else(|| {
+            self.error_handler
+                .as_ref()
+                .and_then(|h| h.nested_after_implementation.as_ref())
+        })
+    }
+}
+
+impl ErrorHandler {
+    const FIELD: &str = "task_detail.error_handler";
+
+    fn validate(&self) -> Result<(), ApiError> {
+        let f = Self::FIELD;
+        match self.mode.as_deref().map(str::trim) {
+            Some(m) if m.eq_ignore_ascii_case("LOCAL") => {}
+            Some(m) if m.eq_ignore_ascii_case("OBS") => {
+                return Err(ApiError::invalid_field(
+                    &format!("{f}.mode"),
+                    "OBS has no connector in this engine yet; use LOCAL (a JSON-lines file per run under the files root)",
+                ));
+            }
+            Some(m) => {
+                return Err(ApiError::invalid_field(
+                    &format!("{f}.mode"),
+                    format!("{m:?} (expected LOCAL)"),
+                ));
+            }
+            None => {
+                return Err(ApiError::invalid_field(
+                    &format!("{f}.mode"),
+                    "required (LOCAL)",
+                ));
+            }
+        }
+        if self.path.as_deref().is_none_or(|p| p.trim().is_empty()) {
+            return Err(ApiError::invalid_field(
+                &format!("{f}.path"),
+                "required: the directory under the files root that receives the dirty rows",
+            ));
+        }
+        if self.max_dirty_rows.is_some_and(|n| n < 0) {
+            return Err(ApiError::invalid_field(
+                &format!("{f}.max_dirty_rows"),
+                "must not be negative",
+            ));
+        }
+        if let Some(r) = self.max_dirty_ratio
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(ApiError::invalid_field(
+                &format!("{f}.max_dirty_ratio"),
+                format!("{r} (expected a share between 0 and 1)"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn max_dirty_rows(&self) -> u64 {
+        self.max_dirty_rows
+            .map_or(DEFAULT_MAX_DIRTY_ROWS, |n| n.max(0) as u64)
+    }
+}
+
+impl AfterImplementation {
+    fn validate(&self) -> Result<(), ApiError> {
+        let f = "task_detail.afterImplementation";
+        match self.action_type.as_deref().map(str::trim) {
+            Some(a) if a.eq_ignore_ascii_case("KAFKA") => {}
+            other => {
+                return Err(ApiError::invalid_field(
+                    &format!("{f}.actionType"),
+                    format!("{:?} (expected KAFKA)", other.unwrap_or("")),
+                ));
+            }
+        }
+        if self
+            .datasource_id
+            .as_deref()
+            .is_none_or(|d| d.trim().is_empty())
+        {
+            return Err(ApiError::invalid_field(
+                &format!("{f}.datasourceId"),
+                "required: the KAFKA datasource to publish to",
+            ));
+        }
+        if self.topic.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Err(ApiError::invalid_field(&format!("{f}.topic"), "required"));
+        }
+        Ok(())
+    }
+}
+
+/// What to do when a run ends (reference table 11-15): publish one message to a topic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AfterImplementation {
+    #[serde(
+        default,
+        rename = "projectId",
+        alias = "project_id",
+        deserialize_with = "opt_string"
+    )]
+    pub project_id: Option<String>,
+    /// `KAFKA` (the only action of the reference this engine offers).
+    #[serde(
+        default,
+        rename = "actionType",
+        alias = "action_type",
+        deserialize_with = "opt_string"
+    )]
+    pub action_type: Option<String>,
+    /// (The reference's table spells it `appld`.)
+    #[serde(
+        default,
+        rename = "appId",
+        alias = "app_id",
+        alias = "appld",
+        deserialize_with = "opt_string"
+    )]
+    pub app_id: Option<String>,
+    #[serde(
+        default,
+        rename = "datasourceId",
+        alias = "datasource_id",
+        deserialize_with = "opt_string"
+    )]
+    pub datasource_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub topic: Option<String>,
+    #[serde(
+        default,
+        rename = "messageContent",
+        alias = "message_content",
+        deserialize_with = "opt_string"
+    )]
+    pub message_content: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -460,6 +656,12 @@ impl TaskDetail {
                 ));
             }
         }
+        if let Some(h) = &self.error_handler {
+            h.validate()?;
+        }
+        if let Some(a) = self.run_end_action() {
+            a.validate()?;
+        }
         for (i, m) in self.mapping.iter().enumerate() {
             if m.source_column.trim().is_empty() || m.target_column.trim().is_empty() {
                 return Err(ApiError::new(
@@ -490,6 +692,41 @@ fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
         Some(serde_json::Value::String(s)) => Some(s),
         Some(other) => Some(other.to_string()),
     })
+}
+
+fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    use serde::de::Error;
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => Ok(n.as_f64()),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("expected a number, got {s:?}"))),
+        Some(other) => Err(D::Error::custom(format!("expected a number, got {other}"))),
+    }
+}
+
+/// An object, or the reference's list of them (the first is used; an empty list is none).
+fn one_or_first<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?.unwrap_or_default();
+    let one = match v {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::String(s) if s.trim().is_empty() => return Ok(None),
+        serde_json::Value::Array(list) => match list.into_iter().next() {
+            None => return Ok(None),
+            Some(first) => first,
+        },
+        one => one,
+    };
+    serde_json::from_value(one)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -570,6 +807,87 @@ fn column_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SelectedColumn>, D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TABLES: &str = r#""sourceTable":"a"},"targetSelectedDatasource":{"targetTable":"b"}"#;
+
+    #[test]
+    fn error_handler_and_run_end_action_as_the_reference_writes_them() {
+        // As the reference's example: one object, afterImplementation nested inside it.
+        let raw = format!(
+            r#"{{"sourceSelectedDatasource":{{{TABLES},"error_handler":{{"path":"data1","mode":"LOCAL","stop_task_when_obs_failure":false,"afterImplementation":{{"actionType":"KAFKA","appId":"a1","datasourceId":"k1","topic":"t1","messageContent":"success"}}}}}}"#
+        );
+        let d = TaskDetail::parse(&raw).unwrap();
+        let h = d.error_handler.as_ref().unwrap();
+        assert_eq!(h.path.as_deref(), Some("data1"));
+        assert_eq!(h.max_dirty_rows(), DEFAULT_MAX_DIRTY_ROWS);
+        let a = d.run_end_action().unwrap();
+        assert_eq!(
+            (
+                a.datasource_id.as_deref(),
+                a.topic.as_deref(),
+                a.message_content.as_deref()
+            ),
+            (Some("k1"), Some("t1"), Some("success"))
+        );
+        // As its tables type them: lists; the table's spelling `appld`; limits as strings.
+        let raw = format!(
+            r#"{{"sourceSelectedDatasource":{{{TABLES},"error_handler":[{{"path":"d","mode":"local","max_dirty_rows":"5","max_dirty_ratio":"0.5"}}],"afterImplementation":[{{"actionType":"kafka","appld":"a1","datasourceId":"k2","topic":"t2"}}]}}"#
+        );
+        let d = TaskDetail::parse(&raw).unwrap();
+        let h = d.error_handler.as_ref().unwrap();
+        assert_eq!((h.max_dirty_rows(), h.max_dirty_ratio), (5, Some(0.5)));
+        let a = d.run_end_action().unwrap();
+        assert_eq!(
+            (a.app_id.as_deref(), a.datasource_id.as_deref()),
+            (Some("a1"), Some("k2"))
+        );
+        // Empty lists are none.
+        let raw = format!(
+            r#"{{"sourceSelectedDatasource":{{{TABLES},"error_handler":[],"afterImplementation":""}}"#
+        );
+        let d = TaskDetail::parse(&raw).unwrap();
+        assert!(d.error_handler.is_none() && d.run_end_action().is_none());
+    }
+
+    #[test]
+    fn bad_error_handlers_name_their_field() {
+        for (handler, field) in [
+            (r#"{"mode":"OBS","path":"x"}"#, "error_handler.mode"),
+            (r#"{"path":"x"}"#, "error_handler.mode"),
+            (r#"{"mode":"LOCAL"}"#, "error_handler.path"),
+            (
+                r#"{"mode":"LOCAL","path":"x","max_dirty_rows":-1}"#,
+                "error_handler.max_dirty_rows",
+            ),
+            (
+                r#"{"mode":"LOCAL","path":"x","max_dirty_ratio":1.5}"#,
+                "error_handler.max_dirty_ratio",
+            ),
+        ] {
+            let raw =
+                format!(r#"{{"sourceSelectedDatasource":{{{TABLES},"error_handler":{handler}}}"#);
+            let e = TaskDetail::parse(&raw).unwrap_err();
+            assert!(e.message.contains(field), "{handler}: {}", e.message);
+        }
+        for (action, field) in [
+            (
+                r#"{"actionType":"SMS","datasourceId":"k","topic":"t"}"#,
+                "actionType",
+            ),
+            (r#"{"actionType":"KAFKA","topic":"t"}"#, "datasourceId"),
+            (r#"{"actionType":"KAFKA","datasourceId":"k"}"#, "topic"),
+        ] {
+            let raw = format!(
+                r#"{{"sourceSelectedDatasource":{{{TABLES},"afterImplementation":{action}}}"#
+            );
+            let e = TaskDetail::parse(&raw).unwrap_err();
+            assert!(
+                e.message.contains(&format!("afterImplementation.{field}")),
+                "{action}: {}",
+                e.message
+            );
+        }
+    }
 
     #[test]
     fn parses_camel_and_snake_case() {

@@ -167,8 +167,7 @@ pub async fn run_request(
     cancel: CancellationToken,
     window: Option<IncrementalWindow>,
 ) -> Ran {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let req = RunRequest {
+    execute(RunRequest {
         task_id: "task-1".into(),
         run_id: fdi_types::new_id(),
         detail,
@@ -177,7 +176,34 @@ pub async fn run_request(
         cancel,
         options,
         window,
-    };
+        dirty: Default::default(),
+    })
+    .await
+}
+
+/// A run whose dirty rows go as `dirty` says.
+pub async fn run_with_dirty_policy(
+    detail: TaskDetail,
+    source: Endpoint,
+    target: Endpoint,
+    dirty: fdi_engine::DirtyDataPolicy,
+) -> Ran {
+    execute(RunRequest {
+        task_id: "task-1".into(),
+        run_id: fdi_types::new_id(),
+        detail,
+        source,
+        target,
+        cancel: CancellationToken::new(),
+        options: options(),
+        window: None,
+        dirty,
+    })
+    .await
+}
+
+async fn execute(req: RunRequest) -> Ran {
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let outcome = fdi_engine::run(req, tx).await;
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
