@@ -1,8 +1,9 @@
 //! RabbitMQ connector (`lapin`, AMQP 0-9-1): a queue is a table.
 //!
-//! - **Content**: `host`, `port` (default 5672), `user_name`, `password`,
-//!   `rabbitmq_virtual_host` (default `/`), `ssl_enable` (TLS is not built in yet: `true` is
-//!   refused naming the field).
+//! - **Content**: `host`, `port` (default 5672, or 5671 with TLS), `user_name`, `password`,
+//!   `rabbitmq_virtual_host` (default `/`), `ssl_enable`: `true` connects with TLS (`amqps`,
+//!   rustls on aws-lc-rs, the server's certificate checked against the system's root
+//!   certificates and the host name).
 //! - **Reader**: consumes the queue named by the task's `sourceTable` with manual acks and a
 //!   bounded prefetch, parses each message's JSON body into the task's `sourceMetaData` fields
 //!   (see `fdi-message-core`), and tags each batch with the channel's last delivery tag. Nothing
@@ -13,10 +14,17 @@
 //!   Message properties as fields: `@routing_key`, `@exchange`, `@redelivered`,
 //!   `@delivery_tag`, `@timestamp` (epoch ms, from the AMQP timestamp in seconds),
 //!   `@message_id`, `@body` (the raw body as text).
-//! - **Writer**: one persistent JSON message per row (column name -> value), published to the
-//!   default exchange with the queue named by `targetTable` as routing key, `mandatory`, with
-//!   publisher confirms; the commit returns once the broker confirmed every message. A queue
-//!   has no transactions: messages published before a failed run are not taken back.
+//! - **Writer**: one persistent JSON message per row (column name -> value), `mandatory`, with
+//!   publisher confirms; the commit returns once the broker confirmed every message, and fails
+//!   if the broker refused one or returned one unroutable. Where it goes is the `targetTable`:
+//!   - a plain name (`orders`) is a queue: published to the default exchange with the queue's
+//!     name as routing key; the queue must exist (checked when the writer opens);
+//!   - `exchange/routing_key` (the first `/` splits them: `events/order.created`) publishes to
+//!     that exchange with that routing key (it may be empty, for a fanout exchange). The
+//!     exchange must exist (a passive declare when the writer opens; a missing one is a user
+//!     error naming the target), and the routing key must reach a queue bound to it.
+//!
+//!   A queue has no transactions: messages published before a failed run are not taken back.
 //! - **Discovery**: AMQP cannot list queues or their columns; the task names the queue and its
 //!   fields.
 
@@ -24,6 +32,7 @@ mod reader;
 mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::config::{de, from_content};
@@ -32,9 +41,9 @@ use fdi_connector::{
     SinkWriter, SourceQuery, SourceReader, WriteSpec,
 };
 use fdi_types::DatasourceType;
-use lapin::options::QueueDeclareOptions;
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde::Deserialize;
 
 pub use reader::RabbitReader;
@@ -49,6 +58,9 @@ const CONTENT_FIELDS: &[ContentField] = &[
     ContentField::plain("rabbitmq_virtual_host"),
     ContentField::plain("ssl_enable"),
 ];
+
+/// How long opening a connection (TCP, TLS and the AMQP handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A RABBITMQ datasource's configuration.
 #[derive(Clone, Deserialize)]
@@ -81,25 +93,26 @@ impl std::fmt::Debug for RabbitConfig {
 
 impl RabbitConfig {
     pub fn parse(content: &serde_json::Value) -> Result<Self> {
-        let c: Self = from_content(content)?;
-        if c.ssl_enable {
-            return Err(ConnectorError::user(
-                "content.ssl_enable: TLS connections to RabbitMQ are not supported by this build yet",
-            ));
-        }
-        Ok(c)
+        from_content(content)
     }
 
-    /// `amqp://user:password@host:port/vhost`, every part percent-encoded.
+    /// The port to connect to: the given one, else AMQP's (5672) or AMQPS's (5671).
+    fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.ssl_enable { 5671 } else { 5672 })
+    }
+
+    /// `amqp[s]://user:password@host:port/vhost`, every part percent-encoded.
     fn uri(&self) -> String {
         let user = self.user_name.as_deref().unwrap_or("guest");
         let password = self.password.as_deref().unwrap_or("guest");
         format!(
-            "amqp://{}:{}@{}:{}/{}",
+            "{}://{}:{}@{}:{}/{}",
+            if self.ssl_enable { "amqps" } else { "amqp" },
             encode(user),
             encode(password),
             self.host.trim(),
-            self.port.unwrap_or(5672),
+            self.port(),
             encode(self.rabbitmq_virtual_host.as_deref().unwrap_or("/"))
         )
     }
@@ -135,6 +148,30 @@ pub(crate) fn map_error(context: &str, e: lapin::Error) -> ConnectorError {
     }
 }
 
+/// A failed connection attempt, saying where to look when TLS was the cause.
+fn connect_error(config: &RabbitConfig, at: &str, e: lapin::Error) -> ConnectorError {
+    let mut err = map_error(&format!("connect to {at}"), e);
+    let text = err.message.to_ascii_lowercase();
+    let tls = ["tls", "ssl", "certificate", "handshake", "corrupt", "alert"]
+        .iter()
+        .any(|w| text.contains(w));
+    if config.ssl_enable || tls {
+        err.message.push_str(&tls_hint(config));
+    }
+    err
+}
+
+fn tls_hint(config: &RabbitConfig) -> String {
+    if config.ssl_enable {
+        format!(
+            " (content.ssl_enable is true: port {} must speak AMQPS, TLS; RabbitMQ's is usually 5671)",
+            config.port()
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// One AMQP connection and a channel on it, shared by a reader and its acknowledger.
 pub(crate) struct Session {
     pub connection: Connection,
@@ -145,9 +182,24 @@ pub(crate) struct Session {
 
 impl Session {
     pub async fn open(config: &RabbitConfig) -> Result<Self> {
-        let connection = Connection::connect(&config.uri(), ConnectionProperties::default())
-            .await
-            .map_err(|e| map_error("connect", e))?;
+        let at = format!("{}:{}", config.host.trim(), config.port());
+        let connection = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&config.uri(), ConnectionProperties::default()),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(connect_error(config, &at, e)),
+            Err(_) => {
+                return Err(ConnectorError::external(format!(
+                    "connect to {at}: no AMQP{} handshake within {} s{}",
+                    if config.ssl_enable { "S (TLS)" } else { "" },
+                    CONNECT_TIMEOUT.as_secs(),
+                    tls_hint(config)
+                )));
+            }
+        };
         let channel = connection
             .create_channel()
             .await
@@ -179,6 +231,28 @@ impl Session {
                 err => err,
             })?;
         Ok(q.message_count())
+    }
+
+    /// Whether `exchange` exists (a passive declare: a missing one is a user error naming
+    /// `target`, the task's target table).
+    pub async fn check_exchange(&self, exchange: &str, target: &str) -> Result<()> {
+        self.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| match map_error("", e) {
+                err if err.message.contains("NOT_FOUND") => ConnectorError::user(format!(
+                    "target \"{target}\": exchange \"{exchange}\" does not exist (a target named exchange/routing_key publishes to an existing exchange)"
+                )),
+                err => err,
+            })
     }
 
     pub async fn close(&self) {
@@ -263,7 +337,7 @@ impl Connector for RabbitConnector {
     }
 
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(RabbitWriter::new(self.config.clone(), spec)))
+        Ok(Box::new(RabbitWriter::new(self.config.clone(), spec)?))
     }
 }
 
@@ -280,13 +354,24 @@ mod tests {
             err(json!({"host": "h", "port": "none"})),
             "content.port: \"none\" is not a port number"
         );
-        assert!(err(json!({"host": "h", "ssl_enable": "true"})).starts_with("content.ssl_enable:"));
+        assert!(
+            err(json!({"host": "h", "ssl_enable": "maybe"})).starts_with("content.ssl_enable:")
+        );
         let c = RabbitConfig::parse(
             &json!({"host": "h", "user_name": "u@x", "password": "p/w:1",
             "rabbitmq_virtual_host": "/"}),
         )
         .unwrap();
         assert_eq!(c.uri(), "amqp://u%40x:p%2Fw%3A1@h:5672/%2F");
+        let tls = RabbitConfig::parse(&json!({"host": "h", "ssl_enable": "true"})).unwrap();
+        assert_eq!(tls.uri(), "amqps://guest:guest@h:5671/%2F");
+        let tls =
+            RabbitConfig::parse(&json!({"host": "h", "port": 5672, "ssl_enable": true})).unwrap();
+        assert_eq!(tls.uri(), "amqps://guest:guest@h:5672/%2F");
+        assert!(
+            tls.uri().parse::<lapin::uri::AMQPUri>().is_ok(),
+            "lapin takes the URI"
+        );
         assert!(
             !format!("{c:?}").contains("p/w"),
             "Debug hides the password"

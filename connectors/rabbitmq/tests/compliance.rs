@@ -88,10 +88,6 @@ impl Subject for Rabbit {
                 json!({"host": "h", "ssl_enable": "yes please"}),
                 "content.ssl_enable",
             ),
-            (
-                json!({"host": "h", "ssl_enable": true}),
-                "content.ssl_enable",
-            ),
         ]
     }
 

@@ -13,7 +13,10 @@ use fdi_connector::{
     Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec, SourceBatch, SourceQuery,
     WriteMode, WriteSpec,
 };
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -380,4 +383,144 @@ async fn bad_queue_and_bad_configuration_are_user_errors_naming_them() {
         .unwrap();
     let e = w.begin().await.unwrap_err();
     assert!(e.message.contains("does not exist"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn exchange_slash_routing_key_publishes_through_the_exchange() {
+    let q = Queue::new().await;
+    let exchange = format!("fdi_test_ex_{}", fdi_types::new_id());
+    q.channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    q.channel
+        .queue_bind(
+            q.name.as_str().into(),
+            exchange.as_str().into(),
+            "key.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let target = format!("{exchange}/key.a");
+    publish(&target, rows(0, 60)).await;
+    wait_depth(&q, 60).await;
+    let c = connector();
+    let mut r = c
+        .reader(read_spec(
+            &q.name,
+            fields(&[
+                ("id", "Long", ""),
+                ("name", "String", ""),
+                ("rk", "String", "@routing_key"),
+                ("ex", "String", "@exchange"),
+            ]),
+            false,
+            100,
+        ))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
+    assert_eq!(r.read(tx, CancellationToken::new()).await.unwrap(), 60);
+    let b = rx.recv().await.unwrap().rows;
+    assert_eq!(
+        b.column(0).as_primitive::<Int64Type>().values().to_vec(),
+        (0..60).collect::<Vec<i64>>()
+    );
+    assert_eq!(b.column(1).as_string::<i32>().value(1), "név-1-漢字 \"q\"");
+    let rk = b.column(2).as_string::<i32>();
+    let ex = b.column(3).as_string::<i32>();
+    assert!((0..60).all(|i| rk.value(i) == "key.a" && ex.value(i) == exchange));
+    drop(r);
+
+    // A key no binding matches: the broker returns the messages and the commit says so.
+    let mut w = c
+        .writer(WriteSpec {
+            table: format!("{exchange}/other.b"),
+            columns: Vec::new(),
+            mode: WriteMode::Insert,
+            clear_table: false,
+        })
+        .await
+        .unwrap();
+    w.begin().await.unwrap();
+    w.write(rows(0, 3)).await.unwrap();
+    let e = w.commit().await.unwrap_err();
+    assert!(
+        e.message.contains("returned 3 messages unroutable")
+            && e.message.contains("no queue is bound"),
+        "{}",
+        e.message
+    );
+    w.abort().await.unwrap();
+
+    // A missing exchange fails the writer's start, naming it and the target.
+    let missing = format!("fdi_no_such_exchange_{}", fdi_types::new_id());
+    let mut w = c
+        .writer(WriteSpec {
+            table: format!("{missing}/key.a"),
+            columns: Vec::new(),
+            mode: WriteMode::Insert,
+            clear_table: false,
+        })
+        .await
+        .unwrap();
+    let e = w.begin().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::User, "{}", e.message);
+    assert!(
+        e.message
+            .contains(&format!("exchange \"{missing}\" does not exist"))
+            && e.message.contains(&format!("target \"{missing}/key.a\"")),
+        "{}",
+        e.message
+    );
+    let e = c
+        .writer(WriteSpec {
+            table: "/key.a".into(),
+            columns: Vec::new(),
+            mode: WriteMode::Insert,
+            clear_table: false,
+        })
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, ErrorKind::User);
+
+    q.channel
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    q.delete().await;
+}
+
+#[tokio::test]
+async fn tls_against_the_plaintext_port_fails_clearly_within_seconds() {
+    let tls = fdi_connector_rabbitmq::Factory
+        .create(
+            &json!({"host": "127.0.0.1", "port": 5672, "user_name": "guest",
+            "password": "guest", "ssl_enable": true}),
+        )
+        .unwrap();
+    let t = Instant::now();
+    let e = tls.test_connect().await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+    assert_eq!(e.kind, ErrorKind::External);
+    assert!(
+        e.message.contains("127.0.0.1:5672") && e.message.contains("content.ssl_enable"),
+        "{}",
+        e.message
+    );
+    // Without a port, TLS goes to 5671 (nothing listens there on this machine).
+    let tls = fdi_connector_rabbitmq::Factory
+        .create(&json!({"host": "127.0.0.1", "ssl_enable": "true"}))
+        .unwrap();
+    let e = tls.test_connect().await.unwrap_err();
+    assert!(e.message.contains("127.0.0.1:5671"), "{}", e.message);
 }
