@@ -49,6 +49,11 @@ pub struct EngineOptions {
     /// the run ends SUCCESS. Batches read but not yet written are not acknowledged, so the
     /// source delivers them again to the next run.
     pub stop: Option<tokio_util::sync::CancellationToken>,
+    /// Attempts a run makes when it fails in a way the connector marks retryable (a connection
+    /// refused or dropped, a server error; never bad input or a refused login). 1: no retry.
+    pub attempts: u32,
+    /// The wait before the second attempt; it doubles for each further one (at most 30 s).
+    pub retry_backoff: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -61,10 +66,13 @@ impl Default for EngineOptions {
             commit_interval: std::time::Duration::from_millis(200),
             follow: false,
             stop: None,
+            attempts: 3,
+            retry_backoff: std::time::Duration::from_secs(1),
         }
     }
 }
 
+#[derive(Clone)]
 pub struct RunRequest {
     pub task_id: String,
     /// The run's tracking id.
@@ -131,8 +139,58 @@ pub use mapping::convertible;
 
 /// Execute one run. Never panics on connector errors: they end the run as ERROR with the cause
 /// in `remarks`. Cancellation ends it CANCELLED with nothing committed.
+///
+/// A failure the connector marks retryable is retried in the same run, up to
+/// [`EngineOptions::attempts`] attempts with a doubling backoff: the failed attempt's step says
+/// when the next one starts (107 reader / 506 writer interrupted), the next attempt starts with
+/// 108 / 507 (resumed) and reads again from the start (or, for a message source, from its last
+/// acknowledged position). The outcome's committed counts include what earlier attempts'
+/// micro-batches committed.
 pub async fn run(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -> RunOutcome {
     use tracing::Instrument;
     let span = tracing::info_span!("run", task_id = %req.task_id, run_id = %req.run_id);
-    runner::execute(req, events).instrument(span).await
+    run_attempts(req, events).instrument(span).await
+}
+
+async fn run_attempts(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -> RunOutcome {
+    const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+    let max = req.options.attempts.max(1);
+    let mut attempt = runner::Attempt {
+        number: 1,
+        max,
+        backoff: req.options.retry_backoff.min(MAX_BACKOFF),
+        resumes: None,
+    };
+    // Rows and bytes committed by earlier attempts (micro-batches of a streaming run).
+    let mut earlier = (0u64, 0u64);
+    loop {
+        let end = runner::execute(req.clone(), events.clone(), attempt).await;
+        let mut outcome = end.outcome;
+        outcome.rows_committed += earlier.0;
+        outcome.bytes_committed += earlier.1;
+        if outcome.status == fdi_types::ExecuteStatus::Success {
+            outcome.rows_written += earlier.0;
+            outcome.bytes_written += earlier.1;
+        }
+        let Some(side) = end.retry else {
+            return outcome;
+        };
+        earlier = (outcome.rows_committed, outcome.bytes_committed);
+        tracing::info!(
+            attempt = attempt.number + 1,
+            wait_ms = attempt.backoff.as_millis() as u64,
+            "retrying the run"
+        );
+        // A terminate during the wait: the next attempt sees it at once and ends CANCELLED.
+        tokio::select! {
+            _ = req.cancel.cancelled() => {}
+            _ = tokio::time::sleep(attempt.backoff) => {}
+        }
+        attempt = runner::Attempt {
+            number: attempt.number + 1,
+            max,
+            backoff: (attempt.backoff * 2).min(MAX_BACKOFF),
+            resumes: Some(side),
+        };
+    }
 }

@@ -24,6 +24,8 @@ pub enum Side {
 pub struct PlanError {
     pub side: Side,
     pub error: ApiError,
+    /// The connector says trying again may help (a connection refused, a server error).
+    pub retryable: bool,
 }
 
 const SRC: &str = "task_detail.sourceSelectedDatasource";
@@ -33,6 +35,7 @@ fn field_error(side: Side, code: ErrorCode, field: &str, reason: impl AsRef<str>
     PlanError {
         side,
         error: ApiError::new(code, format!("{field}: {}", reason.as_ref())),
+        retryable: false,
     }
 }
 
@@ -42,7 +45,10 @@ fn connector_error(side: Side, field: &str, e: ConnectorError) -> PlanError {
         ErrorKind::External => ErrorCode::TestConnectFailed,
         _ => ErrorCode::InvalidDatasource,
     };
-    field_error(side, code, field, e.message)
+    PlanError {
+        retryable: e.retryable && e.kind == ErrorKind::External,
+        ..field_error(side, code, field, e.message)
+    }
 }
 
 /// One source column moved into one target column.
@@ -141,6 +147,7 @@ fn window_context<'a>(
     })?;
     if window.begin_ms > window.end_ms {
         return Err(PlanError {
+            retryable: false,
             side: Side::Source,
             error: ApiError::new(
                 ErrorCode::InvalidParameters,
@@ -224,6 +231,7 @@ pub async fn build(
             .map(|(i, m)| MessageField::from_meta(i, m))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PlanError {
+                retryable: false,
                 side: Side::Source,
                 error: ApiError::new(ErrorCode::InvalidParameters, e.message),
             })?;
@@ -292,6 +300,7 @@ pub async fn build(
             None => q,
         };
         let cols = source.connector.test_sql(&q).await.map_err(|e| PlanError {
+            retryable: e.retryable && e.kind == ErrorKind::External,
             side: Side::Source,
             error: ApiError::new(
                 ErrorCode::InvalidSql,
@@ -460,6 +469,7 @@ pub async fn build(
         }
         if raw_pairs.is_empty() {
             return Err(PlanError {
+                retryable: false,
                 side: Side::Target,
                 error: ApiError::new(
                     ErrorCode::MappingEmpty,
@@ -601,6 +611,7 @@ pub async fn build(
                 .iter()
                 .position(|c| c.name == a.name)
                 .ok_or_else(|| PlanError {
+                    retryable: false,
                     side: Side::Source,
                     error: ApiError::internal(format!("query column {} vanished", a.name)),
                 })?

@@ -124,27 +124,35 @@ async fn commit_micro_batch(
     dirty: &mut DirtyLog,
     c: &mut Counters,
 ) -> Result<(), Stop> {
-    dirty.check_ratio(c.rows_read).map_err(Stop::TargetFailed)?;
-    dirty.sync().await.map_err(Stop::TargetFailed)?;
+    dirty
+        .check_ratio(c.rows_read)
+        .map_err(|e| Stop::TargetFailed(e.into()))?;
+    dirty
+        .sync()
+        .await
+        .map_err(|e| Stop::TargetFailed(e.into()))?;
     writer
         .commit()
         .await
-        .map_err(|e| Stop::TargetFailed(format!("commit: {}", e.message)))?;
+        .map_err(|e| Stop::TargetFailed(Failure::of(&e).context("commit")))?;
     c.rows_committed = c.rows_written;
     c.bytes_committed = c.bytes_written;
     mb.rows_since_commit = 0;
     mb.since = Instant::now();
     if let Some(p) = mb.position.take() {
         mb.ack.ack(&p).await.map_err(|e| {
-            Stop::SourceFailed(format!(
-                "acknowledging committed rows: {} (they will be delivered again)",
-                e.message
-            ))
+            Stop::SourceFailed(Failure {
+                cause: format!(
+                    "acknowledging committed rows: {} (they will be delivered again)",
+                    e.message
+                ),
+                retryable: e.retryable,
+            })
         })?;
     }
     writer.begin().await.map_err(|e| match e.kind {
         ErrorKind::Cancelled => Stop::Cancelled,
-        _ => Stop::TargetFailed(e.message),
+        _ => Stop::TargetFailed(Failure::of(&e)),
     })
 }
 
@@ -203,11 +211,79 @@ enum Stop {
     Cancelled,
     /// A graceful stop (`EngineOptions::stop`): commit what was written.
     Stopped,
-    SourceFailed(String),
-    TargetFailed(String),
+    SourceFailed(Failure),
+    TargetFailed(Failure),
 }
 
-pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -> RunOutcome {
+/// Why a run failed, and whether trying again may help (the connector's hint: a connection
+/// refused or dropped, a server error; never bad input or a refused login).
+struct Failure {
+    cause: String,
+    retryable: bool,
+}
+
+impl From<String> for Failure {
+    fn from(cause: String) -> Self {
+        Self {
+            cause,
+            retryable: false,
+        }
+    }
+}
+
+impl Failure {
+    fn of(e: &ConnectorError) -> Self {
+        Self {
+            cause: e.message.clone(),
+            retryable: e.retryable && e.kind == ErrorKind::External,
+        }
+    }
+    fn context(mut self, context: &str) -> Self {
+        self.cause = format!("{context}: {}", self.cause);
+        self
+    }
+}
+
+/// Which attempt of a run this is. A failure the connector marks retryable ends the attempt
+/// with [`AttemptEnd::retry`] while attempts are left; the next one starts over (nothing of a
+/// failed attempt was committed, except the acknowledged micro-batches of a streaming run,
+/// which the source does not deliver again).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    pub number: u32,
+    pub max: u32,
+    /// The wait before the next attempt.
+    pub backoff: Duration,
+    /// The side whose failure the previous attempt was retried for.
+    pub resumes: Option<Side>,
+}
+
+impl Attempt {
+    fn retries_left(&self) -> bool {
+        self.number < self.max
+    }
+}
+
+pub(crate) struct AttemptEnd {
+    pub outcome: RunOutcome,
+    /// Set when the run failed in a way worth retrying and attempts are left.
+    pub retry: Option<Side>,
+}
+
+impl From<RunOutcome> for AttemptEnd {
+    fn from(outcome: RunOutcome) -> Self {
+        Self {
+            outcome,
+            retry: None,
+        }
+    }
+}
+
+pub(crate) async fn execute(
+    req: RunRequest,
+    events: mpsc::UnboundedSender<RunEvent>,
+    attempt: Attempt,
+) -> AttemptEnd {
     let RunRequest {
         task_id,
         run_id,
@@ -226,14 +302,33 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     };
     let mut c = Counters::default();
     let run_begin = now_millis();
-    trace.step(
-        StepCode::TASK_START,
-        PositionStatus::Normal,
-        "adapter",
-        (0, 0, 0),
-        run_begin,
-        "Task start",
-    );
+    match attempt.resumes {
+        None => trace.step(
+            StepCode::TASK_START,
+            PositionStatus::Normal,
+            "adapter",
+            (0, 0, 0),
+            run_begin,
+            "Task start",
+        ),
+        Some(side) => {
+            let (code, stage, what) = match side {
+                Side::Source => (StepCode::READER_RESUMED, trace.reader_stage, "Reader"),
+                Side::Target => (StepCode::WRITER_RESUMED, trace.writer_stage, "Writer"),
+            };
+            trace.step(
+                code,
+                PositionStatus::Normal,
+                stage,
+                (0, 0, 0),
+                run_begin,
+                format!(
+                    "{what} resumed: attempt {} of {}",
+                    attempt.number, attempt.max
+                ),
+            );
+        }
+    }
     tracing::info!(source = %source.datasource_type, target = %target.datasource_type, "run started");
 
     let cancelled = |trace: &Trace, c: &Counters| {
@@ -270,52 +365,82 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             },
         );
         tracing::info!("run cancelled");
-        outcome(
+        AttemptEnd::from(outcome(
             ExecuteStatus::Cancelled,
             Position::Writer,
             PositionStatus::RuntimeCancel,
             StepCode::FORCE_CANCELLED,
             c,
             "Task cancelled".into(),
-        )
+        ))
     };
-    let source_failed = |trace: &Trace, c: &Counters, begin: i64, cause: String| {
+    // A failure ends the run (step 103 / 503), or, when retryable with attempts left, this
+    // attempt (step 107 / 506 saying when the next one starts).
+    let failed = |trace: &Trace, c: &Counters, begin: i64, side: Side, f: Failure| {
+        let retry = f.retryable && attempt.retries_left();
+        let (code, position, stage, counts) = match (side, retry) {
+            (Side::Source, false) => (
+                StepCode::SOURCE_ERROR,
+                Position::Reader,
+                trace.reader_stage,
+                (c.rows_read, 0, 0),
+            ),
+            (Side::Source, true) => (
+                StepCode::READER_INTERRUPTED,
+                Position::Reader,
+                trace.reader_stage,
+                (c.rows_read, 0, 0),
+            ),
+            (Side::Target, false) => (
+                StepCode::TARGET_ERROR,
+                Position::Writer,
+                trace.writer_stage,
+                (c.rows_written, c.dirty_rows, c.bytes_written),
+            ),
+            (Side::Target, true) => (
+                StepCode::WRITER_INTERRUPTED,
+                Position::Writer,
+                trace.writer_stage,
+                (c.rows_written, c.dirty_rows, c.bytes_written),
+            ),
+        };
+        let remarks = if retry {
+            format!(
+                "{}; attempt {} of {} starts in {} ms",
+                f.cause,
+                attempt.number + 1,
+                attempt.max,
+                attempt.backoff.as_millis()
+            )
+        } else {
+            f.cause.clone()
+        };
         trace.step(
-            StepCode::SOURCE_ERROR,
+            code,
             PositionStatus::RuntimeErr,
-            trace.reader_stage,
-            (c.rows_read, 0, 0),
+            stage,
+            counts,
             begin,
-            cause.clone(),
+            remarks,
         );
-        tracing::warn!(cause = %cause, "run failed at the source");
-        outcome(
-            ExecuteStatus::Error,
-            Position::Reader,
-            PositionStatus::RuntimeErr,
-            StepCode::SOURCE_ERROR,
-            c,
-            cause,
-        )
+        tracing::warn!(cause = %f.cause, ?side, retry, "run failed");
+        AttemptEnd {
+            outcome: outcome(
+                ExecuteStatus::Error,
+                position,
+                PositionStatus::RuntimeErr,
+                code,
+                c,
+                f.cause,
+            ),
+            retry: retry.then_some(side),
+        }
     };
-    let target_failed = |trace: &Trace, c: &Counters, begin: i64, cause: String| {
-        trace.step(
-            StepCode::TARGET_ERROR,
-            PositionStatus::RuntimeErr,
-            trace.writer_stage,
-            (c.rows_written, c.dirty_rows, c.bytes_written),
-            begin,
-            cause.clone(),
-        );
-        tracing::warn!(cause = %cause, "run failed at the target");
-        outcome(
-            ExecuteStatus::Error,
-            Position::Writer,
-            PositionStatus::RuntimeErr,
-            StepCode::TARGET_ERROR,
-            c,
-            cause,
-        )
+    let source_failed = |trace: &Trace, c: &Counters, begin: i64, f: Failure| {
+        failed(trace, c, begin, Side::Source, f)
+    };
+    let target_failed = |trace: &Trace, c: &Counters, begin: i64, f: Failure| {
+        failed(trace, c, begin, Side::Target, f)
     };
 
     // Adapter: resolve the plan against the live databases.
@@ -327,11 +452,11 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     let plan = match plan {
         Ok(p) => p,
         Err(e) => {
-            let cause = e.error.message.clone();
-            return match e.side {
-                Side::Source => source_failed(&trace, &c, run_begin, cause),
-                Side::Target => target_failed(&trace, &c, run_begin, cause),
+            let f = Failure {
+                cause: e.error.message.clone(),
+                retryable: e.retryable,
             };
+            return failed(&trace, &c, run_begin, e.side, f);
         }
     };
     let mapper = BatchMapper::new(&plan, &run_id);
@@ -362,7 +487,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     };
     let mut reader = match opened {
         Ok(r) => r,
-        Err(e) => return source_failed(&trace, &c, read_begin, e.message),
+        Err(e) => return source_failed(&trace, &c, read_begin, Failure::of(&e)),
     };
 
     // Writer.
@@ -383,7 +508,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
     };
     let mut writer = match opened {
         Ok(w) => w,
-        Err(e) => return target_failed(&trace, &c, write_begin, e.message),
+        Err(e) => return target_failed(&trace, &c, write_begin, Failure::of(&e)),
     };
     let begun = tokio::select! {
         biased;
@@ -395,7 +520,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         return if e.kind == ErrorKind::Cancelled {
             cancelled(&trace, &c)
         } else {
-            target_failed(&trace, &c, write_begin, e.message)
+            target_failed(&trace, &c, write_begin, Failure::of(&e))
         };
     }
 
@@ -490,12 +615,12 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
         }
         let mapped = match mapper.map(&batch) {
             Ok(m) => m,
-            Err(e) => break Some(Stop::TargetFailed(format!("mapping: {e}"))),
+            Err(e) => break Some(Stop::TargetFailed(format!("mapping: {e}").into())),
         };
         let rows_before = rows_received - batch.num_rows() as u64;
         if let Err(e) = dirty.record(&batch, rows_before, &mapped.dirty).await {
             c.dirty_rows = dirty.count.max(c.dirty_rows);
-            break Some(Stop::TargetFailed(e));
+            break Some(Stop::TargetFailed(e.into()));
         }
         drop(batch);
         c.dirty_rows += mapped.dirty.len() as u64;
@@ -516,7 +641,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 c.bytes_written += stats.bytes;
                 c.dirty_rows += stats.dirty_rows;
                 if let Err(e) = dirty.count_rejected(stats.dirty_rows) {
-                    break Some(Stop::TargetFailed(e));
+                    break Some(Stop::TargetFailed(e.into()));
                 }
                 if let Some(mb) = micro.as_mut() {
                     mb.rows_since_commit += stats.rows;
@@ -540,7 +665,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 }
             }
             Err(e) if e.kind == ErrorKind::Cancelled => break Some(Stop::Cancelled),
-            Err(e) => break Some(Stop::TargetFailed(e.message)),
+            Err(e) => break Some(Stop::TargetFailed(Failure::of(&e))),
         }
     };
     drop(rx);
@@ -643,8 +768,10 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                     None
                 }
                 Ok(Ok(Err(e))) if e.kind == ErrorKind::Cancelled => Some(Stop::Cancelled),
-                Ok(Ok(Err(e))) => Some(Stop::SourceFailed(e.message)),
-                Ok(Err(join)) => Some(Stop::SourceFailed(format!("reader task failed: {join}"))),
+                Ok(Ok(Err(e))) => Some(Stop::SourceFailed(Failure::of(&e))),
+                Ok(Err(join)) => Some(Stop::SourceFailed(
+                    format!("reader task failed: {join}").into(),
+                )),
             }
         }
     };
@@ -681,12 +808,12 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
             if let Err(e) = dirty_ok {
                 abort_writer(&mut writer).await;
                 c.write_ms = write_started.elapsed().as_millis() as i64;
-                return target_failed(&trace, &c, write_begin, e);
+                return target_failed(&trace, &c, write_begin, e.into());
             }
             if let Err(e) = writer.commit().await {
                 abort_writer(&mut writer).await;
                 c.write_ms = write_started.elapsed().as_millis() as i64;
-                return target_failed(&trace, &c, write_begin, format!("commit: {}", e.message));
+                return target_failed(&trace, &c, write_begin, Failure::of(&e).context("commit"));
             }
             c.rows_committed = c.rows_written;
             c.bytes_committed = c.bytes_written;
@@ -701,7 +828,8 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                     format!(
                         "acknowledging committed rows: {} (they will be delivered again)",
                         e.message
-                    ),
+                    )
+                    .into(),
                 );
             }
             c.write_ms = write_started.elapsed().as_millis() as i64;
@@ -751,6 +879,7 @@ pub async fn execute(req: RunRequest, events: mpsc::UnboundedSender<RunEvent>) -
                 &c,
                 "Task execute success".into(),
             )
+            .into()
         }
     }
 }

@@ -917,3 +917,121 @@ async fn cancelled_run_leaves_the_target_unchanged() {
     exec_pg(&format!("DROP TABLE {src}")).await;
     exec_mysql(&format!("DROP TABLE {dst}")).await;
 }
+
+/// A TCP proxy to PostgreSQL that cuts the first connection once it has carried `cut_after`
+/// bytes from the server (a server restart in the middle of a read), then forwards faithfully.
+async fn cutting_pg_proxy(cut_after: usize) -> u16 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect("127.0.0.1:5432")
+                    .await
+                    .unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut carried = 0usize;
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    carried += n;
+                    if carried > cut_after && !cut.swap(true, Ordering::SeqCst) {
+                        break; // drop both directions mid-stream
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_connection_lost_mid_read_is_retried_and_the_run_lands_every_row_once() {
+    let src = unique("e_retry_src");
+    let dst = unique("e_retry_dst");
+    exec_pg(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, note text);
+         INSERT INTO {src} SELECT g, repeat('x', 100) || g FROM generate_series(1, 50000) g;
+         CREATE TABLE {dst} (id bigint PRIMARY KEY, note text);"
+    ))
+    .await;
+    let port = cutting_pg_proxy(1 << 20).await;
+    let mut content = pg_content();
+    content["port"] = json!(port);
+    let source = fdi_engine::Endpoint {
+        datasource_type: fdi_types::DatasourceType::Postgresql,
+        connector: {
+            use fdi_connector::ConnectorFactory;
+            fdi_connector_postgres::Factory.create(&content).unwrap()
+        },
+    };
+    let mut opts = options();
+    opts.batch_rows = 1000;
+    opts.retry_backoff = std::time::Duration::from_millis(200);
+    let ran = run_request(
+        detail(json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst}})),
+        source,
+        pg(),
+        opts,
+        CancellationToken::new(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert_eq!(
+        (ran.outcome.rows_read, ran.outcome.rows_written),
+        (50_000, 50_000)
+    );
+    let codes: Vec<u16> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            fdi_engine::RunEvent::Step(s) => Some(s.code.0),
+            _ => None,
+        })
+        .collect();
+    let interrupted = codes
+        .iter()
+        .position(|c| *c == StepCode::READER_INTERRUPTED.0);
+    let resumed = codes.iter().position(|c| *c == StepCode::READER_RESUMED.0);
+    assert!(
+        matches!((interrupted, resumed), (Some(i), Some(r)) if i < r),
+        "one interruption then a resumption: {codes:?}"
+    );
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| **c == StepCode::TASK_START.0)
+            .count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(codes.last(), Some(&StepCode::RUN_FINISHED.0), "{codes:?}");
+    let (n, distinct, sum): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), count(DISTINCT id), sum(id)::bigint FROM {dst}"
+    )))
+    .fetch_one(&pg_pool().await)
+    .await
+    .unwrap();
+    assert_eq!((n, distinct, sum), (50_000, 50_000, 50_000 * 50_001 / 2));
+    exec_pg(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}
