@@ -49,6 +49,9 @@ pub struct EngineOptions {
     /// the run ends SUCCESS. Batches read but not yet written are not acknowledged, so the
     /// source delivers them again to the next run.
     pub stop: Option<tokio_util::sync::CancellationToken>,
+    /// A streaming run (a source with positions) adds a progress entry (a WRITING step with the
+    /// rows committed and the acknowledged position) at most this often, when it moved.
+    pub position_interval: std::time::Duration,
     /// Attempts a run makes when it fails in a way the connector marks retryable (a connection
     /// refused or dropped, a server error; never bad input or a refused login). 1: no retry.
     pub attempts: u32,
@@ -66,6 +69,7 @@ impl Default for EngineOptions {
             commit_interval: std::time::Duration::from_millis(200),
             follow: false,
             stop: None,
+            position_interval: std::time::Duration::from_secs(30),
             attempts: 3,
             retry_backoff: std::time::Duration::from_secs(1),
         }

@@ -106,6 +106,11 @@ struct MicroBatches {
     rows_since_commit: u64,
     since: Instant,
     position: Option<SourcePosition>,
+    /// The last position acknowledged, and whether a progress entry has shown it yet.
+    acknowledged: Option<SourcePosition>,
+    shown: bool,
+    /// When the last progress entry (a step naming the position) was made.
+    last_entry: Instant,
 }
 
 impl MicroBatches {
@@ -114,6 +119,33 @@ impl MicroBatches {
             && (self.rows_since_commit >= o.commit_rows
                 || self.since.elapsed() >= o.commit_interval)
     }
+}
+
+/// A progress entry of a streaming run (at most one per `position_interval`, and only when the
+/// acknowledged position moved): rows committed so far and where the source stands.
+fn position_entry(trace: &Trace, mb: &mut MicroBatches, c: &Counters, o: &crate::EngineOptions) {
+    if mb.shown || mb.last_entry.elapsed() < o.position_interval {
+        return;
+    }
+    let Some(p) = &mb.acknowledged else { return };
+    let mut at = p.0.to_string();
+    if at.len() > 500 {
+        at.truncate(at.floor_char_boundary(500));
+        at.push('…');
+    }
+    trace.step(
+        StepCode::WRITING,
+        PositionStatus::Normal,
+        trace.writer_stage,
+        (c.rows_committed, c.dirty_rows, c.bytes_committed),
+        now_millis(),
+        format!(
+            "progress: {} rows committed, {} read; source acknowledged up to {at}",
+            c.rows_committed, c.rows_read
+        ),
+    );
+    mb.shown = true;
+    mb.last_entry = Instant::now();
 }
 
 /// Commit what the writer holds, acknowledge the source up to the batches it covered, and open
@@ -149,6 +181,8 @@ async fn commit_micro_batch(
                 retryable: e.retryable,
             })
         })?;
+        mb.acknowledged = Some(p);
+        mb.shown = false;
     }
     writer.begin().await.map_err(|e| match e.kind {
         ErrorKind::Cancelled => Stop::Cancelled,
@@ -530,6 +564,9 @@ pub(crate) async fn execute(
         rows_since_commit: 0,
         since: Instant::now(),
         position: None,
+        acknowledged: None,
+        shown: true,
+        last_entry: Instant::now(),
     });
 
     // Reader task -> bounded channel -> this task (map + write).
@@ -588,6 +625,9 @@ pub(crate) async fn execute(
                     && let Err(stop) = commit_micro_batch(&mut writer, mb, &mut dirty, &mut c).await
                 {
                     break Some(stop);
+                }
+                if let Some(mb) = micro.as_mut() {
+                    position_entry(&trace, mb, &c, &options);
                 }
                 continue;
             }

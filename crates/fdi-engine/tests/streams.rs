@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fdi_connector::ConnectorFactory;
 use fdi_engine::{Endpoint, EngineOptions};
-use fdi_types::{DatasourceType, ExecuteStatus};
+use fdi_types::{DatasourceType, ExecuteStatus, StepCode};
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use serde_json::json;
@@ -154,6 +154,116 @@ async fn a_failed_stream_loses_nothing_and_a_rerun_completes_it_exactly_once() {
     );
     wait_depth(&ch, &queue, 0).await;
 
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    pg_exec(&format!("DROP TABLE {table}")).await;
+}
+
+#[tokio::test]
+async fn a_following_run_reports_its_committed_rows_and_acknowledged_position_as_it_goes() {
+    let (_conn, ch) = channel().await;
+    let queue = unique("fdi_follow");
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let publish = |from: i64, to: i64| {
+        let ch = ch.clone();
+        let queue = queue.clone();
+        async move {
+            for i in from..to {
+                ch.basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    json!({"id": i, "v": i}).to_string().as_bytes(),
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            }
+        }
+    };
+    publish(0, 300).await;
+    let table = unique("follow_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, v bigint)"
+    ))
+    .await;
+    let d = detail(json!({
+        "sourceSelectedDatasource": {"sourceTable": queue,
+            "sourceMetaData": {"dataSource": [{"name": "id", "type": "Long"}, {"name": "v", "type": "Long"}]}},
+        "targetSelectedDatasource": {"targetTable": table},
+    }));
+    let stop = CancellationToken::new();
+    let opts = EngineOptions {
+        batch_rows: 100,
+        commit_interval: std::time::Duration::from_millis(50),
+        position_interval: std::time::Duration::from_millis(100),
+        follow: true,
+        stop: Some(stop.clone()),
+        ..options()
+    };
+    let run = tokio::spawn(run_with(d, rabbit(), pg(), opts, CancellationToken::new()));
+    let t = table.clone();
+    let landed = |n: i64| {
+        let t = t.clone();
+        async move {
+            for _ in 0..200 {
+                if pg_stats(&t).await.0 == n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("{n} rows did not land");
+        }
+    };
+    landed(300).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    publish(300, 500).await;
+    landed(500).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.cancel();
+    let ran = run.await.unwrap();
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert_eq!(ran.outcome.rows_committed, 500);
+    let entries: Vec<(u64, String)> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            fdi_engine::RunEvent::Step(s)
+                if s.code == StepCode::WRITING && s.remarks.starts_with("progress:") =>
+            {
+                Some((s.data_count, s.remarks.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    // One entry once the first 300 were acknowledged, one after the next 200.
+    assert!(entries.len() >= 2, "{entries:?}");
+    assert!(entries.iter().any(|(n, _)| *n == 300), "{entries:?}");
+    assert_eq!(entries.last().unwrap().0, 500, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, r)| r.contains("source acknowledged up to")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.windows(2).all(|w| w[0].0 <= w[1].0),
+        "monotonic: {entries:?}"
+    );
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await
         .unwrap();

@@ -124,6 +124,7 @@ impl Scheduler {
         let mut req = self.request(&task, detail, &run.id, None, cancel);
         req.options.follow = true;
         req.options.stop = Some(stop);
+        req.options.position_interval = self.cfg.realtime_progress;
         if let Some(outcome) = self.execute(req, run, true).await {
             run.finish(outcome);
         }
