@@ -170,10 +170,13 @@ impl SourceReader for KafkaReader {
                         ("offset", Value::from(o)),
                         ("topic", Value::from(m.topic())),
                     ];
-                    if let Some(k) = m.key() {
-                        properties
-                            .push(("key", Value::from(String::from_utf8_lossy(k).into_owned())));
-                    }
+                    // A message without a key has a NULL @key.
+                    properties.push((
+                        "key",
+                        m.key().map_or(Value::Null, |k| {
+                            Value::from(String::from_utf8_lossy(k).into_owned())
+                        }),
+                    ));
                     if let Some(ts) = m.timestamp().to_millis() {
                         properties.push(("timestamp", Value::from(ts)));
                     }

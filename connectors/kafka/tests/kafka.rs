@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use async_trait::async_trait;
 use fdi_connector::{
@@ -124,8 +124,21 @@ impl Subject for Kafka {
             (json!({}), "content.broker"),
             (json!({"broker": "nohost"}), "content.broker"),
             (
-                json!({"broker": "h:1", "ssl_enable": "true"}),
+                json!({"broker": "h:1", "ssl_enable": "yes please"}),
                 "content.ssl_enable",
+            ),
+            (
+                json!({"broker": "h:1", "ssl_username": "u"}),
+                "content.ssl_password",
+            ),
+            (
+                json!({"broker": "h:1", "ssl_username": "u", "ssl_password": "p",
+                    "sasl_mechanism": "KERBEROS"}),
+                "content.sasl_mechanism",
+            ),
+            (
+                json!({"broker": "h:1", "max_message_bytes": 10}),
+                "content.max_message_bytes",
             ),
         ]
     }
@@ -242,4 +255,153 @@ async fn the_group_resumes_after_the_last_acknowledged_batch() {
         ids, want,
         "exactly the 40 unacknowledged messages come again"
     );
+}
+
+/// Reads every message of `topic` as (id, @key) in a new group.
+async fn ids_and_keys(topic: &str) -> Vec<(i64, Option<String>)> {
+    let c = connector();
+    let mut r = c
+        .reader(read_spec(
+            topic,
+            fields(&[("id", "Long", ""), ("k", "String", "@key")]),
+            false,
+            1000,
+            &fdi_types::new_id(),
+        ))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(64);
+    r.read(tx, CancellationToken::new()).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = rx.recv().await {
+        let ids = b.rows.column(0).as_primitive::<Int64Type>();
+        let keys = b.rows.column(1).as_string::<i32>();
+        for i in 0..b.rows.num_rows() {
+            out.push((
+                ids.value(i),
+                keys.is_valid(i).then(|| keys.value(i).to_string()),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn each_message_is_keyed_by_the_first_primary_column() {
+    let t = topic(3).await;
+    let mut columns: Vec<ColumnInfo> = fields(STANDARD).iter().map(MessageField::column).collect();
+    columns[0].primary = true;
+    columns[1].primary = true; // only the first primary column is the key
+    let mut w = connector()
+        .writer(WriteSpec {
+            table: t.clone(),
+            columns,
+            mode: WriteMode::Insert,
+            clear_table: false,
+        })
+        .await
+        .unwrap();
+    w.begin().await.unwrap();
+    let rows = standard_rows(40);
+    let stats = w.write(rows.clone()).await.unwrap();
+    assert_eq!((stats.rows, stats.dirty_rows), (40, 0));
+    w.commit().await.unwrap();
+
+    let mut want: Vec<(i64, Option<String>)> = rows
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .values()
+        .iter()
+        .map(|id| (*id, Some(id.to_string())))
+        .collect();
+    want.sort();
+    assert_eq!(ids_and_keys(&t).await, want);
+
+    // Without a primary column, no key (as before).
+    let plain = topic(1).await;
+    produce(&plain, 0, 5).await;
+    let got = ids_and_keys(&plain).await;
+    assert_eq!(got.len(), 5);
+    assert!(got.iter().all(|(_, k)| k.is_none()), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_row_larger_than_max_message_bytes_is_a_dirty_row_and_the_rest_arrive() {
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let t = topic(2).await;
+    let c = fdi_connector_kafka::Factory
+        .create(&json!({"broker": BROKER, "max_message_bytes": "1000"}))
+        .unwrap();
+    let n = 10i64;
+    let names: Vec<String> = (0..n)
+        .map(|i| {
+            if i == 4 {
+                "x".repeat(5000)
+            } else {
+                format!("row {i}")
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from((0..n).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap();
+    let mut w = c
+        .writer(WriteSpec {
+            table: t.clone(),
+            columns: Vec::new(),
+            mode: WriteMode::Insert,
+            clear_table: false,
+        })
+        .await
+        .unwrap();
+    w.begin().await.unwrap();
+    let stats = w.write(batch).await.unwrap();
+    assert_eq!((stats.rows, stats.dirty_rows), (9, 1), "{stats:?}");
+    w.commit().await.unwrap();
+    let ids: Vec<i64> = ids_and_keys(&t)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+}
+
+#[tokio::test]
+async fn sasl_or_tls_against_the_plaintext_broker_fails_clearly_within_seconds() {
+    for (content, says) in [
+        (
+            json!({"broker": BROKER, "ssl_username": "u", "ssl_password": "p"}),
+            "SASL_PLAINTEXT, SASL mechanism PLAIN",
+        ),
+        (
+            json!({"broker": BROKER, "ssl_username": "u", "ssl_password": "p",
+                "sasl_mechanism": "SCRAM-SHA-256"}),
+            "SASL mechanism SCRAM-SHA-256",
+        ),
+        (
+            json!({"broker": BROKER, "ssl_enable": true}),
+            "connecting with SSL",
+        ),
+    ] {
+        let c = fdi_connector_kafka::Factory.create(&content).unwrap();
+        let t = std::time::Instant::now();
+        let e = c.test_connect().await.unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "{content}: {:?}",
+            t.elapsed()
+        );
+        assert!(e.message.contains(says), "{content}: {}", e.message);
+    }
 }
