@@ -314,6 +314,15 @@ fn topics(config: &KafkaConfig) -> Result<Vec<(String, usize)>> {
                 }
             }
             if let Some(last) = consumer.context().last_error() {
+                // A refused login or TLS handshake: retrying will not help until the datasource
+                // is fixed.
+                let lower = last.to_ascii_lowercase();
+                if ["sasl", "ssl handshake", "certificate"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+                {
+                    err.retryable = false;
+                }
                 err.message.push_str(&format!(": {last}"));
             }
             err.message.push_str(&config.security_hint());

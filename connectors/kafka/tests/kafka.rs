@@ -403,5 +403,12 @@ async fn sasl_or_tls_against_the_plaintext_broker_fails_clearly_within_seconds()
             t.elapsed()
         );
         assert!(e.message.contains(says), "{content}: {}", e.message);
+        if content.get("ssl_username").is_some() {
+            assert!(
+                e.message.contains("SASL") && !e.retryable,
+                "a refused SASL handshake is not retried: {}",
+                e.message
+            );
+        }
     }
 }

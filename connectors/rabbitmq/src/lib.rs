@@ -158,6 +158,10 @@ fn connect_error(config: &RabbitConfig, at: &str, e: lapin::Error) -> ConnectorE
     if config.ssl_enable || tls {
         err.message.push_str(&tls_hint(config));
     }
+    if config.ssl_enable && tls {
+        // A failed TLS handshake (a plaintext port, an untrusted certificate) fails again.
+        err.retryable = false;
+    }
     err
 }
 

@@ -512,6 +512,7 @@ async fn tls_against_the_plaintext_port_fails_clearly_within_seconds() {
     let e = tls.test_connect().await.unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
     assert_eq!(e.kind, ErrorKind::External);
+    assert!(!e.retryable, "a failed TLS handshake is not retried");
     assert!(
         e.message.contains("127.0.0.1:5672") && e.message.contains("content.ssl_enable"),
         "{}",
