@@ -150,7 +150,7 @@ async fn dirty_rows_land_in_the_handler_file_and_each_run_announces_its_end_on_k
         run["remarks"]
             .as_str()
             .unwrap()
-            .contains("6 dirty rows passed the limit of 5"),
+            .contains("10 dirty rows passed the limit of 5"),
         "{run}"
     );
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {dst}")))

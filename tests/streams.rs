@@ -424,3 +424,77 @@ async fn a_kafka_stream_killed_mid_way_resumes_and_lands_every_message_exactly_o
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_sqlite_table_lands_in_redis_as_one_hash_per_row() {
+    use redis::AsyncCommands;
+    let s = TestServer::start(StoreKind::under_test()).await;
+    let app = s.create_app().await;
+    let file = s.files_dir().join("people.sqlite");
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, score REAL, note TEXT)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for i in 1..=500i64 {
+            sqlx::query("INSERT INTO people VALUES (?, ?, ?, ?)")
+                .bind(i)
+                .bind(format!("név {i} 🚀"))
+                .bind(i as f64 / 4.0)
+                .bind(if i % 10 == 0 {
+                    None
+                } else {
+                    Some(format!("n{i}"))
+                })
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+    let sqlite = s
+        .create_datasource(&app, "SQLITE", sqlite_content(&file))
+        .await;
+    let redis_ds = s
+        .create_datasource(&app, "REDIS", json!({"address": "127.0.0.1:6379"}))
+        .await;
+    let prefix = unique("e2e_people");
+    let task = s
+        .create_task(
+            &sqlite,
+            &redis_ds,
+            json!({"sourceSelectedDatasource": {"sourceTable": "people"},
+                   "targetSelectedDatasource": {"targetTable": format!("{prefix}:*")}}),
+        )
+        .await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}");
+    assert_eq!(run["data_count"], 500, "{run}");
+
+    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = con.keys(format!("{prefix}:*")).await.unwrap();
+    assert_eq!(keys.len(), 500);
+    let h: std::collections::HashMap<String, String> =
+        con.hgetall(format!("{prefix}:7")).await.unwrap();
+    assert_eq!(h.get("id").map(String::as_str), Some("7"));
+    assert_eq!(h.get("name").map(String::as_str), Some("név 7 🚀"));
+    assert_eq!(h.get("score").map(String::as_str), Some("1.75"));
+    assert_eq!(h.get("note").map(String::as_str), Some("n7"));
+    let h: std::collections::HashMap<String, String> =
+        con.hgetall(format!("{prefix}:10")).await.unwrap();
+    assert!(!h.contains_key("note"), "a NULL column is left out: {h:?}");
+    let mut total = 0f64;
+    for k in &keys {
+        let score: String = con.hget(k, "score").await.unwrap();
+        total += score.parse::<f64>().unwrap();
+    }
+    assert_eq!(total, (1..=500).map(|i| i as f64 / 4.0).sum::<f64>());
+    let _: () = con.del(keys).await.unwrap();
+}
