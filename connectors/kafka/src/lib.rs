@@ -62,6 +62,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
+/// The datasource type this connector serves.
+pub const TYPE: DatasourceType = DatasourceType::new("KAFKA", "kafka");
+
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
@@ -360,7 +363,7 @@ pub struct Factory;
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Kafka
+        TYPE
     }
 
     fn content_fields(&self) -> &'static [ContentField] {
@@ -386,7 +389,7 @@ pub struct KafkaConnector {
 #[async_trait]
 impl Connector for KafkaConnector {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Kafka
+        TYPE
     }
 
     async fn test_connect(&self) -> Result<()> {

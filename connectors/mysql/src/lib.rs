@@ -19,13 +19,16 @@ use fdi_types::DatasourceType;
 use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
+/// The datasource type this connector serves.
+pub const TYPE: DatasourceType = DatasourceType::new("MYSQL", "mysql");
+
 /// Builds MySQL connectors from a datasource's `content`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Factory;
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Mysql
+        TYPE
     }
 
     fn content_fields(&self) -> &'static [ContentField] {
@@ -90,7 +93,7 @@ pub struct MySqlConnector {
 #[async_trait]
 impl Connector for MySqlConnector {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Mysql
+        TYPE
     }
 
     fn window_sql(&self) -> Option<&dyn fdi_connector::window::WindowSql> {

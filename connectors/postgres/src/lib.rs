@@ -20,13 +20,17 @@ use fdi_sql_core::map_sqlx_error;
 use fdi_types::DatasourceType;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+/// The datasource type this connector serves.
+pub const TYPE: DatasourceType =
+    DatasourceType::new("POSTGRESQL", "pg").with_aliases(&["POSTGRES"]);
+
 /// Builds PostgreSQL connectors from a datasource's `content`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Factory;
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Postgresql
+        TYPE
     }
 
     fn content_fields(&self) -> &'static [ContentField] {
@@ -97,7 +101,7 @@ impl PgConnector {
 #[async_trait]
 impl Connector for PgConnector {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Postgresql
+        TYPE
     }
 
     fn window_sql(&self) -> Option<&dyn fdi_connector::window::WindowSql> {

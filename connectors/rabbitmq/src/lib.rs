@@ -46,6 +46,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde::Deserialize;
 
+/// The datasource type this connector serves.
+pub const TYPE: DatasourceType = DatasourceType::new("RABBITMQ", "rabbitmq");
+
 pub use reader::RabbitReader;
 pub use writer::RabbitWriter;
 
@@ -271,7 +274,7 @@ pub struct Factory;
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Rabbitmq
+        TYPE
     }
 
     fn content_fields(&self) -> &'static [ContentField] {
@@ -299,7 +302,7 @@ const NO_DISCOVERY: &str = "RABBITMQ cannot list queues or their fields over AMQ
 #[async_trait]
 impl Connector for RabbitConnector {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Rabbitmq
+        TYPE
     }
 
     async fn test_connect(&self) -> Result<()> {

@@ -68,6 +68,9 @@ use redis::{
 };
 use serde::{Deserialize, Deserializer};
 
+/// The datasource type this connector serves.
+pub const TYPE: DatasourceType = DatasourceType::new("REDIS", "redis");
+
 pub use reader::{KeyReader, StreamReader};
 pub use writer::RedisWriter;
 
@@ -325,7 +328,7 @@ pub struct Factory;
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Redis
+        TYPE
     }
 
     fn content_fields(&self) -> &'static [ContentField] {
@@ -351,7 +354,7 @@ pub struct RedisConnector {
 #[async_trait]
 impl Connector for RedisConnector {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Redis
+        TYPE
     }
 
     async fn test_connect(&self) -> Result<()> {

@@ -19,6 +19,9 @@ use fdi_sql_core::map_sqlx_error;
 use fdi_types::DatasourceType;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
+/// The datasource type this connector serves.
+pub const TYPE: DatasourceType = DatasourceType::new("SQLITE", "sqlite");
+
 /// Builds SQLite connectors from a datasource's `content`. Every file lies under the files root.
 #[derive(Debug, Clone)]
 pub struct Factory {
@@ -58,7 +61,7 @@ const CONTENT_FIELDS: &[ContentField] = &[ContentField::plain("url"), ContentFie
 
 impl ConnectorFactory for Factory {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Sqlite
+        TYPE
     }
 
     fn content_fields(&self) -> &'static [ContentField] {
@@ -107,7 +110,7 @@ impl SqliteConnector {
 #[async_trait]
 impl Connector for SqliteConnector {
     fn datasource_type(&self) -> DatasourceType {
-        DatasourceType::Sqlite
+        TYPE
     }
 
     fn window_sql(&self) -> Option<&dyn fdi_connector::window::WindowSql> {

@@ -50,8 +50,10 @@ pub(crate) fn content_to_store(
 
 /// DataSourceRsp (reference table 5-17), secrets masked.
 pub(crate) fn ds_json(s: &AppState, d: &DatasourceView) -> Value {
-    let fields =
-        DatasourceType::parse(&d.datasource_type).map_or(&[][..], |t| content_fields(s, t));
+    let fields = s
+        .catalog
+        .parse_type(&d.datasource_type)
+        .map_or(&[][..], |t| content_fields(s, t));
     let mut v = json!({
         "datasource_id": d.id,
         "datasource_name": d.name,
@@ -85,12 +87,14 @@ async fn check_body(
         .datasource_name
         .ok_or_else(|| Error::field("datasource_name", "is required"))?;
     validate::datasource_name(&name)?;
-    let t = DatasourceType::parse(b.datasource_type.as_deref().ok_or_else(|| {
-        Error::new(
-            ErrorCode::InvalidDatasourceType,
-            "datasource_type: is required",
-        )
-    })?)?;
+    let t = s
+        .catalog
+        .parse_type(b.datasource_type.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidDatasourceType,
+                "datasource_type: is required",
+            )
+        })?)?;
     let app_id = b
         .app_id
         .filter(|a| !a.trim().is_empty())
@@ -158,7 +162,7 @@ pub async fn create(
 pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result<Json<Value>> {
     let (offset, limit) = q.paging_negative_offset_as_zero(10, 999)?;
     let datasource_type = match q.str("datasource_type") {
-        Some(t) => Some(DatasourceType::parse(t)?.as_str().to_string()),
+        Some(t) => Some(s.catalog.parse_type(t)?.as_str().to_string()),
         None => None,
     };
     let descending = match q.str("sort_type").map(|s| s.to_ascii_uppercase()) {

@@ -31,7 +31,7 @@ async fn stored_connector(
     p: &PathParams,
 ) -> Result<(Arc<dyn Connector>, DatasourceType)> {
     let d = datasources::load(s, p).await?;
-    let t = DatasourceType::parse(&d.datasource_type)?;
+    let t = s.catalog.parse_type(&d.datasource_type)?;
     Ok((connector_for(s, t, &d.content)?, t))
 }
 
@@ -121,8 +121,8 @@ pub async fn test_connect(
 ) -> Result<Json<Value>> {
     let stored = datasources::load(&s, &p).await?;
     let t = match b.datasource_type.as_deref() {
-        Some(t) => DatasourceType::parse(t)?,
-        None => DatasourceType::parse(&stored.datasource_type)?,
+        Some(t) => s.catalog.parse_type(t)?,
+        None => s.catalog.parse_type(&stored.datasource_type)?,
     };
     let same_type = (stored.datasource_type == t.as_str()).then_some(&stored.content);
     let content = match b.content {

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use fdi_engine::Endpoint;
-use fdi_types::{DatasourceType, ErrorCode, ExecuteStatus, TaskDetail, TaskType};
+use fdi_types::{ErrorCode, ExecuteStatus, TaskDetail, TaskType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -123,7 +123,7 @@ async fn check_body(
 }
 
 fn endpoint(s: &AppState, d: &DatasourceView) -> Result<Endpoint> {
-    let t = DatasourceType::parse(&d.datasource_type)?;
+    let t = s.catalog.parse_type(&d.datasource_type)?;
     Ok(Endpoint {
         datasource_type: t,
         connector: connector_for(s, t, &d.content)?,

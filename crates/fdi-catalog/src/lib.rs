@@ -125,6 +125,12 @@ impl Catalog {
         &self.store
     }
 
+    /// A `datasource_type` among the types of this binary's connectors (400 FDI.3443 naming the
+    /// field otherwise).
+    pub fn parse_type(&self, s: &str) -> Result<DatasourceType, ApiError> {
+        self.connectors.parse_type(s)
+    }
+
     /// The content fields of type `t` (none when the binary has no connector for it).
     pub fn content_fields(&self, t: DatasourceType) -> &'static [ContentField] {
         self.connectors.get(t).map_or(&[], |f| f.content_fields())
@@ -145,7 +151,9 @@ impl Catalog {
 
     /// A datasource's endpoint for a run or a plan check: its type and connector.
     pub fn endpoint(&self, d: &DatasourceView) -> Result<Endpoint> {
-        let t = DatasourceType::parse(&d.datasource_type).map_err(CatalogError::UnknownType)?;
+        let t = self
+            .parse_type(&d.datasource_type)
+            .map_err(CatalogError::UnknownType)?;
         Ok(Endpoint {
             datasource_type: t,
             connector: self.open_connector(t, &d.content)?,
@@ -304,14 +312,13 @@ impl Catalog {
                     field: FIELD,
                     id: id.to_string(),
                 })?;
-        if !d
-            .datasource_type
-            .eq_ignore_ascii_case(DatasourceType::Kafka.as_str())
-        {
+        // The action names the type of datasource it publishes to (`KAFKA`).
+        let action = a.action_type.as_deref().unwrap_or_default().trim();
+        if !d.datasource_type.eq_ignore_ascii_case(action) {
             return Err(ApiError::new(
                 ErrorCode::InvalidDatasource,
                 format!(
-                    "{FIELD}: datasource {id} is {}, not KAFKA",
+                    "{FIELD}: datasource {id} is {}, not {action}",
                     d.datasource_type
                 ),
             ));

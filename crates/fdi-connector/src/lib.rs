@@ -274,6 +274,15 @@ impl ConnectorRegistry {
     pub fn register(&mut self, f: Arc<dyn ConnectorFactory>) {
         self.factories.push(f);
     }
+    /// The types of the registered connectors, in registration order.
+    pub fn types(&self) -> Vec<DatasourceType> {
+        self.factories.iter().map(|f| f.datasource_type()).collect()
+    }
+    /// A `datasource_type` as a request or a stored datasource spells it: one of the registered
+    /// types (400 FDI.3443 naming the field and the supported types otherwise).
+    pub fn parse_type(&self, s: &str) -> Result<DatasourceType, fdi_types::ApiError> {
+        DatasourceType::parse_among(s, &self.types())
+    }
     pub fn get(&self, t: DatasourceType) -> Option<Arc<dyn ConnectorFactory>> {
         self.factories
             .iter()

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use fdi_connector::ConnectorFactory;
 use fdi_engine::{Endpoint, EngineOptions, RunRequest};
-use fdi_types::{DatasourceType, TaskDetail};
+use fdi_types::TaskDetail;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -18,13 +18,13 @@ fn endpoint(kind: &str) -> Result<Endpoint, String> {
     let host = |port: u16, user: &str| json!({"host": "127.0.0.1", "port": port, "user": user, "database": "test"});
     match kind {
         "pg" => Ok(Endpoint {
-            datasource_type: DatasourceType::Postgresql,
+            datasource_type: fdi_connector_postgres::TYPE,
             connector: fdi_connector_postgres::Factory
                 .create(&host(5432, "postgres"))
                 .map_err(|e| e.to_string())?,
         }),
         "mysql" => Ok(Endpoint {
-            datasource_type: DatasourceType::Mysql,
+            datasource_type: fdi_connector_mysql::TYPE,
             connector: fdi_connector_mysql::Factory
                 .create(&host(3306, "root"))
                 .map_err(|e| e.to_string())?,

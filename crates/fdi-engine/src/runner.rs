@@ -33,8 +33,8 @@ struct Counters {
 /// Emits steps with the run's stage names.
 struct Trace {
     events: mpsc::UnboundedSender<RunEvent>,
-    reader_stage: &'static str,
-    writer_stage: &'static str,
+    reader_stage: String,
+    writer_stage: String,
 }
 
 impl Trace {
@@ -136,7 +136,7 @@ fn position_entry(trace: &Trace, mb: &mut MicroBatches, c: &Counters, o: &crate:
     trace.step(
         StepCode::WRITING,
         PositionStatus::Normal,
-        trace.writer_stage,
+        &trace.writer_stage,
         (c.rows_committed, c.dirty_rows, c.bytes_committed),
         now_millis(),
         format!(
@@ -347,8 +347,8 @@ pub(crate) async fn execute(
         ),
         Some(side) => {
             let (code, stage, what) = match side {
-                Side::Source => (StepCode::READER_RESUMED, trace.reader_stage, "Reader"),
-                Side::Target => (StepCode::WRITER_RESUMED, trace.writer_stage, "Writer"),
+                Side::Source => (StepCode::READER_RESUMED, &trace.reader_stage, "Reader"),
+                Side::Target => (StepCode::WRITER_RESUMED, &trace.writer_stage, "Writer"),
             };
             trace.step(
                 code,
@@ -378,7 +378,7 @@ pub(crate) async fn execute(
         trace.step(
             StepCode::READER_CANCELLED,
             PositionStatus::RuntimeCancel,
-            trace.reader_stage,
+            &trace.reader_stage,
             (c.rows_read, 0, 0),
             now,
             "Reader cancelled",
@@ -386,7 +386,7 @@ pub(crate) async fn execute(
         trace.step(
             StepCode::WRITER_CANCELLED,
             PositionStatus::RuntimeCancel,
-            trace.writer_stage,
+            &trace.writer_stage,
             (c.rows_written, c.dirty_rows, c.bytes_written),
             now,
             if c.rows_committed == 0 {
@@ -416,25 +416,25 @@ pub(crate) async fn execute(
             (Side::Source, false) => (
                 StepCode::SOURCE_ERROR,
                 Position::Reader,
-                trace.reader_stage,
+                &trace.reader_stage,
                 (c.rows_read, 0, 0),
             ),
             (Side::Source, true) => (
                 StepCode::READER_INTERRUPTED,
                 Position::Reader,
-                trace.reader_stage,
+                &trace.reader_stage,
                 (c.rows_read, 0, 0),
             ),
             (Side::Target, false) => (
                 StepCode::TARGET_ERROR,
                 Position::Writer,
-                trace.writer_stage,
+                &trace.writer_stage,
                 (c.rows_written, c.dirty_rows, c.bytes_written),
             ),
             (Side::Target, true) => (
                 StepCode::WRITER_INTERRUPTED,
                 Position::Writer,
-                trace.writer_stage,
+                &trace.writer_stage,
                 (c.rows_written, c.dirty_rows, c.bytes_written),
             ),
         };
@@ -509,7 +509,7 @@ pub(crate) async fn execute(
     trace.step(
         StepCode::READER_START,
         PositionStatus::Normal,
-        trace.reader_stage,
+        &trace.reader_stage,
         (0, 0, 0),
         read_begin,
         reader_start,
@@ -530,7 +530,7 @@ pub(crate) async fn execute(
     trace.step(
         StepCode::WRITER_START,
         PositionStatus::Normal,
-        trace.writer_stage,
+        &trace.writer_stage,
         (0, 0, 0),
         write_begin,
         "Writer start",
@@ -647,7 +647,7 @@ pub(crate) async fn execute(
             trace.step(
                 StepCode::READING,
                 PositionStatus::Normal,
-                trace.reader_stage,
+                &trace.reader_stage,
                 (rows_received, 0, batch_data_bytes(&batch)),
                 read_begin,
                 "Reading",
@@ -697,7 +697,7 @@ pub(crate) async fn execute(
                     trace.step(
                         StepCode::WRITING,
                         PositionStatus::Normal,
-                        trace.writer_stage,
+                        &trace.writer_stage,
                         (c.rows_written, c.dirty_rows, c.bytes_written),
                         write_begin,
                         "Writing",
@@ -724,7 +724,7 @@ pub(crate) async fn execute(
             trace.step(
                 StepCode::READER_END,
                 PositionStatus::NodeEnd,
-                trace.reader_stage,
+                &trace.reader_stage,
                 (rows_received, 0, 0),
                 read_begin,
                 "Reader stopped: the run was stopped",
@@ -792,7 +792,7 @@ pub(crate) async fn execute(
                     trace.step(
                         code,
                         PositionStatus::Normal,
-                        trace.reader_stage,
+                        &trace.reader_stage,
                         (n, 0, 0),
                         read_begin,
                         remarks,
@@ -800,7 +800,7 @@ pub(crate) async fn execute(
                     trace.step(
                         StepCode::READER_END,
                         PositionStatus::NodeEnd,
-                        trace.reader_stage,
+                        &trace.reader_stage,
                         (n, 0, 0),
                         read_begin,
                         reader_end,
@@ -881,7 +881,7 @@ pub(crate) async fn execute(
             trace.step(
                 StepCode::WRITE_DONE,
                 PositionStatus::Normal,
-                trace.writer_stage,
+                &trace.writer_stage,
                 counts,
                 write_begin,
                 write_done,
@@ -889,7 +889,7 @@ pub(crate) async fn execute(
             trace.step(
                 StepCode::WRITER_END,
                 PositionStatus::NodeEnd,
-                trace.writer_stage,
+                &trace.writer_stage,
                 counts,
                 write_begin,
                 "Writer end",

@@ -973,7 +973,7 @@ async fn a_connection_lost_mid_read_is_retried_and_the_run_lands_every_row_once(
     let mut content = pg_content();
     content["port"] = json!(port);
     let source = fdi_engine::Endpoint {
-        datasource_type: fdi_types::DatasourceType::Postgresql,
+        datasource_type: fdi_connector_postgres::TYPE,
         connector: {
             use fdi_connector::ConnectorFactory;
             fdi_connector_postgres::Factory.create(&content).unwrap()

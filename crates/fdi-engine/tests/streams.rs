@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fdi_connector::ConnectorFactory;
 use fdi_engine::{Endpoint, EngineOptions};
-use fdi_types::{DatasourceType, ExecuteStatus, StepCode};
+use fdi_types::{ExecuteStatus, StepCode};
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use serde_json::json;
@@ -19,7 +19,7 @@ const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 fn rabbit() -> Endpoint {
     Endpoint {
-        datasource_type: DatasourceType::Rabbitmq,
+        datasource_type: fdi_connector_rabbitmq::TYPE,
         connector: fdi_connector_rabbitmq::Factory
             .create(&json!({"host": "127.0.0.1", "user_name": "guest", "password": "guest"}))
             .unwrap(),

@@ -24,7 +24,7 @@ use fdi_engine::Endpoint;
 use fdi_monitor::{MonitorLog, RunFilter, RunView, Trigger};
 use fdi_scheduler::{ResolvedTask, Scheduler, SchedulerConfig, TaskResolver};
 use fdi_store::Store;
-use fdi_types::{ApiError, DatasourceType, TaskType};
+use fdi_types::{ApiError, TaskType};
 use serde_json::json;
 
 struct Args {
@@ -122,7 +122,7 @@ async fn main() {
     let pg = fdi_connector_postgres::Factory;
     let content = json!({"host": "127.0.0.1", "port": "5432", "database_name": "test", "user_name": "postgres", "password": ""});
     let endpoint = || Endpoint {
-        datasource_type: DatasourceType::Postgresql,
+        datasource_type: fdi_connector_postgres::TYPE,
         connector: pg.create(&content).expect("pg connector"),
     };
     let setup = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")

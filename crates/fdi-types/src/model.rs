@@ -3,18 +3,17 @@
 use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-/// Datasource types this engine has a connector for. Every other type named by the reference is
-/// refused with 400 FDI.3443 until its connector exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum DatasourceType {
-    Mysql,
-    Postgresql,
-    /// Our own extra type: `content.url` is a file path.
-    Sqlite,
-    Rabbitmq,
-    Kafka,
-    Redis,
+/// A datasource type (`datasource_type`), as a connector names itself: its name in the API
+/// (`MYSQL`, `KAFKA`, ...), other spellings requests may use, and the prefix of the reader /
+/// writer stage names of its runs' steps (`pg` -> `pgreader` / `pgwriter`). There is no list of
+/// types here: which exist is what the binary's connector registry holds, so adding a connector
+/// edits no match anywhere else. Types the reference names without a connector here are refused
+/// with 400 FDI.3443 ([`KNOWN_UNSUPPORTED_TYPES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DatasourceType {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    stage: &'static str,
 }
 
 /// Types the reference names but fdi has no connector for yet.
@@ -47,65 +46,57 @@ pub const KNOWN_UNSUPPORTED_TYPES: &[&str] = &[
 ];
 
 impl DatasourceType {
+    /// `name` in upper case as the API spells it; `stage` prefixes the reader / writer stage
+    /// names (`mysql` -> `mysqlreader`).
+    pub const fn new(name: &'static str, stage: &'static str) -> Self {
+        Self {
+            name,
+            aliases: &[],
+            stage,
+        }
+    }
+
+    /// Other spellings a request may use (upper case).
+    pub const fn with_aliases(mut self, aliases: &'static [&'static str]) -> Self {
+        self.aliases = aliases;
+        self
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Mysql => "MYSQL",
-            Self::Postgresql => "POSTGRESQL",
-            Self::Sqlite => "SQLITE",
-            Self::Rabbitmq => "RABBITMQ",
-            Self::Kafka => "KAFKA",
-            Self::Redis => "REDIS",
-        }
+        self.name
     }
 
-    /// Parse a `datasource_type` from a request (case-insensitive). Unknown or not-yet-supported
-    /// types are 400 FDI.3443 naming the field.
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "MYSQL" => Ok(Self::Mysql),
-            "POSTGRESQL" | "POSTGRES" => Ok(Self::Postgresql),
-            "SQLITE" => Ok(Self::Sqlite),
-            "RABBITMQ" => Ok(Self::Rabbitmq),
-            "KAFKA" => Ok(Self::Kafka),
-            "REDIS" => Ok(Self::Redis),
-            other if KNOWN_UNSUPPORTED_TYPES.contains(&other) || other.starts_with("MRS") => {
-                Err(ApiError::new(
-                    ErrorCode::InvalidDatasourceType,
-                    format!(
-                        "datasource_type: {other} has no connector in this engine yet (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA, REDIS)"
-                    ),
-                ))
-            }
-            _ => Err(ApiError::new(
-                ErrorCode::InvalidDatasourceType,
+    pub fn reader_plugin(self) -> String {
+        format!("{}reader", self.stage)
+    }
+
+    pub fn writer_plugin(self) -> String {
+        format!("{}writer", self.stage)
+    }
+
+    /// Parse a `datasource_type` (case-insensitive) among the types this binary has. Unknown
+    /// or not-yet-supported types are 400 FDI.3443 naming the field and the supported ones.
+    pub fn parse_among(s: &str, supported: &[DatasourceType]) -> Result<Self, ApiError> {
+        let wanted = s.trim().to_ascii_uppercase();
+        if let Some(t) = supported
+            .iter()
+            .find(|t| t.name == wanted || t.aliases.contains(&wanted.as_str()))
+        {
+            return Ok(*t);
+        }
+        let names: Vec<&str> = supported.iter().map(|t| t.name).collect();
+        let names = names.join(", ");
+        let known = KNOWN_UNSUPPORTED_TYPES.contains(&wanted.as_str()) || wanted.starts_with("MRS");
+        Err(ApiError::new(
+            ErrorCode::InvalidDatasourceType,
+            if known {
                 format!(
-                    "datasource_type: unknown type {s:?} (supported: MYSQL, POSTGRESQL, SQLITE, RABBITMQ, KAFKA, REDIS)"
-                ),
-            )),
-        }
-    }
-
-    /// DataX-style plugin names shown as a step's `stage`.
-    pub fn reader_plugin(self) -> &'static str {
-        match self {
-            Self::Mysql => "mysqlreader",
-            Self::Postgresql => "pgreader",
-            Self::Sqlite => "sqlitereader",
-            Self::Rabbitmq => "rabbitmqreader",
-            Self::Kafka => "kafkareader",
-            Self::Redis => "redisreader",
-        }
-    }
-
-    pub fn writer_plugin(self) -> &'static str {
-        match self {
-            Self::Mysql => "mysqlwriter",
-            Self::Postgresql => "pgwriter",
-            Self::Sqlite => "sqlitewriter",
-            Self::Rabbitmq => "rabbitmqwriter",
-            Self::Kafka => "kafkawriter",
-            Self::Redis => "rediswriter",
-        }
+                    "datasource_type: {wanted} has no connector in this engine yet (supported: {names})"
+                )
+            } else {
+                format!("datasource_type: unknown type {s:?} (supported: {names})")
+            },
+        ))
     }
 }
 
@@ -148,5 +139,41 @@ impl TaskType {
             Self::Realtime => "realtime",
             Self::Timing => "timing",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PG: DatasourceType = DatasourceType::new("POSTGRESQL", "pg").with_aliases(&["POSTGRES"]);
+    const KAFKA: DatasourceType = DatasourceType::new("KAFKA", "kafka");
+
+    #[test]
+    fn types_are_parsed_among_the_registered_ones() {
+        let supported = [PG, KAFKA];
+        assert_eq!(
+            DatasourceType::parse_among(" postgres ", &supported).unwrap(),
+            PG
+        );
+        assert_eq!(
+            DatasourceType::parse_among("Kafka", &supported).unwrap(),
+            KAFKA
+        );
+        assert_eq!(PG.reader_plugin(), "pgreader");
+        assert_eq!(KAFKA.writer_plugin(), "kafkawriter");
+        let e = DatasourceType::parse_among("oracle", &supported).unwrap_err();
+        assert_eq!(e.code, "FDI.3443");
+        assert!(
+            e.message.contains(
+                "ORACLE has no connector in this engine yet (supported: POSTGRESQL, KAFKA)"
+            ),
+            "{}",
+            e.message
+        );
+        let e = DatasourceType::parse_among("nope", &supported).unwrap_err();
+        assert!(e.message.contains("unknown type \"nope\""), "{}", e.message);
+        // A type this binary was built without is refused even if another binary has it.
+        assert!(DatasourceType::parse_among("MYSQL", &supported).is_err());
     }
 }

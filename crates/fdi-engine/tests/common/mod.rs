@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use fdi_connector::{Connector, ConnectorFactory};
 use fdi_engine::{Endpoint, EngineOptions, IncrementalWindow, RunEvent, RunOutcome, RunRequest};
-use fdi_types::{DatasourceType, StepCode, TaskDetail};
+use fdi_types::{StepCode, TaskDetail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ pub fn mysql_content() -> Value {
 
 pub fn pg() -> Endpoint {
     Endpoint {
-        datasource_type: DatasourceType::Postgresql,
+        datasource_type: fdi_connector_postgres::TYPE,
         connector: fdi_connector_postgres::Factory
             .create(&pg_content())
             .expect("pg connector"),
@@ -40,7 +40,7 @@ pub fn pg() -> Endpoint {
 
 pub fn mysql() -> Endpoint {
     Endpoint {
-        datasource_type: DatasourceType::Mysql,
+        datasource_type: fdi_connector_mysql::TYPE,
         connector: fdi_connector_mysql::Factory
             .create(&mysql_content())
             .expect("mysql connector"),
@@ -49,7 +49,7 @@ pub fn mysql() -> Endpoint {
 
 pub fn sqlite(path: &std::path::Path) -> Endpoint {
     Endpoint {
-        datasource_type: DatasourceType::Sqlite,
+        datasource_type: fdi_connector_sqlite::TYPE,
         connector: fdi_connector_sqlite::Factory::new(
             fdi_connector::FilesRoot::new(std::env::temp_dir()).unwrap(),
         )
