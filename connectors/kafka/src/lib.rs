@@ -45,15 +45,15 @@
 mod reader;
 mod writer;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::config::{de, from_content};
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ContentField, ReadSpec, Result,
-    SinkWriter, SourceQuery, SourceReader, WriteSpec,
+    ColumnInfo, ConnectorError, ContentField, ReadSpec, Result, SinkWriter, SourceQuery,
+    SourceReader, WriteSpec,
 };
+use fdi_message_core::{FactoryOf, MessageConnector};
 use fdi_types::DatasourceType;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
@@ -357,29 +357,10 @@ pub(crate) async fn partitions(config: &KafkaConfig, topic: &str) -> Result<usiz
         .ok_or_else(|| ConnectorError::user(format!("topic \"{topic}\" does not exist")))
 }
 
-/// Builds Kafka connectors.
-#[derive(Debug, Clone, Default)]
-pub struct Factory;
-
-impl ConnectorFactory for Factory {
-    fn datasource_type(&self) -> DatasourceType {
-        TYPE
-    }
-
-    fn content_fields(&self) -> &'static [ContentField] {
-        CONTENT_FIELDS
-    }
-
-    fn validate(&self, content: &serde_json::Value) -> Result<()> {
-        KafkaConfig::parse(content).map(|_| ())
-    }
-
-    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(KafkaConnector {
-            config: KafkaConfig::parse(content)?,
-        }))
-    }
-}
+/// Builds Kafka connectors (a type and a value, as a unit struct is).
+pub type Factory = FactoryOf<KafkaConnector>;
+#[allow(non_upper_case_globals)]
+pub const Factory: Factory = FactoryOf::new();
 
 /// One configured Kafka datasource.
 pub struct KafkaConnector {
@@ -387,9 +368,18 @@ pub struct KafkaConnector {
 }
 
 #[async_trait]
-impl Connector for KafkaConnector {
-    fn datasource_type(&self) -> DatasourceType {
-        TYPE
+impl MessageConnector for KafkaConnector {
+    type Config = KafkaConfig;
+    const TYPE: DatasourceType = TYPE;
+    const CONTENT_FIELDS: &'static [ContentField] = CONTENT_FIELDS;
+    const NO_SQL: &'static str = "KAFKA runs no SQL";
+
+    fn parse(content: &serde_json::Value) -> Result<KafkaConfig> {
+        KafkaConfig::parse(content)
+    }
+
+    fn new(config: KafkaConfig) -> Self {
+        Self { config }
     }
 
     async fn test_connect(&self) -> Result<()> {
@@ -416,14 +406,6 @@ impl Connector for KafkaConnector {
         Err(ConnectorError::user(
             "a KAFKA topic's fields come from the task's sourceMetaData",
         ))
-    }
-
-    fn schemaless_target(&self) -> bool {
-        true
-    }
-
-    async fn test_sql(&self, _sql: &str) -> Result<Vec<ColumnInfo>> {
-        Err(ConnectorError::user("KAFKA runs no SQL"))
     }
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {

@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use fdi_connector::stream::send_batch;
 use fdi_connector::{
-    Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourceBatch, SourcePosition,
-    SourceReader,
+    Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourcePosition, SourceReader,
 };
-use fdi_message_core::{Message, MessageDecoder};
+use fdi_message_core::{Batching, Feed, Message, MessageDecoder, pump};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
@@ -31,11 +29,17 @@ const FIRST_MESSAGE_WITHIN: Duration = Duration::from_secs(30);
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaReader {
-    consumer: Arc<StreamConsumer>,
-    topic: String,
+    feed: TopicFeed,
     decoder: MessageDecoder,
     follow: bool,
     batch_rows: usize,
+}
+
+/// The topic as [`pump`] reads it: one message at a time, with the next offset of every
+/// partition read so far.
+struct TopicFeed {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
     /// Partition -> the next offset to read (the group's committed one, or the earliest).
     next: BTreeMap<i32, i64>,
     /// Partition -> the high watermark at the start (what a timing run reads up to).
@@ -72,14 +76,55 @@ impl KafkaReader {
             .subscribe(&[topic])
             .map_err(|e| map_error("subscribe", e))?;
         Ok(Self {
-            consumer,
-            topic: topic.to_string(),
+            feed: TopicFeed {
+                consumer,
+                topic: topic.to_string(),
+                next,
+                end,
+            },
             decoder: MessageDecoder::new(fields),
             follow,
-            batch_rows: batch_rows.max(1),
-            next,
-            end,
+            batch_rows,
         })
+    }
+}
+
+impl Feed for TopicFeed {
+    /// (partition, offset)
+    type Origin = (i32, i64);
+
+    async fn next(&mut self) -> Result<Option<((i32, i64), Message)>> {
+        let m = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| map_error("consume", e))?;
+        let (p, o) = (m.partition(), m.offset());
+        let mut properties: Vec<(&'static str, Value)> = vec![
+            ("partition", Value::from(p)),
+            ("offset", Value::from(o)),
+            ("topic", Value::from(m.topic())),
+        ];
+        // A message without a key has a NULL @key.
+        properties.push((
+            "key",
+            m.key().map_or(Value::Null, |k| {
+                Value::from(String::from_utf8_lossy(k).into_owned())
+            }),
+        ));
+        if let Some(ts) = m.timestamp().to_millis() {
+            properties.push(("timestamp", Value::from(ts)));
+        }
+        let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+        drop(m);
+        self.next.insert(p, o + 1);
+        Ok(Some((
+            (p, o),
+            Message {
+                payload,
+                properties,
+            },
+        )))
     }
 
     fn drained(&self) -> bool {
@@ -88,25 +133,26 @@ impl KafkaReader {
             .all(|(p, high)| self.next.get(p).is_some_and(|n| n >= high))
     }
 
-    /// `origins` holds each pending message's (partition, offset).
-    fn batch(&self, pending: &[Message], origins: &[(i32, i64)]) -> Result<SourceBatch> {
-        let (rows, dirty) = self.decoder.decode(pending);
-        if let Some(d) = dirty.first() {
-            let (p, o) = &origins[d.index];
-            return Err(ConnectorError::user(format!(
-                "topic \"{}\", partition {p}, offset {o}: {}",
-                self.topic, d.reason
-            )));
+    fn patience(&self, read: u64) -> Duration {
+        if read == 0 {
+            FIRST_MESSAGE_WITHIN
+        } else {
+            DRAINED_AFTER
         }
-        let position: serde_json::Map<String, Value> = self
+    }
+
+    fn name(&self, (p, o): &(i32, i64)) -> String {
+        format!("topic \"{}\", partition {p}, offset {o}", self.topic)
+    }
+
+    /// The next offset of every partition read so far.
+    fn position(&self, _origins: &[(i32, i64)]) -> Option<SourcePosition> {
+        let next: serde_json::Map<String, Value> = self
             .next
             .iter()
             .map(|(p, o)| (p.to_string(), Value::from(*o)))
             .collect();
-        Ok(SourceBatch {
-            rows,
-            position: Some(SourcePosition(Value::Object(position))),
-        })
+        Some(SourcePosition(Value::Object(next)))
     }
 }
 
@@ -148,83 +194,18 @@ impl SourceReader for KafkaReader {
     }
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
-        let mut pending: Vec<Message> = Vec::with_capacity(self.batch_rows);
-        let mut origins: Vec<(i32, i64)> = Vec::with_capacity(self.batch_rows);
-        let mut read = 0u64;
-        let mut silent = Duration::ZERO;
-        loop {
-            if !self.follow && self.drained() {
-                break;
-            }
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
-                m = tokio::time::timeout(LINGER, self.consumer.recv()) => m,
-            };
-            match next {
-                Ok(Ok(m)) => {
-                    silent = Duration::ZERO;
-                    let (p, o) = (m.partition(), m.offset());
-                    let mut properties: Vec<(&'static str, Value)> = vec![
-                        ("partition", Value::from(p)),
-                        ("offset", Value::from(o)),
-                        ("topic", Value::from(m.topic())),
-                    ];
-                    // A message without a key has a NULL @key.
-                    properties.push((
-                        "key",
-                        m.key().map_or(Value::Null, |k| {
-                            Value::from(String::from_utf8_lossy(k).into_owned())
-                        }),
-                    ));
-                    if let Some(ts) = m.timestamp().to_millis() {
-                        properties.push(("timestamp", Value::from(ts)));
-                    }
-                    let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
-                    drop(m);
-                    self.next.insert(p, o + 1);
-                    origins.push((p, o));
-                    pending.push(Message {
-                        payload,
-                        properties,
-                    });
-                    read += 1;
-                    if pending.len() < self.batch_rows && (self.follow || !self.drained()) {
-                        continue;
-                    }
-                }
-                Ok(Err(e)) => return Err(map_error("consume", e)),
-                Err(_) => {
-                    silent += LINGER;
-                    let limit = if read == 0 {
-                        FIRST_MESSAGE_WITHIN
-                    } else {
-                        DRAINED_AFTER
-                    };
-                    if !self.follow && silent >= limit {
-                        break;
-                    }
-                    if pending.is_empty() {
-                        continue;
-                    }
-                }
-            }
-            let batch = self.batch(&pending, &origins)?;
-            pending.clear();
-            origins.clear();
-            send_batch(&out, batch, &cancel).await?;
-        }
-        if !pending.is_empty() {
-            let batch = self.batch(&pending, &origins)?;
-            send_batch(&out, batch, &cancel).await?;
-        }
-        Ok(read)
+        let batching = Batching {
+            batch_rows: self.batch_rows,
+            linger: LINGER,
+            follow: self.follow,
+        };
+        pump(&mut self.feed, &self.decoder, batching, &out, &cancel).await
     }
 
     fn acknowledger(&self) -> Option<Arc<dyn Acknowledger>> {
         Some(Arc::new(KafkaAck {
-            consumer: self.consumer.clone(),
-            topic: self.topic.clone(),
+            consumer: self.feed.consumer.clone(),
+            topic: self.feed.topic.clone(),
         }))
     }
 }

@@ -1,6 +1,7 @@
-//! What the message connectors (RabbitMQ, and Kafka / Redis streams to come) share: messages ->
-//! Arrow batches by the task's fields ([`MessageDecoder`]), and rows -> one JSON object per
-//! message ([`encode_rows`]).
+//! What the message connectors (RabbitMQ, Kafka, Redis) share: messages -> Arrow batches by the
+//! task's fields ([`MessageDecoder`]), the read loop that batches them ([`batching`]), rows ->
+//! one JSON object per message ([`encode_rows`]), and the factory and connector around each
+//! one's own parts ([`connector`]).
 //!
 //! ## Values
 //! | field type | from JSON | from text |
@@ -17,6 +18,9 @@
 //! A missing member or JSON `null` is NULL. A value that does not convert makes the message
 //! dirty: [`MessageDecoder::decode`] returns which message and why.
 
+pub mod batching;
+pub mod connector;
+
 use std::sync::Arc;
 
 use arrow::array::{
@@ -29,6 +33,9 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use fdi_connector::{FieldSource, MessageField};
 use serde_json::Value;
+
+pub use batching::{Batching, Feed, pump};
+pub use connector::{ConnectorOf, FactoryOf, MessageConnector};
 
 /// One message as a connector received it: its payload and the properties it offers as
 /// `@name` fields (`@body`, the payload as text, is offered for every message).

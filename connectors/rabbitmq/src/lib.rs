@@ -31,15 +31,15 @@
 mod reader;
 mod writer;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::config::{de, from_content};
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ContentField, ReadSpec, Result,
-    SinkWriter, SourceQuery, SourceReader, WriteSpec,
+    ColumnInfo, ConnectorError, ContentField, ReadSpec, Result, SinkWriter, SourceQuery,
+    SourceReader, WriteSpec,
 };
+use fdi_message_core::{FactoryOf, MessageConnector};
 use fdi_types::DatasourceType;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -268,29 +268,10 @@ impl Session {
     }
 }
 
-/// Builds RabbitMQ connectors.
-#[derive(Debug, Clone, Default)]
-pub struct Factory;
-
-impl ConnectorFactory for Factory {
-    fn datasource_type(&self) -> DatasourceType {
-        TYPE
-    }
-
-    fn content_fields(&self) -> &'static [ContentField] {
-        CONTENT_FIELDS
-    }
-
-    fn validate(&self, content: &serde_json::Value) -> Result<()> {
-        RabbitConfig::parse(content).map(|_| ())
-    }
-
-    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(RabbitConnector {
-            config: RabbitConfig::parse(content)?,
-        }))
-    }
-}
+/// Builds RabbitMQ connectors (a type and a value, as a unit struct is).
+pub type Factory = FactoryOf<RabbitConnector>;
+#[allow(non_upper_case_globals)]
+pub const Factory: Factory = FactoryOf::new();
 
 /// One configured RabbitMQ datasource (connections are opened per test, reader and writer).
 pub struct RabbitConnector {
@@ -300,9 +281,18 @@ pub struct RabbitConnector {
 const NO_DISCOVERY: &str = "RABBITMQ cannot list queues or their fields over AMQP: name the queue as the task's sourceTable / targetTable and its fields in sourceMetaData";
 
 #[async_trait]
-impl Connector for RabbitConnector {
-    fn datasource_type(&self) -> DatasourceType {
-        TYPE
+impl MessageConnector for RabbitConnector {
+    type Config = RabbitConfig;
+    const TYPE: DatasourceType = TYPE;
+    const CONTENT_FIELDS: &'static [ContentField] = CONTENT_FIELDS;
+    const NO_SQL: &'static str = "RABBITMQ runs no SQL";
+
+    fn parse(content: &serde_json::Value) -> Result<RabbitConfig> {
+        RabbitConfig::parse(content)
+    }
+
+    fn new(config: RabbitConfig) -> Self {
+        Self { config }
     }
 
     async fn test_connect(&self) -> Result<()> {
@@ -317,14 +307,6 @@ impl Connector for RabbitConnector {
 
     async fn columns(&self, _table: &str) -> Result<Vec<ColumnInfo>> {
         Err(ConnectorError::user(NO_DISCOVERY))
-    }
-
-    fn schemaless_target(&self) -> bool {
-        true
-    }
-
-    async fn test_sql(&self, _sql: &str) -> Result<Vec<ColumnInfo>> {
-        Err(ConnectorError::user("RABBITMQ runs no SQL"))
     }
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {

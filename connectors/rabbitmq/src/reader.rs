@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use fdi_connector::stream::send_batch;
 use fdi_connector::{
-    Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourceBatch, SourcePosition,
-    SourceReader,
+    Acknowledger, BatchSender, ConnectorError, MessageField, Result, SourcePosition, SourceReader,
 };
-use fdi_message_core::{Message, MessageDecoder};
+use fdi_message_core::{Batching, Feed, Message, MessageDecoder, pump};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
@@ -67,21 +65,59 @@ impl RabbitReader {
             prefetch: u64::from(prefetch),
         })
     }
+}
 
-    /// The batch of `pending` messages, tagged with the last one's delivery tag. A message that
-    /// does not convert fails the read with its tag and the reason (it stays unacknowledged).
-    fn batch(&self, pending: &[Message], tags: &[u64]) -> Result<SourceBatch> {
-        let (rows, dirty) = self.decoder.decode(pending);
-        if let Some(d) = dirty.first() {
-            return Err(ConnectorError::user(format!(
-                "queue \"{}\", message with delivery tag {}: {}",
-                self.queue, tags[d.index], d.reason
-            )));
+/// A consumer of the queue as [`pump`] reads it.
+struct QueueFeed<'a> {
+    consumer: lapin::Consumer,
+    session: &'a Session,
+    queue: &'a str,
+    prefetch: u64,
+    /// Messages a timing run has still to read.
+    left: u64,
+    /// The delivery tag of the last message received.
+    last_tag: u64,
+}
+
+impl Feed for QueueFeed<'_> {
+    /// The delivery tag.
+    type Origin = u64;
+
+    async fn next(&mut self) -> Result<Option<(u64, Message)>> {
+        match self.consumer.next().await {
+            Some(Ok(delivery)) => {
+                self.last_tag = delivery.delivery_tag;
+                self.left = self.left.saturating_sub(1);
+                Ok(Some(message(delivery)))
+            }
+            Some(Err(e)) => Err(map_error("consume", e)),
+            None => Ok(None),
         }
-        Ok(SourceBatch {
-            rows,
-            position: tags.last().map(|tag| SourcePosition(Value::from(*tag))),
-        })
+    }
+
+    fn drained(&self) -> bool {
+        self.left == 0
+    }
+
+    fn patience(&self, _read: u64) -> Duration {
+        DRAINED_AFTER
+    }
+
+    /// Silence while the prefetch window is full means waiting for acks, not an empty queue.
+    fn counts_silence(&self) -> bool {
+        let unacked = self
+            .last_tag
+            .saturating_sub(self.session.acked.load(Ordering::Relaxed));
+        unacked < self.prefetch
+    }
+
+    fn name(&self, tag: &u64) -> String {
+        format!("queue \"{}\", message with delivery tag {tag}", self.queue)
+    }
+
+    /// The last delivery tag: acknowledged (`multiple`), it covers every message before it.
+    fn position(&self, tags: &[u64]) -> Option<SourcePosition> {
+        tags.last().map(|tag| SourcePosition(Value::from(*tag)))
     }
 }
 
@@ -116,7 +152,7 @@ impl SourceReader for RabbitReader {
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
         let tag = format!("fdi-{}", fdi_types::new_id());
-        let mut consumer = self
+        let consumer = self
             .session
             .channel
             .basic_consume(
@@ -127,62 +163,20 @@ impl SourceReader for RabbitReader {
             )
             .await
             .map_err(|e| map_error("basic.consume", e))?;
-        let mut pending: Vec<Message> = Vec::with_capacity(self.batch_rows);
-        let mut tags: Vec<u64> = Vec::with_capacity(self.batch_rows);
-        let mut left = u64::from(self.depth);
-        let mut read = 0u64;
-        let mut silent = Duration::ZERO;
-        let mut last_tag = 0u64;
-        loop {
-            if !self.follow && left == 0 {
-                break;
-            }
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
-                n = tokio::time::timeout(LINGER, consumer.next()) => n,
-            };
-            match next {
-                Ok(Some(Ok(delivery))) => {
-                    silent = Duration::ZERO;
-                    last_tag = delivery.delivery_tag;
-                    let (tag, m) = message(delivery);
-                    tags.push(tag);
-                    pending.push(m);
-                    read += 1;
-                    left = left.saturating_sub(1);
-                    if pending.len() < self.batch_rows && (self.follow || left > 0) {
-                        continue;
-                    }
-                }
-                Ok(Some(Err(e))) => return Err(map_error("consume", e)),
-                Ok(None) => break,
-                Err(_) => {
-                    // Silence while the prefetch window is full means waiting for acks, not an
-                    // empty queue.
-                    let unacked =
-                        last_tag.saturating_sub(self.session.acked.load(Ordering::Relaxed));
-                    if unacked < self.prefetch {
-                        silent += LINGER;
-                    }
-                    if !self.follow && silent >= DRAINED_AFTER {
-                        break;
-                    }
-                    if pending.is_empty() {
-                        continue;
-                    }
-                }
-            }
-            let batch = self.batch(&pending, &tags)?;
-            pending.clear();
-            tags.clear();
-            send_batch(&out, batch, &cancel).await?;
-        }
-        if !pending.is_empty() {
-            let batch = self.batch(&pending, &tags)?;
-            send_batch(&out, batch, &cancel).await?;
-        }
-        Ok(read)
+        let mut feed = QueueFeed {
+            consumer,
+            session: &self.session,
+            queue: &self.queue,
+            prefetch: self.prefetch,
+            left: u64::from(self.depth),
+            last_tag: 0,
+        };
+        let batching = Batching {
+            batch_rows: self.batch_rows,
+            linger: LINGER,
+            follow: self.follow,
+        };
+        pump(&mut feed, &self.decoder, batching, &out, &cancel).await
     }
 
     fn acknowledger(&self) -> Option<Arc<dyn Acknowledger>> {

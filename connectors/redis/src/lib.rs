@@ -52,15 +52,15 @@ mod reader;
 mod text;
 mod writer;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::config::{de, from_content};
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ContentField, ReadSpec, Result,
-    SinkWriter, SourceQuery, SourceReader, WriteSpec,
+    ColumnInfo, ConnectorError, ContentField, ReadSpec, Result, SinkWriter, SourceQuery,
+    SourceReader, WriteSpec,
 };
+use fdi_message_core::{FactoryOf, MessageConnector};
 use fdi_types::DatasourceType;
 use redis::aio::MultiplexedConnection;
 use redis::{
@@ -81,6 +81,9 @@ const CONTENT_FIELDS: &[ContentField] = &[
     ContentField::plain("redis_database"),
     ContentField::plain("ssl_enable"),
 ];
+
+/// What a query in SQL is answered.
+const NO_SQL: &str = "REDIS has no SQL";
 
 /// How long connecting to one address may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -322,29 +325,10 @@ pub fn is_pattern(name: &str) -> bool {
     name.contains(['*', '?', '['])
 }
 
-/// Builds Redis connectors.
-#[derive(Debug, Clone, Default)]
-pub struct Factory;
-
-impl ConnectorFactory for Factory {
-    fn datasource_type(&self) -> DatasourceType {
-        TYPE
-    }
-
-    fn content_fields(&self) -> &'static [ContentField] {
-        CONTENT_FIELDS
-    }
-
-    fn validate(&self, content: &serde_json::Value) -> Result<()> {
-        RedisConfig::parse(content).map(|_| ())
-    }
-
-    fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(RedisConnector {
-            config: RedisConfig::parse(content)?,
-        }))
-    }
-}
+/// Builds Redis connectors (a type and a value, as a unit struct is).
+pub type Factory = FactoryOf<RedisConnector>;
+#[allow(non_upper_case_globals)]
+pub const Factory: Factory = FactoryOf::new();
 
 /// One configured Redis datasource (connections are opened per call, reader and writer).
 pub struct RedisConnector {
@@ -352,9 +336,18 @@ pub struct RedisConnector {
 }
 
 #[async_trait]
-impl Connector for RedisConnector {
-    fn datasource_type(&self) -> DatasourceType {
-        TYPE
+impl MessageConnector for RedisConnector {
+    type Config = RedisConfig;
+    const TYPE: DatasourceType = TYPE;
+    const CONTENT_FIELDS: &'static [ContentField] = CONTENT_FIELDS;
+    const NO_SQL: &'static str = NO_SQL;
+
+    fn parse(content: &serde_json::Value) -> Result<RedisConfig> {
+        RedisConfig::parse(content)
+    }
+
+    fn new(config: RedisConfig) -> Self {
+        Self { config }
     }
 
     async fn test_connect(&self) -> Result<()> {
@@ -385,14 +378,6 @@ impl Connector for RedisConnector {
             Table::Pattern(p) => keys::pattern_columns(&mut c, &p).await,
             Table::Stream(s) => keys::stream_columns(&mut c, &s).await,
         }
-    }
-
-    fn schemaless_target(&self) -> bool {
-        true
-    }
-
-    async fn test_sql(&self, _sql: &str) -> Result<Vec<ColumnInfo>> {
-        Err(ConnectorError::user("REDIS has no SQL"))
     }
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
@@ -477,7 +462,7 @@ impl Connector for RedisConnector {
                     )),
                 }
             }
-            SourceQuery::Sql(_) => Err(ConnectorError::user("REDIS has no SQL")),
+            SourceQuery::Sql(_) => Err(ConnectorError::user(NO_SQL)),
         }
     }
 

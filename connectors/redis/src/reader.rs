@@ -72,14 +72,8 @@ impl KeyReader {
 
     /// The batch of `pending` messages; a key whose value does not convert fails the read.
     fn batch(&self, pending: &[Message], keys: &[String]) -> Result<SourceBatch> {
-        let (rows, dirty) = self.decoder.decode(pending);
-        if let Some(d) = dirty.first() {
-            return Err(ConnectorError::user(format!(
-                "key \"{}\": {}",
-                keys[d.index], d.reason
-            )));
-        }
-        Ok(rows.into())
+        self.decoder
+            .batch(pending, |i| format!("key \"{}\"", keys[i]), None)
     }
 }
 
@@ -229,18 +223,15 @@ impl StreamReader {
     /// The rows of `entries` (all with fields), tagged with the last id when read in a group.
     fn batch(&self, entries: &[Entry]) -> Result<SourceBatch> {
         let messages: Vec<Message> = entries.iter().map(|e| self.message(e)).collect();
-        let (rows, dirty) = self.decoder.decode(&messages);
-        if let Some(d) = dirty.first() {
-            return Err(ConnectorError::user(format!(
-                "stream \"{}\", entry {}: {}",
-                self.key, entries[d.index].id, d.reason
-            )));
-        }
         let position = match (&self.group, entries.last()) {
             (Some(_), Some(last)) => Some(SourcePosition(Json::String(last.id.clone()))),
             _ => None,
         };
-        Ok(SourceBatch { rows, position })
+        self.decoder.batch(
+            &messages,
+            |i| format!("stream \"{}\", entry {}", self.key, entries[i].id),
+            position,
+        )
     }
 
     /// One `XREADGROUP` from `id` (`0`-based for pending entries, `>` for new ones).
