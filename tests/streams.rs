@@ -202,8 +202,14 @@ async fn a_realtime_rabbitmq_task_follows_its_queue_into_mysql() {
 
 #[tokio::test]
 async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
-    let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_REALTIME_POLL_MS", "300")])
-        .await;
+    let s = TestServer::start_with_env(
+        StoreKind::under_test(),
+        &[
+            ("FDI_REALTIME_POLL_MS", "300"),
+            ("FDI_REALTIME_PROGRESS_MS", "300"),
+        ],
+    )
+    .await;
     let app = s.create_app().await;
     let (st, ds) = s
         .post(
@@ -302,6 +308,39 @@ async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
     .unwrap();
     pool.close().await;
     assert!(same, "the target equals the source by checksum");
+    // The running run's log shows progress entries with the committed rows and the offsets.
+    let running = s.runs(&follow).await[0]["id"].as_str().unwrap().to_string();
+    // (4,500 messages: the second PostgreSQL -> Kafka run sent all 2,500 rows again; the
+    // target upserts them into 2,500.)
+    let last = wait_for(
+        "a progress entry at 4,500 messages",
+        Duration::from_secs(10),
+        || {
+            let (s, follow, running) = (&s, &follow, &running);
+            async move {
+                let (_, detail) = s
+                    .get(&format!("/tasks/{follow}/monitor-logs/{running}"))
+                    .await;
+                detail["detail_logs"]
+                    .as_array()?
+                    .iter()
+                    .rev()
+                    .find(|l| {
+                        l["remarks"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("progress:"))
+                    })
+                    .filter(|l| l["data_count"] == 4500)
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    let remarks = last["remarks"].as_str().unwrap();
+    assert!(
+        remarks.contains("source acknowledged up to") && remarks.contains("\"0\":"),
+        "{last}"
+    );
     s.post(
         "/batch-operation/tasks",
         json!({"action_id": "stop", "list": [{"task_id": follow}]}),

@@ -269,8 +269,26 @@ impl Scheduler {
         let mut last_save = std::time::Instant::now();
         let base = (run.data_count, run.dirty_data_count, run.data_bytes);
         // The run's record is written at most every 500 ms while it runs (and once at its end):
-        // short runs cost the store two writes, long runs still show live progress.
-        while let Some(ev) = rx.recv().await {
+        // short runs cost the store two writes, long runs still show live progress, and what a
+        // quiet stream reported last is saved within 500 ms too.
+        const SAVE_EVERY: Duration = Duration::from_millis(500);
+        let mut unsaved = false;
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+                _ = tokio::time::sleep(SAVE_EVERY.saturating_sub(last_save.elapsed())), if unsaved => {
+                    last_save = std::time::Instant::now();
+                    unsaved = false;
+                    if let Err(e) = self.monitor.save(run).await {
+                        tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record run progress");
+                    }
+                    continue;
+                }
+            };
+            unsaved = true;
             if with_steps {
                 run.apply(ev);
             } else if let fdi_engine::RunEvent::Progress {
@@ -284,8 +302,9 @@ impl Scheduler {
                 run.dirty_data_count = base.1 + dirty_rows;
                 run.data_bytes = base.2 + bytes_written;
             }
-            if last_save.elapsed() > Duration::from_millis(500) {
+            if last_save.elapsed() > SAVE_EVERY {
                 last_save = std::time::Instant::now();
+                unsaved = false;
                 if let Err(e) = self.monitor.save(run).await {
                     tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record run progress");
                 }
