@@ -28,6 +28,8 @@ PSQL=(psql -X -h 127.0.0.1 -U postgres -d test -q -v ON_ERROR_STOP=1)
 MY=(mariadb -h 127.0.0.1 -u root test)
 
 log() { echo "[$(date +%T)] $*" >&2; }
+# shellcheck source=benches/bench_pg.sh
+source benches/bench_pg.sh
 die() { log "FAILED: $*"; exit 1; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -41,17 +43,7 @@ BIN=$TARGET_DIR/release/examples/copy_bench
 COLS="id, name, email, amount, qty, created_at, updated_at, note"
 if [ -z "${SKIP_PREPARE:-}" ]; then
   log "preparing $ROWS rows in PostgreSQL..."
-  PGOPTIONS="-c client_min_messages=warning" "${PSQL[@]}" <<SQL
-DROP TABLE IF EXISTS bench_src, bench_dst;
-CREATE TABLE bench_src (id bigint PRIMARY KEY, name varchar(64), email varchar(128), amount numeric(12,2), qty int,
-  created_at timestamp, updated_at timestamp, note text);
-CREATE TABLE bench_dst (LIKE bench_src INCLUDING ALL);
-INSERT INTO bench_src SELECT g, 'name ' || g, 'user' || g || '@example.com', (g % 100000) / 100.0 + 0.01, g % 1000,
-  timestamp '2024-01-01 00:00:00' + g * interval '1 second', timestamp '2024-06-01 12:00:00.123456' + g * interval '1 second',
-  rpad('note ' || md5(g::text), 100, 'x')
-FROM generate_series(1, $ROWS) g;
-VACUUM ANALYZE bench_src;
-SQL
+  prepare_pg_bench_src "$ROWS"
   log "preparing $ROWS rows in MariaDB..."
   "${MY[@]}" >/dev/null <<SQL
 DROP TABLE IF EXISTS bench_src, bench_dst;
@@ -66,15 +58,7 @@ ANALYZE TABLE bench_src;
 SQL
 fi
 
-# One line per table: count, distinct ids, sum(amount), sum(qty), sum of md5(name|email|note)
-# prefixes, sum of both timestamps in microseconds since 2024-01-01.
-check_pg() {
-  "${PSQL[@]}" -At -F' ' -c "SELECT count(*), count(DISTINCT id), sum(amount), sum(qty),
-    sum(('x' || substr(md5(concat_ws('|', name, email, note)), 1, 15))::bit(60)::bigint),
-    sum((extract(epoch FROM created_at - timestamp '2024-01-01') * 1000000)::bigint
-      + (extract(epoch FROM updated_at - timestamp '2024-01-01') * 1000000)::bigint)
-    FROM $1"
-}
+# One line per table (check_pg is in bench_pg.sh; this is its MariaDB twin).
 check_mysql() {
   "${MY[@]}" -N -e "SELECT count(*), count(DISTINCT id), sum(amount), sum(qty),
     sum(CAST(CONV(SUBSTR(MD5(CONCAT_WS('|', name, email, note)), 1, 15), 16, 10) AS UNSIGNED)),
