@@ -14,8 +14,15 @@
 //! - **cancel**: a reader on a source that keeps it busy returns `Cancelled` within 2 s, and the
 //!   connector serves the next read at once;
 //! - **bad configuration**: each wrong `content` is a user error naming its field.
+//!
+//! [`SqlSubject`] and [`MessageSubject`] are the subjects of SQL databases and of message
+//! connectors; [`helpers`] holds what connectors' own tests share beyond the suite.
 
-use std::sync::Arc;
+pub mod helpers;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
@@ -26,9 +33,10 @@ use arrow::compute::{CastOptions, cast_with_options, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use fdi_connector::{
-    ColumnInfo, Connector, ConnectorFactory, ErrorKind, ReadSpec, SourceBatch, WriteMode, WriteSpec,
+    ColumnInfo, Connector, ConnectorError, ConnectorFactory, ErrorKind, MessageField, ReadSpec,
 };
-use tokio_util::sync::CancellationToken;
+
+pub use helpers::*;
 
 /// The standard columns: what a target made by [`Subject::new_target`] must hold.
 pub const STANDARD_COLUMNS: &[&str] = &["id", "name", "amount", "at", "ok", "data"];
@@ -185,34 +193,11 @@ fn cast_to(batch: &RecordBatch, types: &[DataType]) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
-async fn read_all(connector: &Arc<dyn Connector>, spec: ReadSpec) -> Vec<RecordBatch> {
-    let mut reader = connector.reader(spec).await.expect("open the reader");
-    let ack = reader.acknowledger();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(4);
-    let collect = tokio::spawn(async move {
-        let mut v = Vec::new();
-        while let Some(b) = rx.recv().await {
-            v.push(b);
-        }
-        v
-    });
-    let n = reader
-        .read(tx, CancellationToken::new())
-        .await
-        .expect("read");
-    let batches = collect.await.unwrap();
-    assert_eq!(
-        batches
-            .iter()
-            .map(|b| b.rows.num_rows() as u64)
-            .sum::<u64>(),
-        n,
-        "the reader's count is the rows it sent"
-    );
-    if let (Some(ack), Some(p)) = (ack, batches.iter().rev().find_map(|b| b.position.clone())) {
-        ack.ack(&p).await.expect("acknowledge what was read");
-    }
-    batches.into_iter().map(|b| b.rows).collect()
+/// Every batch of a full read of `spec`, acknowledged.
+async fn read_acked(connector: &Arc<dyn Connector>, spec: ReadSpec) -> Vec<RecordBatch> {
+    let read = read_all(connector, spec).await;
+    read.ack_all().await;
+    read.batches.into_iter().map(|b| b.rows).collect()
 }
 
 async fn round_trip(s: &dyn Subject, connector: &Arc<dyn Connector>) {
@@ -226,28 +211,12 @@ async fn round_trip(s: &dyn Subject, connector: &Arc<dyn Connector>) {
     let rows = standard_rows(300);
     let types: Vec<DataType> = columns.iter().map(|c| c.arrow_type.clone()).collect();
     let to_write = cast_to(&rows, &types);
-    let mut writer = connector
-        .writer(WriteSpec {
-            table: target.clone(),
-            columns: columns.clone(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
-        .await
-        .expect("open the writer");
-    writer.begin().await.expect("begin");
-    let mut written = 0;
-    for part in [to_write.slice(0, 120), to_write.slice(120, 180)] {
-        written += writer.write(part).await.expect("write").rows;
-    }
-    assert_eq!(written, 300);
-    writer.commit().await.expect("commit");
+    let parts = [to_write.slice(0, 120), to_write.slice(120, 180)];
+    let written = write_all(connector, insert_into(&target, columns), parts, true).await;
+    assert_eq!(written.rows, 300);
 
-    let got = read_all(connector, s.read_spec(&target, 64)).await;
-    assert!(
-        got.iter().all(|b| b.num_rows() <= 64),
-        "batches of at most batch_rows"
-    );
+    // At most 64 rows a batch (read_all checks it).
+    let got = read_acked(connector, s.read_spec(&target, 64)).await;
     let schema = got.first().map(|b| b.schema()).expect("a batch");
     let got = concat_batches(&schema, &got).unwrap();
     assert_eq!(got.num_rows(), 300, "every row comes back");
@@ -289,7 +258,7 @@ async fn round_trip(s: &dyn Subject, connector: &Arc<dyn Connector>) {
 async fn empty_source(s: &dyn Subject, connector: &Arc<dyn Connector>) {
     let target = s.new_target().await;
     let t = Instant::now();
-    let got = read_all(connector, s.read_spec(&target, 64)).await;
+    let got = read_acked(connector, s.read_spec(&target, 64)).await;
     assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
     assert!(
         t.elapsed() < Duration::from_secs(5),
@@ -301,22 +270,9 @@ async fn rollback(s: &dyn Subject, connector: &Arc<dyn Connector>) {
     let target = s.new_target().await;
     let columns = s.write_columns(connector, &target).await;
     let types: Vec<DataType> = columns.iter().map(|c| c.arrow_type.clone()).collect();
-    let mut writer = connector
-        .writer(WriteSpec {
-            table: target.clone(),
-            columns,
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
-        .await
-        .unwrap();
-    writer.begin().await.unwrap();
-    writer
-        .write(cast_to(&standard_rows(50), &types))
-        .await
-        .unwrap();
-    writer.abort().await.expect("abort");
-    let got = read_all(connector, s.read_spec(&target, 64)).await;
+    let rows = cast_to(&standard_rows(50), &types);
+    write_all(connector, insert_into(&target, columns), [rows], false).await;
+    let got = read_acked(connector, s.read_spec(&target, 64)).await;
     assert_eq!(
         got.iter().map(RecordBatch::num_rows).sum::<usize>(),
         0,
@@ -325,31 +281,16 @@ async fn rollback(s: &dyn Subject, connector: &Arc<dyn Connector>) {
 }
 
 async fn cancel(s: &dyn Subject, connector: &Arc<dyn Connector>) {
-    let mut reader = connector
-        .reader(s.endless_read().await)
-        .await
-        .expect("open the endless reader");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(4);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    let task = tokio::spawn(async move { reader.read(tx, token).await });
+    let mut reader = Running::start(connector, s.endless_read().await).await;
+    reader.discard_batches();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let t = Instant::now();
-    cancel.cancel();
-    let r = tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .expect("the reader returns within 2 s of cancel")
-        .unwrap();
-    let e = r.expect_err("a cancelled read is an error");
-    assert_eq!(e.kind, ErrorKind::Cancelled, "{}", e.message);
-    assert!(t.elapsed() < Duration::from_secs(2));
+    reader.assert_cancels_within_2s().await;
     // The connector serves the next read at once (nothing left draining the cancelled one).
     let target = s.new_target().await;
     let t = Instant::now();
     tokio::time::timeout(
         Duration::from_secs(5),
-        read_all(connector, s.read_spec(&target, 64)),
+        read_acked(connector, s.read_spec(&target, 64)),
     )
     .await
     .expect("a read right after a cancelled one");
@@ -360,40 +301,27 @@ async fn cancel(s: &dyn Subject, connector: &Arc<dyn Connector>) {
     );
 }
 
+/// Why `factory` refuses `content` (by `validate`, else by `create`): a user error.
+pub fn refusal(factory: &dyn ConnectorFactory, content: &serde_json::Value) -> ConnectorError {
+    let e = factory
+        .validate(content)
+        .err()
+        .or_else(|| factory.create(content).err())
+        .unwrap_or_else(|| panic!("{content} is accepted"));
+    assert_eq!(e.kind, ErrorKind::User, "{content}: {}", e.message);
+    e
+}
+
 fn bad_configuration(s: &dyn Subject) {
     let f = s.factory();
     for (content, field) in s.bad_contents() {
-        let e = f
-            .validate(&content)
-            .err()
-            .or_else(|| f.create(&content).err())
-            .unwrap_or_else(|| panic!("{content} is accepted"));
-        assert_eq!(e.kind, ErrorKind::User, "{content}: {}", e.message);
+        let e = refusal(f.as_ref(), &content);
         assert!(
             e.message.contains(field),
             "{content}: the error names {field}: {}",
             e.message
         );
     }
-}
-
-/// Message fields from `(name, type, path)` triples, as a task's `sourceMetaData` declares them.
-pub fn message_fields(spec: &[(&str, &str, &str)]) -> Vec<fdi_connector::MessageField> {
-    spec.iter()
-        .enumerate()
-        .map(|(i, (name, field_type, path))| {
-            fdi_connector::MessageField::from_meta(
-                i,
-                &fdi_types::MetaField {
-                    name: (*name).into(),
-                    field_type: Some((*field_type).into()),
-                    path: Some((*path).into()),
-                    format: None,
-                },
-            )
-            .expect("a valid field")
-        })
-        .collect()
 }
 
 /// Runs one SQL statement on the subject's database through the test's own connection.
@@ -436,15 +364,7 @@ impl Subject for SqlSubject {
     }
 
     fn read_spec(&self, target: &str, batch_rows: usize) -> ReadSpec {
-        ReadSpec {
-            query: fdi_connector::SourceQuery::Table {
-                table: target.into(),
-                columns: STANDARD_COLUMNS.iter().map(|c| c.to_string()).collect(),
-                filters: Vec::new(),
-                order_by: None,
-            },
-            batch_rows,
-        }
+        table_spec(target, STANDARD_COLUMNS, batch_rows)
     }
 
     async fn endless_read(&self) -> ReadSpec {
@@ -461,6 +381,71 @@ impl Subject for SqlSubject {
     fn transactional(&self) -> bool {
         true
     }
+}
+
+/// Makes a new, empty queue, topic or stream; its name.
+pub type NewSource = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+
+/// A message connector (a queue, a topic, a stream) as a [`Subject`]: the standard columns are
+/// the messages' fields ([`STANDARD_FIELDS`]), each read is in a reader place (consumer group)
+/// of its own, nothing is transactional.
+pub struct MessageSubject {
+    pub factory: Arc<dyn ConnectorFactory>,
+    pub content: serde_json::Value,
+    pub new_source: NewSource,
+    pub bad_contents: Vec<(serde_json::Value, &'static str)>,
+    /// Columns the connector documents as not kept exactly (binary, for JSON messages).
+    pub lossy_columns: &'static [&'static str],
+    /// The sources made so far (for the test to delete).
+    pub made: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Subject for MessageSubject {
+    fn factory(&self) -> Arc<dyn ConnectorFactory> {
+        self.factory.clone()
+    }
+
+    fn content(&self) -> serde_json::Value {
+        self.content.clone()
+    }
+
+    async fn new_target(&self) -> String {
+        let name = (self.new_source)().await;
+        self.made.lock().unwrap().push(name.clone());
+        name
+    }
+
+    async fn write_columns(&self, _c: &Arc<dyn Connector>, _target: &str) -> Vec<ColumnInfo> {
+        standard_fields().iter().map(MessageField::column).collect()
+    }
+
+    fn read_spec(&self, target: &str, batch_rows: usize) -> ReadSpec {
+        let reader = fdi_types::new_id();
+        message_spec(target, standard_fields(), false, batch_rows, &reader)
+    }
+
+    async fn endless_read(&self) -> ReadSpec {
+        let source = self.new_target().await;
+        message_spec(&source, standard_fields(), true, 100, &fdi_types::new_id())
+    }
+
+    fn bad_contents(&self) -> Vec<(serde_json::Value, &'static str)> {
+        self.bad_contents.clone()
+    }
+
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    fn lossy_columns(&self) -> &'static [&'static str] {
+        self.lossy_columns
+    }
+}
+
+/// `prefix` and a suffix unique across test processes: a name for a test's own table.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", unique_suffix())
 }
 
 /// A table name suffix unique across test processes.

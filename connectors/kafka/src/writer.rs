@@ -107,8 +107,7 @@ impl SinkWriter for KafkaWriter {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<WriteStats> {
-        let rows = fdi_message_core::encode_rows(&batch)
-            .map_err(|e| ConnectorError::internal(format!("encoding rows as JSON: {e}")))?;
+        let rows = fdi_message_core::encode_rows(&batch)?;
         let keys = self.keys(&batch)?;
         let producer = self
             .producer

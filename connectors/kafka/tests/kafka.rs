@@ -4,19 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::Int64Type;
-use async_trait::async_trait;
-use fdi_connector::{
-    ColumnInfo, Connector, ConnectorFactory, MessageField, ReadSpec, SourceBatch, SourceQuery,
-    WriteMode, WriteSpec,
+use fdi_connector::{Connector, ConnectorFactory};
+use fdi_connector_compliance::{
+    MessageSubject, Read, columns_of, ids, insert_into, message_fields, message_spec, read_all,
+    run_and_assert_compliance, standard_rows, strings, write_all,
 };
-use fdi_connector_compliance::{Subject, run_and_assert_compliance, standard_rows};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 const BROKER: &str = "127.0.0.1:9092";
 
@@ -48,79 +44,12 @@ async fn topic(partitions: i32) -> String {
     name
 }
 
-fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    fdi_connector_compliance::message_fields(spec)
-}
-
-const STANDARD: &[(&str, &str, &str)] = &[
-    ("id", "Long", ""),
-    ("name", "String", ""),
-    ("amount", "Decimal", ""),
-    ("at", "Timestamp", ""),
-    ("ok", "Boolean", ""),
-    ("data", "Binary", ""),
-];
-
-fn read_spec(
-    topic: &str,
-    f: Vec<MessageField>,
-    follow: bool,
-    batch_rows: usize,
-    group: &str,
-) -> ReadSpec {
-    ReadSpec {
-        query: SourceQuery::Messages {
-            source: topic.into(),
-            fields: f,
-            follow,
-            reader_name: group.into(),
-        },
-        batch_rows,
-    }
-}
-
-struct Kafka;
-
-#[async_trait]
-impl Subject for Kafka {
-    fn factory(&self) -> Arc<dyn ConnectorFactory> {
-        Arc::new(fdi_connector_kafka::Factory)
-    }
-
-    fn content(&self) -> serde_json::Value {
-        content()
-    }
-
-    async fn new_target(&self) -> String {
-        topic(3).await
-    }
-
-    async fn write_columns(&self, _c: &Arc<dyn Connector>, _target: &str) -> Vec<ColumnInfo> {
-        fields(STANDARD).iter().map(MessageField::column).collect()
-    }
-
-    fn read_spec(&self, target: &str, batch_rows: usize) -> ReadSpec {
-        read_spec(
-            target,
-            fields(STANDARD),
-            false,
-            batch_rows,
-            &fdi_types::new_id(),
-        )
-    }
-
-    async fn endless_read(&self) -> ReadSpec {
-        read_spec(
-            &topic(1).await,
-            fields(STANDARD),
-            true,
-            100,
-            &fdi_types::new_id(),
-        )
-    }
-
-    fn bad_contents(&self) -> Vec<(serde_json::Value, &'static str)> {
-        vec![
+fn subject() -> MessageSubject {
+    MessageSubject {
+        factory: Arc::new(fdi_connector_kafka::Factory),
+        content: content(),
+        new_source: Arc::new(|| Box::pin(topic(3))),
+        bad_contents: vec![
             (json!({}), "content.broker"),
             (json!({"broker": "nohost"}), "content.broker"),
             (
@@ -140,22 +69,16 @@ impl Subject for Kafka {
                 json!({"broker": "h:1", "max_message_bytes": 10}),
                 "content.max_message_bytes",
             ),
-        ]
-    }
-
-    fn transactional(&self) -> bool {
-        false
-    }
-
-    /// Binary values travel as arrow's JSON text of them and come back as that text's bytes.
-    fn lossy_columns(&self) -> &'static [&'static str] {
-        &["data"]
+        ],
+        // Binary values travel as arrow's JSON text of them and come back as that text's bytes.
+        lossy_columns: &["data"],
+        made: Default::default(),
     }
 }
 
 #[tokio::test]
 async fn kafka_passes_the_compliance_suite() {
-    run_and_assert_compliance(&Kafka).await;
+    run_and_assert_compliance(&subject()).await;
 }
 
 #[tokio::test]
@@ -172,49 +95,19 @@ async fn topics_are_the_tables() {
 }
 
 async fn produce(topic: &str, from: i64, to: i64) {
-    let c = connector();
-    let mut w = c
-        .writer(WriteSpec {
-            table: topic.into(),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
-        .await
-        .unwrap();
-    w.begin().await.unwrap();
     let rows = standard_rows(to as usize).slice(from as usize, (to - from) as usize);
-    w.write(rows).await.unwrap();
-    w.commit().await.unwrap();
+    write_all(&connector(), insert_into(topic, Vec::new()), [rows], true).await;
 }
 
-async fn read_batches(
+/// Reads every message of `topic` as `fields` in `group`, nothing acknowledged.
+async fn read_topic(
     topic: &str,
+    fields: &[(&str, &str, &str)],
     group: &str,
     batch_rows: usize,
-) -> (
-    Vec<SourceBatch>,
-    Option<Arc<dyn fdi_connector::Acknowledger>>,
-) {
-    let c = connector();
-    let mut r = c
-        .reader(read_spec(
-            topic,
-            fields(&[("id", "Long", ""), ("p", "Integer", "@partition")]),
-            false,
-            batch_rows,
-            group,
-        ))
-        .await
-        .unwrap();
-    let ack = r.acknowledger();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(64);
-    r.read(tx, CancellationToken::new()).await.unwrap();
-    let mut v = Vec::new();
-    while let Some(b) = rx.recv().await {
-        v.push(b);
-    }
-    (v, ack)
+) -> Read {
+    let spec = message_spec(topic, message_fields(fields), false, batch_rows, group);
+    read_all(&connector(), spec).await
 }
 
 #[tokio::test]
@@ -222,67 +115,39 @@ async fn the_group_resumes_after_the_last_acknowledged_batch() {
     let t = topic(1).await;
     produce(&t, 0, 100).await;
     let group = fdi_types::new_id();
-    let (batches, ack) = read_batches(&t, &group, 30).await;
+    let fields = [("id", "Long", ""), ("p", "Integer", "@partition")];
+    let first = read_topic(&t, &fields, &group, 30).await;
     assert_eq!(
-        batches
+        first
+            .batches
             .iter()
             .map(|b| b.rows.num_rows())
             .collect::<Vec<_>>(),
         [30, 30, 30, 10]
     );
     // The target committed the first two batches only.
-    ack.unwrap()
-        .ack(batches[1].position.as_ref().unwrap())
+    first
+        .ack
+        .unwrap()
+        .ack(first.batches[1].position.as_ref().unwrap())
         .await
         .unwrap();
-    let (again, _) = read_batches(&t, &group, 100).await;
-    let ids: Vec<i64> = again
-        .iter()
-        .flat_map(|b| {
-            b.rows
-                .column(0)
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    let want: Vec<i64> = standard_rows(100)
-        .column(0)
-        .as_primitive::<Int64Type>()
-        .values()[60..]
-        .to_vec();
+    let again = read_topic(&t, &fields, &group, 100).await;
     assert_eq!(
-        ids, want,
+        ids(&again.rows()),
+        ids(&standard_rows(100))[60..],
         "exactly the 40 unacknowledged messages come again"
     );
 }
 
 /// Reads every message of `topic` as (id, @key) in a new group.
 async fn ids_and_keys(topic: &str) -> Vec<(i64, Option<String>)> {
-    let c = connector();
-    let mut r = c
-        .reader(read_spec(
-            topic,
-            fields(&[("id", "Long", ""), ("k", "String", "@key")]),
-            false,
-            1000,
-            &fdi_types::new_id(),
-        ))
+    let fields = [("id", "Long", ""), ("k", "String", "@key")];
+    let rows = read_topic(topic, &fields, &fdi_types::new_id(), 1000)
         .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(64);
-    r.read(tx, CancellationToken::new()).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(b) = rx.recv().await {
-        let ids = b.rows.column(0).as_primitive::<Int64Type>();
-        let keys = b.rows.column(1).as_string::<i32>();
-        for i in 0..b.rows.num_rows() {
-            out.push((
-                ids.value(i),
-                keys.is_valid(i).then(|| keys.value(i).to_string()),
-            ));
-        }
-    }
+        .rows();
+    let mut out: Vec<(i64, Option<String>)> =
+        ids(&rows).into_iter().zip(strings(&rows, 1)).collect();
     out.sort();
     out
 }
@@ -290,30 +155,15 @@ async fn ids_and_keys(topic: &str) -> Vec<(i64, Option<String>)> {
 #[tokio::test]
 async fn each_message_is_keyed_by_the_first_primary_column() {
     let t = topic(3).await;
-    let mut columns: Vec<ColumnInfo> = fields(STANDARD).iter().map(MessageField::column).collect();
-    columns[0].primary = true;
-    columns[1].primary = true; // only the first primary column is the key
-    let mut w = connector()
-        .writer(WriteSpec {
-            table: t.clone(),
-            columns,
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
-        .await
-        .unwrap();
-    w.begin().await.unwrap();
     let rows = standard_rows(40);
-    let stats = w.write(rows.clone()).await.unwrap();
+    // Only the first primary column is the key.
+    let columns = columns_of(&rows.schema(), &["id", "name"]);
+    let stats = write_all(&connector(), insert_into(&t, columns), [rows.clone()], true).await;
     assert_eq!((stats.rows, stats.dirty_rows), (40, 0));
-    w.commit().await.unwrap();
 
-    let mut want: Vec<(i64, Option<String>)> = rows
-        .column(0)
-        .as_primitive::<Int64Type>()
-        .values()
-        .iter()
-        .map(|id| (*id, Some(id.to_string())))
+    let mut want: Vec<(i64, Option<String>)> = ids(&rows)
+        .into_iter()
+        .map(|id| (id, Some(id.to_string())))
         .collect();
     want.sort();
     assert_eq!(ids_and_keys(&t).await, want);
@@ -356,15 +206,7 @@ async fn a_row_larger_than_max_message_bytes_is_a_dirty_row_and_the_rest_arrive(
         ],
     )
     .unwrap();
-    let mut w = c
-        .writer(WriteSpec {
-            table: t.clone(),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
-        .await
-        .unwrap();
+    let mut w = c.writer(insert_into(&t, Vec::new())).await.unwrap();
     w.begin().await.unwrap();
     let stats = w.write(batch).await.unwrap();
     assert_eq!((stats.rows, stats.dirty_rows), (9, 1), "{stats:?}");

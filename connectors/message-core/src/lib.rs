@@ -382,14 +382,16 @@ fn date_days(v: &Value, format: Option<&str>) -> Result<Option<i32>, String> {
 ///
 /// Timestamps with a zone are written as RFC 3339 instants in UTC (`2024-03-01T00:00:00Z`),
 /// decimals as text (exact: a JSON number would be read back as a double), binary as arrow's
-/// JSON writer spells it.
-pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
-    let batch = with_utc_offsets(batch)?;
+/// JSON writer spells it. A batch the writer cannot encode is an internal error.
+pub fn encode_rows(batch: &RecordBatch) -> fdi_connector::Result<Vec<Vec<u8>>> {
+    let internal =
+        |e: String| fdi_connector::ConnectorError::internal(format!("encoding rows as JSON: {e}"));
+    let batch = with_utc_offsets(batch).map_err(internal)?;
     let mut buf = Vec::with_capacity(batch.num_rows() * 64);
     {
         let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(&batch).map_err(|e| e.to_string())?;
-        w.finish().map_err(|e| e.to_string())?;
+        w.write(&batch).map_err(|e| internal(e.to_string()))?;
+        w.finish().map_err(|e| internal(e.to_string()))?;
     }
     Ok(buf
         .split(|b| *b == b'\n')

@@ -110,8 +110,7 @@ impl SinkWriter for RabbitWriter {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<WriteStats> {
-        let rows = fdi_message_core::encode_rows(&batch)
-            .map_err(|e| ConnectorError::internal(format!("encoding rows as JSON: {e}")))?;
+        let rows = fdi_message_core::encode_rows(&batch)?;
         let mut bytes = 0u64;
         for row in &rows {
             let confirm = self

@@ -4,14 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    Array, AsArray, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
-use fdi_connector::{
-    Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec, SourceBatch, SourceQuery,
-    WriteMode, WriteSpec,
+use arrow::array::{Array, AsArray, RecordBatch};
+use fdi_connector::{Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec, SourceBatch};
+use fdi_connector_compliance::{
+    MessageSubject, Running, ids, insert_into, message_fields, message_spec, numbered_name,
+    numbered_rows, read_all, run_and_assert_compliance, strings, write_all,
 };
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
@@ -31,6 +28,59 @@ fn connector() -> Arc<dyn Connector> {
     fdi_connector_rabbitmq::Factory.create(&content()).unwrap()
 }
 
+/// A channel on a connection of the test's own.
+async fn channel() -> (lapin::Channel, lapin::Connection) {
+    let conn = lapin::Connection::connect(URI, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672");
+    (conn.create_channel().await.unwrap(), conn)
+}
+
+/// A new durable queue named `{prefix}_<id>`.
+async fn declare(channel: &lapin::Channel, prefix: &str) -> String {
+    let name = format!("{prefix}_{}", fdi_types::new_id());
+    channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    name
+}
+
+#[tokio::test]
+async fn rabbitmq_passes_the_compliance_suite() {
+    let (channel, _conn) = channel().await;
+    let declaring = channel.clone();
+    let s = MessageSubject {
+        factory: Arc::new(fdi_connector_rabbitmq::Factory),
+        content: content(),
+        new_source: Arc::new(move || {
+            let channel = declaring.clone();
+            Box::pin(async move { declare(&channel, "fdi_compliance").await })
+        }),
+        bad_contents: vec![
+            (json!({"port": 5672}), "content.host"),
+            (json!({"host": "h", "port": "x"}), "content.port"),
+            (
+                json!({"host": "h", "ssl_enable": "yes please"}),
+                "content.ssl_enable",
+            ),
+        ],
+        // Binary values travel as arrow's JSON text of them and come back as that text's bytes.
+        lossy_columns: &["data"],
+        made: Default::default(),
+    };
+    run_and_assert_compliance(&s).await;
+    for q in s.made.into_inner().unwrap() {
+        let _ = channel
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
 /// A fresh durable queue, deleted when dropped.
 struct Queue {
     name: String,
@@ -40,21 +90,9 @@ struct Queue {
 
 impl Queue {
     async fn new() -> Queue {
-        let conn = lapin::Connection::connect(URI, lapin::ConnectionProperties::default())
-            .await
-            .expect("RabbitMQ on 127.0.0.1:5672");
-        let channel = conn.create_channel().await.unwrap();
-        let name = format!("fdi_test_{}", fdi_types::new_id());
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let (channel, conn) = channel().await;
         Queue {
-            name,
+            name: declare(&channel, "fdi_test").await,
             channel,
             _conn: conn,
         }
@@ -84,84 +122,15 @@ impl Queue {
 }
 
 fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    fdi_connector_compliance::message_fields(spec)
+    message_fields(spec)
 }
 
 fn read_spec(queue: &str, f: Vec<MessageField>, follow: bool, batch_rows: usize) -> ReadSpec {
-    ReadSpec {
-        query: SourceQuery::Messages {
-            source: queue.into(),
-            fields: f,
-            follow,
-            reader_name: "test".into(),
-        },
-        batch_rows,
-    }
-}
-
-/// Rows `from..to`: id, name (unicode, every 7th NULL), amount (38, 10), at, ok.
-fn rows(from: i64, to: i64) -> RecordBatch {
-    let ids: Vec<i64> = (from..to).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-        Field::new("amount", DataType::Decimal128(38, 10), true),
-        Field::new(
-            "at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new("ok", DataType::Boolean, true),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from(
-                ids.iter()
-                    .map(|i| (i % 7 != 0).then(|| format!("név-{i}-漢字 \"q\"")))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(
-                Decimal128Array::from(
-                    ids.iter()
-                        .map(|i| Some(i128::from(*i) * 10_000_000_001))
-                        .collect::<Vec<_>>(),
-                )
-                .with_precision_and_scale(38, 10)
-                .unwrap(),
-            ),
-            Arc::new(
-                TimestampMicrosecondArray::from(
-                    ids.iter()
-                        .map(|i| Some(1_709_251_200_000_000 + i * 1_000_000))
-                        .collect::<Vec<_>>(),
-                )
-                .with_timezone("UTC"),
-            ),
-            Arc::new(BooleanArray::from(
-                ids.iter().map(|i| Some(i % 2 == 0)).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap()
+    message_spec(queue, f, follow, batch_rows, "test")
 }
 
 async fn publish(queue: &str, batch: RecordBatch) {
-    let c = connector();
-    let mut w = c
-        .writer(WriteSpec {
-            table: queue.into(),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
-        .await
-        .unwrap();
-    w.begin().await.unwrap();
-    let stats = w.write(batch.clone()).await.unwrap();
-    assert_eq!(stats.rows, batch.num_rows() as u64);
-    w.commit().await.unwrap();
+    write_all(&connector(), insert_into(queue, Vec::new()), [batch], true).await;
 }
 
 const ALL_FIELDS: &[(&str, &str, &str)] = &[
@@ -196,27 +165,16 @@ async fn test_connect_checks_the_login() {
 #[tokio::test]
 async fn rows_round_trip_through_a_queue() {
     let q = Queue::new().await;
-    let sent = rows(1, 251);
+    let sent = numbered_rows(1, 251);
     publish(&q.name, sent.clone()).await;
     assert_eq!(q.depth().await, 250);
 
-    let c = connector();
-    let mut r = c
-        .reader(read_spec(&q.name, fields(ALL_FIELDS), false, 100))
-        .await
-        .unwrap();
-    let ack = r.acknowledger().expect("a queue is acknowledged");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
-    let n = r.read(tx, CancellationToken::new()).await.unwrap();
-    assert_eq!(n, 250);
-    let mut got = Vec::new();
-    let mut last = None;
-    while let Some(b) = rx.recv().await {
-        assert!(b.rows.num_rows() <= 100);
-        last = b.position.clone();
-        got.push(b.rows);
-    }
-    let got = arrow::compute::concat_batches(&got[0].schema(), &got).unwrap();
+    let read = read_all(
+        &connector(),
+        read_spec(&q.name, fields(ALL_FIELDS), false, 100),
+    )
+    .await;
+    let got = read.rows();
     assert_eq!(got.num_rows(), 250);
     for (i, name) in ["id", "name", "amount", "at", "ok"].iter().enumerate() {
         let want = sent.column(i);
@@ -226,9 +184,9 @@ async fn rows_round_trip_through_a_queue() {
     }
     let rk = got.column(5).as_string::<i32>();
     assert!((0..rk.len()).all(|i| rk.value(i) == q.name));
-    ack.ack(&last.unwrap()).await.unwrap();
-    drop(ack);
-    drop(r);
+    assert!(read.ack.is_some(), "a queue is acknowledged");
+    read.ack_all().await;
+    drop(read);
     wait_depth(&q, 0).await;
     q.delete().await;
 }
@@ -249,43 +207,32 @@ async fn wait_depth(q: &Queue, want: u32) {
 #[tokio::test]
 async fn only_acknowledged_messages_leave_the_queue() {
     let q = Queue::new().await;
-    publish(&q.name, rows(0, 100)).await;
+    publish(&q.name, numbered_rows(0, 100)).await;
     let c = connector();
     let f = fields(&[("id", "Long", ""), ("again", "Boolean", "@redelivered")]);
-    let mut r = c
-        .reader(read_spec(&q.name, f.clone(), false, 30))
-        .await
-        .unwrap();
-    let ack = r.acknowledger().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
-    r.read(tx, CancellationToken::new()).await.unwrap();
-    let mut batches = Vec::new();
-    while let Some(b) = rx.recv().await {
-        batches.push(b);
-    }
+    let first = read_all(&c, read_spec(&q.name, f.clone(), false, 30)).await;
     assert_eq!(
-        batches
+        first
+            .batches
             .iter()
             .map(|b| b.rows.num_rows())
             .collect::<Vec<_>>(),
         [30, 30, 30, 10]
     );
     // The target committed the first two batches only.
-    ack.ack(batches[1].position.as_ref().unwrap())
+    let ack = first.ack.as_ref().unwrap();
+    ack.ack(first.batches[1].position.as_ref().unwrap())
         .await
         .unwrap();
-    drop((ack, r));
+    drop(first);
     wait_depth(&q, 40).await;
 
     // The other 40 come again, flagged redelivered, in order.
-    let mut r = c.reader(read_spec(&q.name, f, false, 100)).await.unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
-    assert_eq!(r.read(tx, CancellationToken::new()).await.unwrap(), 40);
-    let b = rx.recv().await.unwrap().rows;
-    let ids = b.column(0).as_primitive::<Int64Type>();
-    assert_eq!(ids.values().to_vec(), (60..100).collect::<Vec<i64>>());
+    let again = read_all(&c, read_spec(&q.name, f, false, 100)).await;
+    let b = again.rows();
+    assert_eq!(ids(&b), (60..100).collect::<Vec<i64>>());
     assert!(b.column(1).as_boolean().iter().all(|v| v == Some(true)));
-    drop(r);
+    drop(again);
     wait_depth(&q, 40).await;
     q.delete().await;
 }
@@ -326,26 +273,12 @@ async fn a_message_that_does_not_convert_fails_the_read_naming_it() {
 #[tokio::test]
 async fn a_following_reader_stops_within_two_seconds_of_cancel() {
     let q = Queue::new().await;
-    let c = connector();
-    let mut r = c
-        .reader(read_spec(&q.name, fields(&[("id", "Long", "")]), true, 10))
-        .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    let task = tokio::spawn(async move { r.read(tx, token).await });
-    publish(&q.name, rows(0, 5)).await;
-    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let spec = read_spec(&q.name, fields(&[("id", "Long", "")]), true, 10);
+    let mut r = Running::start(&connector(), spec).await;
+    publish(&q.name, numbered_rows(0, 5)).await;
+    let first = r.next(Duration::from_secs(5)).await;
     assert_eq!(first.rows.num_rows(), 5, "a partial batch is not held back");
-    let t = Instant::now();
-    cancel.cancel();
-    let e = task.await.unwrap().unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Cancelled);
-    assert!(t.elapsed() < Duration::from_secs(2));
+    r.assert_cancels_within_2s().await;
     q.delete().await;
 }
 
@@ -373,12 +306,7 @@ async fn bad_queue_and_bad_configuration_are_user_errors_naming_them() {
         .unwrap_err();
     assert_eq!(e.message, "content.port: 99999 is not a port number");
     let mut w = c
-        .writer(WriteSpec {
-            table: "fdi_no_such_queue".into(),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
+        .writer(insert_into("fdi_no_such_queue", Vec::new()))
         .await
         .unwrap();
     let e = w.begin().await.unwrap_err();
@@ -410,11 +338,12 @@ async fn exchange_slash_routing_key_publishes_through_the_exchange() {
         .unwrap();
 
     let target = format!("{exchange}/key.a");
-    publish(&target, rows(0, 60)).await;
+    publish(&target, numbered_rows(0, 60)).await;
     wait_depth(&q, 60).await;
     let c = connector();
-    let mut r = c
-        .reader(read_spec(
+    let read = read_all(
+        &c,
+        read_spec(
             &q.name,
             fields(&[
                 ("id", "Long", ""),
@@ -424,34 +353,24 @@ async fn exchange_slash_routing_key_publishes_through_the_exchange() {
             ]),
             false,
             100,
-        ))
-        .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
-    assert_eq!(r.read(tx, CancellationToken::new()).await.unwrap(), 60);
-    let b = rx.recv().await.unwrap().rows;
-    assert_eq!(
-        b.column(0).as_primitive::<Int64Type>().values().to_vec(),
-        (0..60).collect::<Vec<i64>>()
-    );
-    assert_eq!(b.column(1).as_string::<i32>().value(1), "név-1-漢字 \"q\"");
+        ),
+    )
+    .await;
+    let b = read.rows();
+    assert_eq!(ids(&b), (0..60).collect::<Vec<i64>>());
+    assert_eq!(strings(&b, 1)[1], numbered_name(1));
     let rk = b.column(2).as_string::<i32>();
     let ex = b.column(3).as_string::<i32>();
     assert!((0..60).all(|i| rk.value(i) == "key.a" && ex.value(i) == exchange));
-    drop(r);
+    drop(read);
 
     // A key no binding matches: the broker returns the messages and the commit says so.
     let mut w = c
-        .writer(WriteSpec {
-            table: format!("{exchange}/other.b"),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
+        .writer(insert_into(&format!("{exchange}/other.b"), Vec::new()))
         .await
         .unwrap();
     w.begin().await.unwrap();
-    w.write(rows(0, 3)).await.unwrap();
+    w.write(numbered_rows(0, 3)).await.unwrap();
     let e = w.commit().await.unwrap_err();
     assert!(
         e.message.contains("returned 3 messages unroutable")
@@ -464,12 +383,7 @@ async fn exchange_slash_routing_key_publishes_through_the_exchange() {
     // A missing exchange fails the writer's start, naming it and the target.
     let missing = format!("fdi_no_such_exchange_{}", fdi_types::new_id());
     let mut w = c
-        .writer(WriteSpec {
-            table: format!("{missing}/key.a"),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
+        .writer(insert_into(&format!("{missing}/key.a"), Vec::new()))
         .await
         .unwrap();
     let e = w.begin().await.unwrap_err();
@@ -482,12 +396,7 @@ async fn exchange_slash_routing_key_publishes_through_the_exchange() {
         e.message
     );
     let e = c
-        .writer(WriteSpec {
-            table: "/key.a".into(),
-            columns: Vec::new(),
-            mode: WriteMode::Insert,
-            clear_table: false,
-        })
+        .writer(insert_into("/key.a", Vec::new()))
         .await
         .err()
         .unwrap();

@@ -4,19 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow::array::{
-    Array, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
-use fdi_connector::{
-    Acknowledger, ColumnInfo, Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec,
-    SourceBatch, SourceQuery, WriteMode, WriteSpec,
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema};
+use fdi_connector::{Connector, ConnectorFactory, ErrorKind, MessageField, WriteMode, WriteSpec};
+use fdi_connector_compliance::{
+    MessageSubject, Running, columns_of, ids, message_fields, message_spec, numbered_amount,
+    numbered_at, numbered_name, numbered_rows, read_all, run_and_assert_compliance, strings,
+    table_spec, write_all,
 };
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 fn content() -> serde_json::Value {
     json!({"address": "127.0.0.1:6379", "redis_database": "0"})
@@ -67,158 +66,63 @@ async fn cleanup(prefix: &str) {
     }
 }
 
-fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    fdi_connector_compliance::message_fields(spec)
-}
-
-fn messages(source: &str, f: Vec<MessageField>, batch_rows: usize, reader: &str) -> ReadSpec {
-    ReadSpec {
-        query: SourceQuery::Messages {
-            source: source.into(),
-            fields: f,
-            follow: false,
-            reader_name: reader.into(),
-        },
-        batch_rows,
-    }
-}
-
-fn table(name: &str, columns: &[&str]) -> ReadSpec {
-    ReadSpec {
-        query: SourceQuery::Table {
-            table: name.into(),
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            filters: Vec::new(),
-            order_by: None,
-        },
-        batch_rows: 7,
-    }
-}
-
-async fn read(
-    c: &Arc<dyn Connector>,
-    spec: ReadSpec,
-) -> (Vec<SourceBatch>, Option<Arc<dyn Acknowledger>>) {
-    let mut r = c.reader(spec).await.expect("open the reader");
-    let ack = r.acknowledger();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(1024);
-    let n = r.read(tx, CancellationToken::new()).await.expect("read");
-    drop(r);
-    let mut v = Vec::new();
-    while let Some(b) = rx.recv().await {
-        v.push(b);
-    }
-    assert_eq!(
-        v.iter().map(|b| b.rows.num_rows() as u64).sum::<u64>(),
-        n,
-        "the reader's count is the rows it sent"
-    );
-    (v, ack)
-}
-
-fn column(info: (&str, DataType, bool)) -> ColumnInfo {
-    ColumnInfo {
-        name: info.0.into(),
-        native_type: String::new(),
-        length: None,
-        decimal_digits: None,
-        nullable: !info.2,
-        primary: info.2,
-        unique: info.2,
-        arrow_type: info.1,
-    }
-}
-
-/// Rows `from..to`: id (Int64), name (unicode, every 3rd NULL), amount (decimal 38,10), at.
-fn rows(from: i64, to: i64) -> RecordBatch {
-    let ids: Vec<i64> = (from..to).collect();
-    RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-            Field::new("amount", DataType::Decimal128(38, 10), true),
-            Field::new(
-                "at",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
+/// The suite with streams as the tables; every stream it makes is deleted at the end.
+#[tokio::test]
+async fn redis_passes_the_compliance_suite() {
+    let s = MessageSubject {
+        factory: Arc::new(fdi_connector_redis::Factory),
+        content: json!({"address": "127.0.0.1:6379"}),
+        new_source: Arc::new(|| {
+            Box::pin(async { format!("fdi_compliance_{}", fdi_types::new_id()) })
+        }),
+        bad_contents: vec![
+            (json!({"redis_database": 0}), "content.address"),
+            (json!({"address": "h:x"}), "content.address"),
+            (json!({"address": "h:1,h:0"}), "content.address"),
+            (
+                json!({"address": "h:1", "redis_database": 99}),
+                "content.redis_database",
             ),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(ids.clone())),
-            Arc::new(StringArray::from(
-                ids.iter()
-                    .map(|i| (i % 3 != 0).then(|| format!("név {i} 漢字 \"q\"")))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(
-                Decimal128Array::from(
-                    ids.iter()
-                        .map(|i| Some(123_456_789_012_345_678_900_000_000_000i128 + i128::from(*i)))
-                        .collect::<Vec<_>>(),
-                )
-                .with_precision_and_scale(38, 10)
-                .unwrap(),
+            (
+                json!({"address": "h:1", "redis_database": "one"}),
+                "content.redis_database",
             ),
-            Arc::new(
-                TimestampMicrosecondArray::from(
-                    ids.iter()
-                        .map(|i| Some(1_709_251_200_000_000 + i * 1_000_001))
-                        .collect::<Vec<_>>(),
-                )
-                .with_timezone("UTC"),
+            (
+                json!({"address": "h:1", "ssl_enable": true}),
+                "content.ssl_enable",
             ),
         ],
-    )
-    .unwrap()
+        // Binary values are written as their bytes and come back as text (bytes that are not
+        // UTF-8 become U+FFFD).
+        lossy_columns: &["data"],
+        made: Default::default(),
+    };
+    run_and_assert_compliance(&s).await;
+    let streams = s.made.into_inner().unwrap();
+    let deleted: usize = redis::cmd("DEL")
+        .arg(&streams)
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert!(deleted >= 3, "the suite's streams existed: {deleted}");
 }
 
+fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
+    message_fields(spec)
+}
+
+/// [`numbered_rows`] into `table`, keyed by `id`.
 fn write_spec(table: &str, mode: WriteMode, clear_table: bool) -> WriteSpec {
     WriteSpec {
         table: table.into(),
-        columns: vec![
-            column(("id", DataType::Int64, true)),
-            column(("name", DataType::Utf8, false)),
-            column(("amount", DataType::Decimal128(38, 10), false)),
-            column((
-                "at",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            )),
-        ],
+        columns: columns_of(&numbered_rows(0, 0).schema(), &["id"]),
         mode,
         clear_table,
     }
 }
 
 async fn write(c: &Arc<dyn Connector>, spec: WriteSpec, batches: Vec<RecordBatch>) -> u64 {
-    let mut w = c.writer(spec).await.expect("open the writer");
-    w.begin().await.expect("begin");
-    let mut n = 0;
-    for b in batches {
-        n += w.write(b).await.expect("write").rows;
-    }
-    w.commit().await.expect("commit");
-    n
-}
-
-fn strings(b: &SourceBatch, col: usize) -> Vec<Option<String>> {
-    let a = b.rows.column(col).as_string::<i32>();
-    (0..a.len())
-        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
-        .collect()
-}
-
-fn ids(batches: &[SourceBatch]) -> Vec<i64> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.rows
-                .column(0)
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect()
+    write_all(c, spec, batches, true).await.rows
 }
 
 async fn pending_count(stream: &str, group: &str) -> i64 {
@@ -244,7 +148,7 @@ async fn a_stream_delivers_again_exactly_what_was_not_acknowledged() {
         write(
             &c,
             write_spec(&stream, WriteMode::Insert, false),
-            vec![rows(0, 60), rows(60, 100)]
+            vec![numbered_rows(0, 60), numbered_rows(60, 100)]
         )
         .await,
         100
@@ -258,50 +162,43 @@ async fn a_stream_delivers_again_exactly_what_was_not_acknowledged() {
         ])
     };
     let task = "task-1";
-    let (first, ack) = read(&c, messages(&stream, f(), 10, task)).await;
-    assert_eq!(first.len(), 10, "100 entries in batches of 10");
-    assert_eq!(ids(&first), (0..100).collect::<Vec<_>>());
-    let first_entries: Vec<String> = first
-        .iter()
-        .flat_map(|b| strings(b, 2))
-        .map(Option::unwrap)
-        .collect();
+    let first = read_all(&c, message_spec(&stream, f(), false, 10, task)).await;
+    assert_eq!(first.batches.len(), 10, "100 entries in batches of 10");
+    let rows = first.rows();
+    assert_eq!(ids(&rows), (0..100).collect::<Vec<_>>());
+    let first_entries: Vec<String> = strings(&rows, 2).into_iter().map(Option::unwrap).collect();
     assert_eq!(pending_count(&stream, "fdi-task-1").await, 100);
     // The target committed the first half only; then the run died.
-    ack.expect("a stream read in a group has an acknowledger")
-        .ack(first[4].position.as_ref().expect("a position"))
+    first
+        .ack
+        .expect("a stream read in a group has an acknowledger")
+        .ack(first.batches[4].position.as_ref().expect("a position"))
         .await
         .unwrap();
     assert_eq!(pending_count(&stream, "fdi-task-1").await, 50);
 
-    let (again, ack) = read(&c, messages(&stream, f(), 1000, task)).await;
+    let again = read_all(&c, message_spec(&stream, f(), false, 1000, task)).await;
+    let rows = again.rows();
     assert_eq!(
-        ids(&again),
+        ids(&rows),
         (50..100).collect::<Vec<_>>(),
         "exactly the 50 unacknowledged entries come again"
     );
-    let again_entries: Vec<String> = again
-        .iter()
-        .flat_map(|b| strings(b, 2))
-        .map(Option::unwrap)
-        .collect();
+    let again_entries: Vec<String> = strings(&rows, 2).into_iter().map(Option::unwrap).collect();
     assert_eq!(again_entries, first_entries[50..]);
-    let names = strings(&again[0], 1);
+    let names = strings(&rows, 1);
     assert_eq!(names[0].as_deref(), Some("név 50 漢字 \"q\""));
     assert_eq!(names[1], None, "51 % 3 == 0: NULL left out, read back NULL");
-    let amounts = again[0].rows.column(3).as_primitive::<Decimal128Type>();
+    let amounts = rows.column(3).as_primitive::<Decimal128Type>();
     assert_eq!(amounts.value(0), 123_456_789_012_345_678_900_000_000_050);
-    ack.unwrap()
-        .ack(again.last().unwrap().position.as_ref().unwrap())
-        .await
-        .unwrap();
+    again.ack_all().await;
     assert_eq!(pending_count(&stream, "fdi-task-1").await, 0);
 
     // Everything acknowledged: nothing more for this task, everything for another one.
-    let (none, _) = read(&c, messages(&stream, f(), 1000, task)).await;
-    assert_eq!(ids(&none), Vec::<i64>::new());
-    let (other, _) = read(&c, messages(&stream, f(), 1000, "task-2")).await;
-    assert_eq!(ids(&other).len(), 100);
+    let none = read_all(&c, message_spec(&stream, f(), false, 1000, task)).await;
+    assert_eq!(ids(&none.rows()), Vec::<i64>::new());
+    let other = read_all(&c, message_spec(&stream, f(), false, 1000, "task-2")).await;
+    assert_eq!(ids(&other.rows()).len(), 100);
     cleanup(&p).await;
 }
 
@@ -313,7 +210,7 @@ async fn key_patterns_round_trip_as_hashes() {
     let written = write(
         &c,
         write_spec(&pattern, WriteMode::Insert, false),
-        vec![rows(0, 25), rows(25, 40)],
+        vec![numbered_rows(0, 25), numbered_rows(25, 40)],
     )
     .await;
     assert_eq!(written, 40);
@@ -333,6 +230,7 @@ async fn key_patterns_round_trip_as_hashes() {
                 "12345678901234567890.0000000001".to_string()
             ),
             ("at".to_string(), "2024-03-01T00:00:01.000001Z".to_string()),
+            ("ok".to_string(), "false".to_string()),
         ])
     );
     let h3: BTreeMap<String, String> = redis::cmd("HGETALL")
@@ -351,81 +249,73 @@ async fn key_patterns_round_trip_as_hashes() {
     assert_eq!(names[0], "key");
     assert_eq!(
         names.iter().copied().collect::<BTreeSet<_>>(),
-        BTreeSet::from(["key", "id", "name", "amount", "at"])
+        BTreeSet::from(["key", "id", "name", "amount", "at", "ok"])
     );
     assert!(cols[0].primary && cols.iter().all(|c| c.arrow_type == DataType::Utf8));
-    let (batches, ack) = read(&c, table(&pattern, &["key", "id", "name", "amount"])).await;
-    assert!(ack.is_none(), "a key pattern has no positions");
-    assert!(batches.iter().all(|b| b.rows.num_rows() <= 7));
-    let mut got: Vec<(String, String, Option<String>, String)> = batches
-        .iter()
-        .flat_map(|b| {
-            let (k, i, n, a) = (strings(b, 0), strings(b, 1), strings(b, 2), strings(b, 3));
-            (0..k.len())
-                .map(|r| {
-                    (
-                        k[r].clone().unwrap(),
-                        i[r].clone().unwrap(),
-                        n[r].clone(),
-                        a[r].clone().unwrap(),
-                    )
-                })
-                .collect::<Vec<_>>()
+    // At most 7 rows a batch (read_all checks it).
+    let read = read_all(
+        &c,
+        table_spec(&pattern, &["key", "id", "name", "amount"], 7),
+    )
+    .await;
+    assert!(read.ack.is_none(), "a key pattern has no positions");
+    let rows = read.rows();
+    let (k, i, n, a) = (
+        strings(&rows, 0),
+        strings(&rows, 1),
+        strings(&rows, 2),
+        strings(&rows, 3),
+    );
+    let mut got: Vec<(String, String, Option<String>, String)> = (0..k.len())
+        .map(|r| {
+            (
+                k[r].clone().unwrap(),
+                i[r].clone().unwrap(),
+                n[r].clone(),
+                a[r].clone().unwrap(),
+            )
         })
         .collect();
     got.sort_by_key(|r| r.1.parse::<i64>().unwrap());
     assert_eq!(got.len(), 40);
     for (i, row) in got.iter().enumerate() {
-        let want_name = (i % 3 != 0).then(|| format!("név {i} 漢字 \"q\""));
         assert_eq!(
             row,
             &(
                 format!("{p}:{i}"),
                 i.to_string(),
-                want_name,
+                numbered_name(i as i64),
                 format!("12345678901234567890.00000000{i:02}")
             )
         );
     }
 
     // With sourceMetaData: typed fields by JSON path and the @key property.
-    let (batches, _) = read(
-        &c,
-        messages(
-            &pattern,
-            fields(&[
-                ("id", "Long", ""),
-                ("k", "String", "@key"),
-                ("amount", "Decimal", "amount"),
-                ("at", "Timestamp", ""),
-                ("missing", "String", "nope"),
-            ]),
-            16,
-            "unused",
-        ),
-    )
-    .await;
-    let mut typed: Vec<(i64, String, i128, i64, bool)> = batches
-        .iter()
-        .flat_map(|b| {
-            let id = b.rows.column(0).as_primitive::<Int64Type>();
-            let k = b.rows.column(1).as_string::<i32>();
-            let a = b.rows.column(2).as_primitive::<Decimal128Type>();
-            let at = b
-                .rows
-                .column(3)
-                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-            (0..id.len())
-                .map(|r| {
-                    (
-                        id.value(r),
-                        k.value(r).to_string(),
-                        a.value(r),
-                        at.value(r),
-                        b.rows.column(4).is_null(r),
-                    )
-                })
-                .collect::<Vec<_>>()
+    let f = fields(&[
+        ("id", "Long", ""),
+        ("k", "String", "@key"),
+        ("amount", "Decimal", "amount"),
+        ("at", "Timestamp", ""),
+        ("missing", "String", "nope"),
+    ]);
+    let rows = read_all(&c, message_spec(&pattern, f, false, 16, "unused"))
+        .await
+        .rows();
+    let id = rows.column(0).as_primitive::<Int64Type>();
+    let k = rows.column(1).as_string::<i32>();
+    let a = rows.column(2).as_primitive::<Decimal128Type>();
+    let at = rows
+        .column(3)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let mut typed: Vec<(i64, String, i128, i64, bool)> = (0..id.len())
+        .map(|r| {
+            (
+                id.value(r),
+                k.value(r).to_string(),
+                a.value(r),
+                at.value(r),
+                rows.column(4).is_null(r),
+            )
         })
         .collect();
     typed.sort();
@@ -435,15 +325,15 @@ async fn key_patterns_round_trip_as_hashes() {
         (
             39,
             format!("{p}:39"),
-            123_456_789_012_345_678_900_000_000_039,
-            1_709_251_200_000_000 + 39 * 1_000_001,
+            numbered_amount(39),
+            numbered_at(39),
             true
         )
     );
 
     // An upsert makes the hash hold the row as written (a NULL removes the field); a row
     // without a key is dirty; clear_table empties the pattern first.
-    let mut row2 = rows(2, 4);
+    let mut row2 = numbered_rows(2, 4);
     row2 = RecordBatch::try_new(
         row2.schema(),
         vec![
@@ -451,6 +341,7 @@ async fn key_patterns_round_trip_as_hashes() {
             Arc::new(StringArray::from(vec![None::<&str>, Some("x")])),
             row2.column(2).clone(),
             row2.column(3).clone(),
+            row2.column(4).clone(),
         ],
     )
     .unwrap();
@@ -493,8 +384,12 @@ async fn key_patterns_round_trip_as_hashes() {
     let stats = w.write(nokey).await.unwrap();
     assert_eq!((stats.rows, stats.dirty_rows), (1, 1));
     w.commit().await.unwrap();
-    let (batches, _) = read(&c, table(&pattern, &["key", "name"])).await;
-    let left: Vec<Option<String>> = batches.iter().flat_map(|b| strings(b, 0)).collect();
+    let left = strings(
+        &read_all(&c, table_spec(&pattern, &["key", "name"], 7))
+            .await
+            .rows(),
+        0,
+    );
     assert_eq!(
         left,
         vec![Some(format!("{p}:7"))],
@@ -574,18 +469,17 @@ async fn discovery_lists_streams_and_key_prefixes() {
     assert!(e.message.contains("hash"), "{}", e.message);
 
     // The pattern as a table: one row per key, lists and sets as JSON arrays.
-    let (batches, _) = read(&c, table(&format!("{p}:*"), &[])).await;
-    let cols = batches[0].rows.schema();
-    let at = |n: &str| cols.index_of(n).unwrap();
+    let all = read_all(&c, table_spec(&format!("{p}:*"), &[], 7))
+        .await
+        .rows();
+    let column = |n: &str| strings(&all, all.schema().index_of(n).unwrap());
     let mut rows: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
-    for b in &batches {
-        for (i, key) in strings(b, at("key")).into_iter().enumerate() {
-            let row = ["f1", "f2", "value", "j"]
-                .iter()
-                .map(|n| (n.to_string(), strings(b, at(n))[i].clone()))
-                .collect();
-            rows.insert(key.unwrap(), row);
-        }
+    for (i, key) in column("key").into_iter().enumerate() {
+        let row = ["f1", "f2", "value", "j"]
+            .iter()
+            .map(|n| (n.to_string(), column(n)[i].clone()))
+            .collect();
+        rows.insert(key.unwrap(), row);
     }
     assert_eq!(rows.len(), 4);
     let row = |k: &str, n: &str| rows[&format!("{p}:{k}")][n].clone();
@@ -601,11 +495,12 @@ async fn discovery_lists_streams_and_key_prefixes() {
     assert_eq!(row("set", "value").as_deref(), Some("[\"only\"]"));
 
     // The stream as a table: a snapshot of its entries, no group.
-    let (batches, ack) = read(&c, table(&stream, &["id", "a", "c"])).await;
-    assert!(ack.is_none());
-    let got: Vec<(Option<String>, Option<String>)> = batches
-        .iter()
-        .flat_map(|b| strings(b, 1).into_iter().zip(strings(b, 2)))
+    let read = read_all(&c, table_spec(&stream, &["id", "a", "c"], 7)).await;
+    assert!(read.ack.is_none());
+    let rows = read.rows();
+    let got: Vec<(Option<String>, Option<String>)> = strings(&rows, 1)
+        .into_iter()
+        .zip(strings(&rows, 2))
         .collect();
     assert_eq!(
         got,
@@ -626,21 +521,8 @@ async fn discovery_lists_streams_and_key_prefixes() {
 
 #[tokio::test]
 async fn bad_configurations_name_the_field_or_the_cause() {
+    // (Refused contents: the unit tests and the compliance suite.)
     let f = fdi_connector_redis::Factory;
-    let err = |v: serde_json::Value| f.validate(&v).unwrap_err();
-    let e = err(json!({"password": "x"}));
-    assert_eq!(
-        (e.kind, e.message.as_str()),
-        (ErrorKind::User, "content.address: required")
-    );
-    assert_eq!(
-        err(json!({"address": "127.0.0.1:63790000"})).message,
-        "content.address: \"127.0.0.1:63790000\" is not host:port"
-    );
-    assert_eq!(
-        err(json!({"address": "127.0.0.1:6379", "redis_database": 99})).message,
-        "content.redis_database: 99 is not a database index (0 to 15)"
-    );
 
     // A password against a server without one: refused with the server's words, not retried.
     let c = f
@@ -684,17 +566,13 @@ async fn bad_configurations_name_the_field_or_the_cause() {
         (ErrorKind::User, "REDIS has no SQL")
     );
     let e = c
-        .reader(messages("user:*", Vec::new(), 10, "x"))
+        .reader(message_spec("user:*", Vec::new(), false, 10, "x"))
         .await
         .err()
         .map(|e| e.kind);
     assert_eq!(e, None, "a key pattern read without follow opens");
-    let mut spec = messages("user:*", Vec::new(), 10, "x");
-    if let SourceQuery::Messages { follow, .. } = &mut spec.query {
-        *follow = true;
-    }
     let e = c
-        .reader(spec)
+        .reader(message_spec("user:*", Vec::new(), true, 10, "x"))
         .await
         .err()
         .expect("a key pattern cannot be followed");
@@ -709,39 +587,29 @@ async fn a_following_read_takes_new_entries_until_cancelled() {
     write(
         &c,
         write_spec(&stream, WriteMode::Insert, false),
-        vec![rows(0, 3)],
+        vec![numbered_rows(0, 3)],
     )
     .await;
-    let mut spec = messages(&stream, fields(&[("id", "Long", "")]), 100, "live");
-    if let SourceQuery::Messages { follow, .. } = &mut spec.query {
-        *follow = true;
-    }
-    let mut r = c.reader(spec).await.unwrap();
-    let ack = r.acknowledger().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(16);
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    let task = tokio::spawn(async move { r.read(tx, token).await });
+    let spec = message_spec(&stream, fields(&[("id", "Long", "")]), true, 100, "live");
+    let mut r = Running::start(&c, spec).await;
+    let ack = r.ack.clone().unwrap();
     let mut got = Vec::new();
     let mut last = None;
     while got.len() < 3 {
-        let b = rx.recv().await.unwrap();
-        got.extend(ids(std::slice::from_ref(&b)));
+        let b = r.next(Duration::from_secs(5)).await;
+        got.extend(ids(&b.rows));
         last = b.position.clone();
     }
     // Entries written while the reader waits arrive too.
     write(
         &c,
         write_spec(&stream, WriteMode::Insert, false),
-        vec![rows(3, 8)],
+        vec![numbered_rows(3, 8)],
     )
     .await;
     while got.len() < 8 {
-        let b = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
-            .await
-            .expect("new entries within 5 s")
-            .unwrap();
-        got.extend(ids(std::slice::from_ref(&b)));
+        let b = r.next(Duration::from_secs(5)).await;
+        got.extend(ids(&b.rows));
         last = b.position.clone();
     }
     assert_eq!(got, (0..8).collect::<Vec<_>>());
@@ -749,14 +617,6 @@ async fn a_following_read_takes_new_entries_until_cancelled() {
     assert_eq!(pending_count(&stream, "fdi-live").await, 0);
     // Acknowledging an older position again changes nothing.
     ack.ack(last.as_ref().unwrap()).await.unwrap();
-    let t = std::time::Instant::now();
-    cancel.cancel();
-    let e = tokio::time::timeout(std::time::Duration::from_secs(2), task)
-        .await
-        .expect("cancelled within 2 s")
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Cancelled);
-    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    r.assert_cancels_within_2s().await;
     cleanup(&p).await;
 }
