@@ -194,6 +194,35 @@ pub async fn write_all(
     total
 }
 
+/// `batch` into `table` in writes of 64 rows through [`write_all`], each column the one
+/// discovery reports under the batch's field name.
+pub async fn write_table(
+    connector: &Arc<dyn Connector>,
+    table: &str,
+    batch: &RecordBatch,
+    mode: WriteMode,
+    clear_table: bool,
+    commit: bool,
+) -> WriteStats {
+    let all = connector.columns(table).await.expect("discover the columns");
+    let columns = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| all.iter().find(|c| c.name == *f.name()).unwrap().clone())
+        .collect();
+    let spec = WriteSpec {
+        table: table.into(),
+        columns,
+        mode,
+        clear_table,
+    };
+    let slices = (0..batch.num_rows())
+        .step_by(64)
+        .map(|start| batch.slice(start, 64.min(batch.num_rows() - start)));
+    write_all(connector, spec, slices, commit).await
+}
+
 /// Message fields from `(name, type, path)` triples, as a task's `sourceMetaData` declares them.
 pub fn message_fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
     spec.iter()

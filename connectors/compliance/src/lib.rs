@@ -13,7 +13,7 @@
 //! - **rollback** (transactional targets): an aborted write leaves nothing;
 //! - **cancel**: a reader on a source that keeps it busy returns `Cancelled` within 2 s, and the
 //!   connector serves the next read at once;
-//! - **bad configuration**: each wrong `content` is a user error naming its field.
+//! - **bad configuration**: each wrong `content` is a user error starting with its field.
 //!
 //! [`SqlSubject`] and [`MessageSubject`] are the subjects of SQL databases and of message
 //! connectors; [`helpers`] holds what connectors' own tests share beyond the suite.
@@ -57,7 +57,7 @@ pub trait Subject: Send + Sync {
     fn read_spec(&self, target: &str, batch_rows: usize) -> ReadSpec;
     /// A read that keeps its reader busy for many seconds (a following queue, a slow query).
     async fn endless_read(&self) -> ReadSpec;
-    /// Wrong contents and the field each error must name (`content.port`).
+    /// Wrong contents and the field each error must start with (`content.port`).
     fn bad_contents(&self) -> Vec<(serde_json::Value, &'static str)>;
     /// Whether an aborted write leaves nothing behind (a database: yes; a queue: no).
     fn transactional(&self) -> bool;
@@ -317,8 +317,8 @@ fn bad_configuration(s: &dyn Subject) {
     for (content, field) in s.bad_contents() {
         let e = refusal(f.as_ref(), &content);
         assert!(
-            e.message.contains(field),
-            "{content}: the error names {field}: {}",
+            e.message.starts_with(field),
+            "{content}: the error starts with {field}: {}",
             e.message
         );
     }

@@ -369,17 +369,14 @@ pub struct KafkaConnector {
 
 #[async_trait]
 impl MessageConnector for KafkaConnector {
-    type Config = KafkaConfig;
     const TYPE: DatasourceType = TYPE;
     const CONTENT_FIELDS: &'static [ContentField] = CONTENT_FIELDS;
     const NO_SQL: &'static str = "KAFKA runs no SQL";
 
-    fn parse(content: &serde_json::Value) -> Result<KafkaConfig> {
-        KafkaConfig::parse(content)
-    }
-
-    fn new(config: KafkaConfig) -> Self {
-        Self { config }
+    fn parse(content: &serde_json::Value) -> Result<Self> {
+        Ok(Self {
+            config: KafkaConfig::parse(content)?,
+        })
     }
 
     async fn test_connect(&self) -> Result<()> {

@@ -23,8 +23,6 @@ use fdi_types::DatasourceType;
 /// What a message connector has of its own; [`FactoryOf`] and [`ConnectorOf`] do the rest.
 #[async_trait]
 pub trait MessageConnector: Send + Sync + Sized + 'static {
-    /// The datasource's `content`, typed.
-    type Config;
     /// The datasource type the connector serves.
     const TYPE: DatasourceType;
     /// Every field `content` may hold (see [`ConnectorFactory::content_fields`]).
@@ -32,10 +30,9 @@ pub trait MessageConnector: Send + Sync + Sized + 'static {
     /// The user error `test_sql` answers.
     const NO_SQL: &'static str;
 
-    /// `content` as the configuration, checked without connecting; errors name the field.
-    fn parse(content: &serde_json::Value) -> Result<Self::Config>;
-    /// The connector of a configuration (connections are opened per call, reader and writer).
-    fn new(config: Self::Config) -> Self;
+    /// The connector of `content` parsed as its typed configuration, without connecting
+    /// (connections are opened per call, reader and writer); errors name the field.
+    fn parse(content: &serde_json::Value) -> Result<Self>;
 
     async fn test_connect(&self) -> Result<()>;
     async fn list_tables(&self, filter: Option<&str>) -> Result<Vec<String>>;
@@ -87,7 +84,7 @@ impl<C: MessageConnector> ConnectorFactory for FactoryOf<C> {
     }
 
     fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(ConnectorOf(C::new(C::parse(content)?))))
+        Ok(Arc::new(ConnectorOf(C::parse(content)?)))
     }
 }
 

@@ -36,6 +36,7 @@ async fn mysql_passes_the_compliance_suite() {
                 "content.port",
             ),
             (json!({"url": "postgres://h/db"}), "content.url"),
+            (json!({"host": "h"}), "content.user"),
         ],
     };
     run_and_assert_compliance(&subject).await;

@@ -1,27 +1,15 @@
 //! The MySQL connector (MariaDB) against the real server: discovery, filters, order, custom SQL,
 //! every type round trip through reader -> writer -> reader, transactions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
-use arrow::record_batch::RecordBatch;
-use fdi_connector::{
-    Connector, ConnectorFactory, ErrorKind, OrderBy, ReadSpec, SourceQuery, WriteMode, WriteSpec,
+use arrow::datatypes::{DataType, TimeUnit};
+use fdi_connector::{Connector, ConnectorFactory, ErrorKind, SourceQuery, WriteMode};
+use fdi_connector_compliance::{
+    assert_filters_and_order, ids, ordered_by_id, read_rows, unique_name, write_table,
 };
-use fdi_types::{WhereCondition, WhereOp};
 use serde_json::json;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
-
-fn unique(p: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{p}_{}_{nanos}", std::process::id())
-}
 
 fn connector() -> Arc<dyn Connector> {
     fdi_connector_mysql::Factory.create(&json!({"host": "127.0.0.1", "port": 3306, "username": "root", "password": "", "database": "test"})).unwrap()
@@ -37,53 +25,13 @@ async fn exec(sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-async fn read_all(c: &Arc<dyn Connector>, query: SourceQuery, batch_rows: usize) -> RecordBatch {
-    let mut reader = c.reader(ReadSpec { query, batch_rows }).await.unwrap();
-    let schema = reader.schema();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let collect = tokio::spawn(async move {
-        let mut v = Vec::new();
-        while let Some(b) = rx.recv().await.map(|b: fdi_connector::SourceBatch| b.rows) {
-            v.push(b);
-        }
-        v
-    });
-    let n = reader.read(tx, CancellationToken::new()).await.unwrap();
-    let batches = collect.await.unwrap();
-    assert!(batches.iter().all(|b| b.num_rows() <= batch_rows));
-    let all = concat_batches(&schema, &batches).unwrap();
-    assert_eq!(all.num_rows() as u64, n);
-    all
-}
-
-fn table(t: &str) -> SourceQuery {
-    SourceQuery::Table {
-        table: t.into(),
-        columns: vec![],
-        filters: vec![],
-        order_by: Some(OrderBy {
-            column: "id".into(),
-            descending: false,
-        }),
-    }
-}
-
-fn ids(b: &RecordBatch) -> Vec<i64> {
-    let col = b.column_by_name("id").unwrap();
-    let col = arrow::compute::cast(col, &DataType::Int64).unwrap();
-    col.as_primitive::<Int64Type>()
-        .iter()
-        .map(|v| v.unwrap())
-        .collect()
-}
-
 const DDL: &str = "id bigint PRIMARY KEY, code varchar(20) UNIQUE, small smallint NOT NULL DEFAULT 0, i int, flag tinyint, r float,
     d double, amount decimal(12,2), huge decimal(38,10), ui int unsigned, name varchar(64), note text, born date, at_time time(6),
     created datetime(6), created_tz timestamp(6) NULL, payload blob, doc json, ub bigint unsigned";
 
 #[tokio::test]
 async fn discovery_reports_columns_keys_and_tables() {
-    let t = unique("c_pg_disc");
+    let t = unique_name("c_pg_disc");
     exec(&format!("CREATE TABLE {t} ({DDL})")).await;
     let c = connector();
     c.test_connect().await.unwrap();
@@ -176,33 +124,10 @@ async fn discovery_reports_columns_keys_and_tables() {
     exec(&format!("DROP TABLE {t}")).await;
 }
 
+/// (Refused contents: the compliance suite.)
 #[tokio::test]
-async fn validate_names_the_field_and_connect_errors_carry_the_cause() {
+async fn a_url_is_accepted_and_connect_errors_carry_the_cause() {
     let f = fdi_connector_mysql::Factory;
-    assert!(
-        f.validate(&json!({"port": 3306, "user": "x"}))
-            .unwrap_err()
-            .message
-            .starts_with("content.host")
-    );
-    assert!(
-        f.validate(&json!({"host": "h", "port": "abc", "user": "x"}))
-            .unwrap_err()
-            .message
-            .starts_with("content.port")
-    );
-    assert!(
-        f.validate(&json!({"host": "h"}))
-            .unwrap_err()
-            .message
-            .starts_with("content.user")
-    );
-    assert!(
-        f.validate(&json!({"url": "postgres://x"}))
-            .unwrap_err()
-            .message
-            .starts_with("content.url")
-    );
     f.validate(&json!({"url": "mysql://root@127.0.0.1/test"}))
         .unwrap();
     let c = f.create(&json!({"host": "127.0.0.1", "port": 3306, "user": "root", "database": "no_such_db_fdi"})).unwrap();
@@ -210,138 +135,16 @@ async fn validate_names_the_field_and_connect_errors_carry_the_cause() {
     assert!(e.message.contains("no_such_db_fdi"), "{}", e.message);
 }
 
-fn w(
-    andor: Option<&str>,
-    op: WhereOp,
-    field: &str,
-    value: Option<&str>,
-    min: Option<&str>,
-    max: Option<&str>,
-) -> WhereCondition {
-    WhereCondition {
-        andor: andor.map(Into::into),
-        field_name: field.into(),
-        field_type: None,
-        op,
-        value: value.map(Into::into),
-        min_value: min.map(Into::into),
-        max_value: max.map(Into::into),
-    }
-}
-
 #[tokio::test]
 async fn every_filter_op_order_and_custom_sql() {
-    let t = unique("c_pg_where");
+    let t = unique_name("c_pg_where");
     exec(&format!(
         "CREATE TABLE {t} (id int PRIMARY KEY, name text); INSERT INTO {t} SELECT seq, CASE WHEN seq % 3 = 0 THEN NULL ELSE CONCAT('n', seq) END FROM seq_1_to_10"
     ))
     .await;
     let c = connector();
-    let cases: Vec<(Vec<WhereCondition>, Vec<i64>)> = vec![
-        (
-            vec![w(None, WhereOp::Equal, "id", Some("4"), None, None)],
-            vec![4],
-        ),
-        (
-            vec![
-                w(None, WhereOp::NotEqual, "id", Some("4"), None, None),
-                w(Some("and"), WhereOp::Less, "id", Some("4"), None, None),
-            ],
-            vec![1, 2, 3],
-        ),
-        (
-            vec![w(None, WhereOp::LessEqual, "id", Some("2"), None, None)],
-            vec![1, 2],
-        ),
-        (
-            vec![w(None, WhereOp::More, "id", Some("8"), None, None)],
-            vec![9, 10],
-        ),
-        (
-            vec![
-                w(None, WhereOp::MoreEqual, "id", Some("9"), None, None),
-                w(Some("or"), WhereOp::Equal, "name", Some("n1"), None, None),
-            ],
-            vec![1, 9, 10],
-        ),
-        (
-            vec![w(None, WhereOp::IsNull, "name", None, None, None)],
-            vec![3, 6, 9],
-        ),
-        (
-            vec![
-                w(None, WhereOp::NotNull, "name", None, None, None),
-                w(Some("and"), WhereOp::More, "id", Some("6"), None, None),
-            ],
-            vec![7, 8, 10],
-        ),
-        (
-            vec![w(None, WhereOp::Between, "id", None, Some("3"), Some("5"))],
-            vec![3, 4, 5],
-        ),
-        (
-            vec![w(
-                None,
-                WhereOp::NotBetween,
-                "id",
-                None,
-                Some("2"),
-                Some("9"),
-            )],
-            vec![1, 10],
-        ),
-        (
-            vec![w(None, WhereOp::InList, "id", Some("2, 5,7"), None, None)],
-            vec![2, 5, 7],
-        ),
-        (
-            vec![w(
-                None,
-                WhereOp::NotInList,
-                "id",
-                Some("1,2,3,4,5,6,7"),
-                None,
-                None,
-            )],
-            vec![8, 9, 10],
-        ),
-        (
-            vec![w(
-                None,
-                WhereOp::Equal,
-                "name",
-                Some("n1' OR '1'='1"),
-                None,
-                None,
-            )],
-            vec![],
-        ),
-    ];
-    for (filters, expected) in cases {
-        let q = SourceQuery::Table {
-            table: t.clone(),
-            columns: vec!["id".into()],
-            filters: filters.clone(),
-            order_by: Some(OrderBy {
-                column: "id".into(),
-                descending: false,
-            }),
-        };
-        assert_eq!(ids(&read_all(&c, q, 4).await), expected, "{filters:?}");
-    }
-    let q = SourceQuery::Table {
-        table: t.clone(),
-        columns: vec!["name".into(), "id".into()],
-        filters: vec![],
-        order_by: Some(OrderBy {
-            column: "id".into(),
-            descending: true,
-        }),
-    };
-    let b = read_all(&c, q, 3).await;
-    assert_eq!(b.schema().field(0).name(), "name");
-    assert_eq!(ids(&b), (1..=10).rev().collect::<Vec<_>>());
-    let b = read_all(
+    assert_filters_and_order(&c, &t, "name", "n").await;
+    let b = read_rows(
         &c,
         SourceQuery::Sql(format!(
             "SELECT id * 2 AS id, upper(name) AS u FROM {t} WHERE id < 4 ORDER BY id;"
@@ -352,67 +155,13 @@ async fn every_filter_op_order_and_custom_sql() {
     assert_eq!(ids(&b), vec![2, 4, 6]);
     assert_eq!(b.column(1).as_string::<i32>().value(0), "N1");
     assert!(b.column(1).is_null(2));
-    let e = c
-        .reader(ReadSpec {
-            query: SourceQuery::Table {
-                table: t.clone(),
-                columns: vec!["nope".into()],
-                filters: vec![],
-                order_by: None,
-            },
-            batch_rows: 10,
-        })
-        .await
-        .err()
-        .expect("missing column refused");
-    assert!(e.message.contains("nope"), "{}", e.message);
     exec(&format!("DROP TABLE {t}")).await;
-}
-
-async fn write(
-    c: &Arc<dyn Connector>,
-    t: &str,
-    batch: RecordBatch,
-    mode: WriteMode,
-    clear: bool,
-    commit: bool,
-) -> u64 {
-    let cols = c.columns(t).await.unwrap();
-    let cols = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| cols.iter().find(|c| c.name == *f.name()).unwrap().clone())
-        .collect();
-    let mut w = c
-        .writer(WriteSpec {
-            table: t.into(),
-            columns: cols,
-            mode,
-            clear_table: clear,
-        })
-        .await
-        .unwrap();
-    w.begin().await.unwrap();
-    let mut bytes = 0;
-    for start in (0..batch.num_rows()).step_by(64) {
-        let len = 64.min(batch.num_rows() - start);
-        let s = w.write(batch.slice(start, len)).await.unwrap();
-        assert_eq!(s.rows, len as u64);
-        bytes += s.bytes;
-    }
-    if commit {
-        w.commit().await.unwrap()
-    } else {
-        w.abort().await.unwrap()
-    }
-    bytes
 }
 
 #[tokio::test]
 async fn every_type_round_trips_through_reader_and_writer() {
-    let src = unique("c_pg_rt_src");
-    let dst = unique("c_pg_rt_dst");
+    let src = unique_name("c_pg_rt_src");
+    let dst = unique_name("c_pg_rt_dst");
     exec(&format!(
         "CREATE TABLE {src} ({DDL}); CREATE TABLE {dst} ({DDL});
          INSERT INTO {src} SELECT seq, CONCAT('c', seq), seq % 100, seq * 7, seq % 2, seq / 8.0, seq / 3.0, seq * 12.34, CONCAT('1234567890123456789.', seq),
@@ -424,11 +173,13 @@ async fn every_type_round_trips_through_reader_and_writer() {
     ))
     .await;
     let c = connector();
-    let original = read_all(&c, table(&src), 50).await;
+    let original = read_rows(&c, ordered_by_id(&src), 50).await;
     assert_eq!(original.num_rows(), 301);
-    let bytes = write(&c, &dst, original.clone(), WriteMode::Insert, false, true).await;
+    let bytes = write_table(&c, &dst, &original, WriteMode::Insert, false, true)
+        .await
+        .bytes;
     assert!(bytes > 30_000, "{bytes}");
-    let copied = read_all(&c, table(&dst), 1000).await;
+    let copied = read_rows(&c, ordered_by_id(&dst), 1000).await;
     assert_eq!(original, copied);
     // Written with the writer, checked by the server itself.
     let pool = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/test")
@@ -453,10 +204,10 @@ async fn every_type_round_trips_through_reader_and_writer() {
         .unwrap();
     assert_eq!(a, b);
     // Abort: nothing visible; clear_table + upsert inside one transaction.
-    write(
+    write_table(
         &c,
         &dst,
-        original.slice(0, 10),
+        &original.slice(0, 10),
         WriteMode::Insert,
         true,
         false,
@@ -467,10 +218,10 @@ async fn every_type_round_trips_through_reader_and_writer() {
         .await
         .unwrap();
     assert_eq!(n, 301, "aborted clear + insert left the table as it was");
-    write(
+    write_table(
         &c,
         &dst,
-        original.slice(0, 10),
+        &original.slice(0, 10),
         WriteMode::Upsert {
             keys: vec!["id".into()],
             part_update: true,
@@ -485,33 +236,4 @@ async fn every_type_round_trips_through_reader_and_writer() {
         .unwrap();
     assert_eq!(n, 301);
     exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
-}
-
-#[tokio::test]
-async fn reader_stops_promptly_when_cancelled() {
-    let t = unique("c_pg_cancel");
-    exec(&format!(
-        "CREATE TABLE {t} (id bigint); INSERT INTO {t} SELECT seq FROM seq_1_to_300000"
-    ))
-    .await;
-    let c = connector();
-    let mut reader = c
-        .reader(ReadSpec {
-            query: table(&t),
-            batch_rows: 1000,
-        })
-        .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let cancel = CancellationToken::new();
-    let c2 = cancel.clone();
-    let task = tokio::spawn(async move { reader.read(tx, c2).await });
-    let first = rx.recv().await.unwrap().rows;
-    assert_eq!(first.num_rows(), 1000);
-    cancel.cancel();
-    let t0 = std::time::Instant::now();
-    let r = task.await.unwrap();
-    assert!(t0.elapsed() < std::time::Duration::from_secs(1));
-    assert_eq!(r.unwrap_err().kind, ErrorKind::Cancelled);
-    exec(&format!("DROP TABLE {t}")).await;
 }

@@ -282,17 +282,14 @@ const NO_DISCOVERY: &str = "RABBITMQ cannot list queues or their fields over AMQ
 
 #[async_trait]
 impl MessageConnector for RabbitConnector {
-    type Config = RabbitConfig;
     const TYPE: DatasourceType = TYPE;
     const CONTENT_FIELDS: &'static [ContentField] = CONTENT_FIELDS;
     const NO_SQL: &'static str = "RABBITMQ runs no SQL";
 
-    fn parse(content: &serde_json::Value) -> Result<RabbitConfig> {
-        RabbitConfig::parse(content)
-    }
-
-    fn new(config: RabbitConfig) -> Self {
-        Self { config }
+    fn parse(content: &serde_json::Value) -> Result<Self> {
+        Ok(Self {
+            config: RabbitConfig::parse(content)?,
+        })
     }
 
     async fn test_connect(&self) -> Result<()> {

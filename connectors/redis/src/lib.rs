@@ -337,17 +337,14 @@ pub struct RedisConnector {
 
 #[async_trait]
 impl MessageConnector for RedisConnector {
-    type Config = RedisConfig;
     const TYPE: DatasourceType = TYPE;
     const CONTENT_FIELDS: &'static [ContentField] = CONTENT_FIELDS;
     const NO_SQL: &'static str = NO_SQL;
 
-    fn parse(content: &serde_json::Value) -> Result<RedisConfig> {
-        RedisConfig::parse(content)
-    }
-
-    fn new(config: RedisConfig) -> Self {
-        Self { config }
+    fn parse(content: &serde_json::Value) -> Result<Self> {
+        Ok(Self {
+            config: RedisConfig::parse(content)?,
+        })
     }
 
     async fn test_connect(&self) -> Result<()> {

@@ -2,26 +2,17 @@
 //! transactions, missing files.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, AsArray};
-use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
-use arrow::record_batch::RecordBatch;
-use fdi_connector::{
-    Connector, ConnectorFactory, ErrorKind, OrderBy, ReadSpec, SourceQuery, WriteMode, WriteSpec,
+use arrow::datatypes::{DataType, TimeUnit};
+use fdi_connector::{Connector, ConnectorFactory, ErrorKind, OrderBy, SourceQuery, WriteMode};
+use fdi_connector_compliance::{
+    assert_filters_and_order, ids, read_rows, unique_name, write_table,
 };
-use fdi_types::{WhereCondition, WhereOp};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 async fn new_db(ddl: &str) -> (std::path::PathBuf, sqlx::SqlitePool) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let path =
-        std::env::temp_dir().join(format!("fdi_sqlite_{}_{nanos}.sqlite", std::process::id()));
+    let path = std::env::temp_dir().join(format!("{}.sqlite", unique_name("fdi_sqlite")));
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)
         .create_if_missing(true);
@@ -37,32 +28,6 @@ fn connector(path: &std::path::Path) -> Arc<dyn Connector> {
     fdi_connector_sqlite::Factory::new(fdi_connector::FilesRoot::new(std::env::temp_dir()).unwrap())
         .create(&json!({"url": path.display().to_string()}))
         .unwrap()
-}
-
-async fn read_all(c: &Arc<dyn Connector>, query: SourceQuery, batch_rows: usize) -> RecordBatch {
-    let mut reader = c.reader(ReadSpec { query, batch_rows }).await.unwrap();
-    let schema = reader.schema();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let collect = tokio::spawn(async move {
-        let mut v = Vec::new();
-        while let Some(b) = rx.recv().await.map(|b: fdi_connector::SourceBatch| b.rows) {
-            v.push(b);
-        }
-        v
-    });
-    let n = reader.read(tx, CancellationToken::new()).await.unwrap();
-    let all = concat_batches(&schema, &collect.await.unwrap()).unwrap();
-    assert_eq!(all.num_rows() as u64, n);
-    all
-}
-
-fn ids(b: &RecordBatch) -> Vec<i64> {
-    b.column_by_name("id")
-        .unwrap()
-        .as_primitive::<Int64Type>()
-        .iter()
-        .map(|v| v.unwrap())
-        .collect()
 }
 
 const DDL: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, code VARCHAR(20) UNIQUE, score REAL, amount DECIMAL(10,2), name TEXT NOT NULL,
@@ -130,15 +95,6 @@ async fn discovery_and_missing_files() {
         !path.with_extension("missing").exists(),
         "a missing source file is not created"
     );
-    assert!(
-        fdi_connector_sqlite::Factory::new(
-            fdi_connector::FilesRoot::new(std::env::temp_dir()).unwrap()
-        )
-        .validate(&json!({}))
-        .unwrap_err()
-        .message
-        .starts_with("content.url")
-    );
     let _ = std::fs::remove_file(&path);
 }
 
@@ -167,72 +123,9 @@ async fn filters_order_custom_sql_and_round_trip() {
             .unwrap();
     }
     let c = connector(&path);
-    let w = |andor: Option<&str>, op, field: &str, value: Option<&str>| WhereCondition {
-        andor: andor.map(Into::into),
-        field_name: field.into(),
-        field_type: None,
-        op,
-        value: value.map(Into::into),
-        min_value: Some("3".into()),
-        max_value: Some("5".into()),
-    };
-    let cases = vec![
-        (vec![w(None, WhereOp::Equal, "id", Some("4"))], vec![4]),
-        (
-            vec![
-                w(None, WhereOp::NotEqual, "id", Some("4")),
-                w(Some("and"), WhereOp::Less, "id", Some("4")),
-            ],
-            vec![1, 2, 3],
-        ),
-        (
-            vec![w(None, WhereOp::LessEqual, "id", Some("2"))],
-            vec![1, 2],
-        ),
-        (vec![w(None, WhereOp::More, "id", Some("8"))], vec![9, 10]),
-        (
-            vec![
-                w(None, WhereOp::MoreEqual, "id", Some("9")),
-                w(Some("or"), WhereOp::Equal, "code", Some("c1")),
-            ],
-            vec![1, 9, 10],
-        ),
-        (vec![w(None, WhereOp::IsNull, "code", None)], vec![3, 6, 9]),
-        (
-            vec![
-                w(None, WhereOp::NotNull, "code", None),
-                w(Some("and"), WhereOp::More, "id", Some("6")),
-            ],
-            vec![7, 8, 10],
-        ),
-        (vec![w(None, WhereOp::Between, "id", None)], vec![3, 4, 5]),
-        (
-            vec![w(None, WhereOp::NotBetween, "id", None)],
-            vec![1, 2, 6, 7, 8, 9, 10],
-        ),
-        (
-            vec![w(None, WhereOp::InList, "id", Some("2,5, 7"))],
-            vec![2, 5, 7],
-        ),
-        (
-            vec![w(None, WhereOp::NotInList, "id", Some("1,2,3,4,5,6,7"))],
-            vec![8, 9, 10],
-        ),
-    ];
-    for (filters, expected) in cases {
-        let q = SourceQuery::Table {
-            table: "t".into(),
-            columns: vec!["id".into()],
-            filters: filters.clone(),
-            order_by: Some(OrderBy {
-                column: "id".into(),
-                descending: false,
-            }),
-        };
-        assert_eq!(ids(&read_all(&c, q, 4).await), expected, "{filters:?}");
-    }
-    let q = SourceQuery::Table {
-        table: "t".into(),
+    assert_filters_and_order(&c, "t", "code", "c").await;
+    let descending = |t: &str| SourceQuery::Table {
+        table: t.into(),
         columns: vec![],
         filters: vec![],
         order_by: Some(OrderBy {
@@ -240,9 +133,9 @@ async fn filters_order_custom_sql_and_round_trip() {
             descending: true,
         }),
     };
-    let all = read_all(&c, q, 3).await;
+    let all = read_rows(&c, descending("t"), 3).await;
     assert_eq!(ids(&all), (1..=10).rev().collect::<Vec<_>>());
-    let b = read_all(
+    let b = read_rows(
         &c,
         SourceQuery::Sql("SELECT id, upper(code) AS u FROM t WHERE id < 4 ORDER BY id".into()),
         10,
@@ -252,51 +145,15 @@ async fn filters_order_custom_sql_and_round_trip() {
     assert_eq!(b.column(1).as_string::<i32>().value(0), "C1");
     assert!(b.column(1).is_null(2));
 
-    // Writer: abort leaves nothing; commit writes every value; upsert updates.
-    let cols = c.columns("t2").await.unwrap();
-    let spec = |mode| WriteSpec {
-        table: "t2".into(),
-        columns: cols.clone(),
-        mode,
-        clear_table: true,
-    };
-    let mut wr = c.writer(spec(WriteMode::Insert)).await.unwrap();
-    wr.begin().await.unwrap();
-    wr.write(all.clone()).await.unwrap();
-    wr.abort().await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM t2")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 0);
-    let mut wr = c.writer(spec(WriteMode::Insert)).await.unwrap();
-    wr.begin().await.unwrap();
-    let stats = wr.write(all.clone()).await.unwrap();
+    // Writer: commit writes every value; upsert updates.
+    let stats = write_table(&c, "t2", &all, WriteMode::Insert, true, true).await;
     assert_eq!(stats.rows, 10);
-    wr.commit().await.unwrap();
-    let q = |t: &str| SourceQuery::Table {
-        table: t.into(),
-        columns: vec![],
-        filters: vec![],
-        order_by: Some(OrderBy {
-            column: "id".into(),
-            descending: true,
-        }),
+    assert_eq!(read_rows(&c, descending("t2"), 100).await, all);
+    let upsert = WriteMode::Upsert {
+        keys: vec!["id".into()],
+        part_update: true,
     };
-    assert_eq!(read_all(&c, q("t2"), 100).await, all);
-    let mut wr = c
-        .writer(WriteSpec {
-            clear_table: false,
-            ..spec(WriteMode::Upsert {
-                keys: vec!["id".into()],
-                part_update: true,
-            })
-        })
-        .await
-        .unwrap();
-    wr.begin().await.unwrap();
-    wr.write(all.slice(0, 3)).await.unwrap();
-    wr.commit().await.unwrap();
-    assert_eq!(read_all(&c, q("t2"), 100).await, all);
+    write_table(&c, "t2", &all.slice(0, 3), upsert, false, true).await;
+    assert_eq!(read_rows(&c, descending("t2"), 100).await, all);
     let _ = std::fs::remove_file(&path);
 }
