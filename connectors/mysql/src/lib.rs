@@ -121,7 +121,7 @@ impl Connector for MySqlConnector {
     }
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
-        Ok(Box::new(reader::MySqlReader::open(&self.pool, spec).await?))
+        Ok(Box::new(reader::MySqlReader::open(self, spec).await?))
     }
 
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {

@@ -2,67 +2,29 @@
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use fdi_connector::{BatchSender, ColumnInfo, ReadSpec, Result, SourceQuery, SourceReader};
-use fdi_sql_core::reader::pump_rows;
-use fdi_sql_core::select::{SelectBuilder, SelectColumn, query_select, table_select};
-use fdi_sql_core::types::{pick_columns, read_kind, schema_of};
-use fdi_sql_core::{BatchAssembler, Dialect, ReadKind};
+use fdi_connector::{BatchSender, ReadSpec, Result, SourceReader};
+use fdi_sql_core::reader::{ReadPlan, plan_read, pump_rows, read_as};
+use fdi_sql_core::{BatchAssembler, Dialect};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{PgConnector, discovery};
+use crate::PgConnector;
 
 pub struct PgReader {
     pool: PgPool,
-    sql: String,
-    schema: SchemaRef,
-    kinds: Vec<ReadKind>,
+    plan: ReadPlan,
     batch_rows: usize,
 }
 
 impl PgReader {
     pub async fn open(c: &PgConnector, spec: ReadSpec) -> Result<Self> {
-        let d = Dialect::Postgres;
-        let (columns, sql): (Vec<ColumnInfo>, SelectBuilder) = match spec.query {
-            SourceQuery::Table {
-                table,
-                columns,
-                filters,
-                order_by,
-            } => {
-                let all = discovery::columns(c, &table).await?;
-                let picked = pick_columns(&table, &all, &columns)?;
-                (
-                    picked,
-                    Box::new(move |sel| table_select(d, &table, sel, &filters, order_by.as_ref())),
-                )
-            }
-            SourceQuery::Sql(q) => {
-                let cols = discovery::describe_query(c, &q).await?;
-                (cols, Box::new(move |sel| query_select(d, &q, sel)))
-            }
-            SourceQuery::Messages { source, .. } => {
-                return Err(fdi_connector::ConnectorError::user(format!(
-                    "{source}: a SQL source reads tables and queries, not messages (remove sourceMetaData)"
-                )));
-            }
-        };
-        let kinds: Vec<ReadKind> = columns.iter().map(|col| read_kind(d, col)).collect();
-        let select_cols: Vec<SelectColumn<'_>> = columns
-            .iter()
-            .zip(&kinds)
-            .map(|(col, k)| SelectColumn {
-                name: &col.name,
-                as_text: k.needs_text_cast(),
-                cast_to: None,
-            })
-            .collect();
-        let sql = sql(&select_cols);
+        let plan = plan_read(Dialect::Postgres, c, spec.query, |col| {
+            read_as(Dialect::Postgres, col)
+        })
+        .await?;
         Ok(Self {
             pool: c.pool.clone(),
-            sql,
-            schema: schema_of(&columns),
-            kinds,
+            plan,
             batch_rows: spec.batch_rows,
         })
     }
@@ -71,14 +33,17 @@ impl PgReader {
 #[async_trait]
 impl SourceReader for PgReader {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.plan.schema.clone()
     }
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
-        fdi_sql_core::statement_log::debug("pg read", &self.sql);
-        let assembler =
-            BatchAssembler::new(self.schema.clone(), self.kinds.clone(), self.batch_rows);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone())).fetch(&self.pool);
+        fdi_sql_core::statement_log::debug("pg read", &self.plan.sql);
+        let assembler = BatchAssembler::new(
+            self.plan.schema.clone(),
+            self.plan.kinds.clone(),
+            self.batch_rows,
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.plan.sql.clone())).fetch(&self.pool);
         pump_rows(rows, assembler, &out, &cancel).await
     }
 }

@@ -143,9 +143,7 @@ impl Connector for SqliteConnector {
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
         self.check_file()?;
-        Ok(Box::new(
-            reader::SqliteReader::open(&self.pool, spec).await?,
-        ))
+        Ok(Box::new(reader::SqliteReader::open(self, spec).await?))
     }
 
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {

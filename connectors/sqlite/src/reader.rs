@@ -3,21 +3,18 @@
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use fdi_connector::{BatchSender, ColumnInfo, ReadSpec, Result, SourceQuery, SourceReader};
-use fdi_sql_core::reader::pump_rows;
-use fdi_sql_core::select::{SelectBuilder, SelectColumn, query_select, table_select};
-use fdi_sql_core::types::{pick_columns, read_kind, schema_of};
+use fdi_connector::{BatchSender, ReadSpec, Result, SourceReader};
+use fdi_sql_core::reader::{ColumnRead, ReadPlan, plan_read, pump_rows};
+use fdi_sql_core::types::read_kind;
 use fdi_sql_core::{BatchAssembler, Dialect, ReadKind};
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
-use crate::discovery;
+use crate::SqliteConnector;
 
 pub struct SqliteReader {
     pool: SqlitePool,
-    sql: String,
-    schema: SchemaRef,
-    kinds: Vec<ReadKind>,
+    plan: ReadPlan,
     batch_rows: usize,
 }
 
@@ -33,57 +30,26 @@ fn storage_cast(kind: &ReadKind) -> &'static str {
 }
 
 impl SqliteReader {
-    pub async fn open(pool: &SqlitePool, spec: ReadSpec) -> Result<Self> {
+    pub async fn open(c: &SqliteConnector, spec: ReadSpec) -> Result<Self> {
         let d = Dialect::Sqlite;
-        let (columns, sql): (Vec<ColumnInfo>, SelectBuilder) = match spec.query {
-            SourceQuery::Table {
-                table,
-                columns,
-                filters,
-                order_by,
-            } => {
-                let all = discovery::columns(pool, &table).await?;
-                let picked = pick_columns(&table, &all, &columns)?;
-                (
-                    picked,
-                    Box::new(move |sel| table_select(d, &table, sel, &filters, order_by.as_ref())),
-                )
-            }
-            SourceQuery::Sql(q) => {
-                let cols = discovery::describe_query(pool, &q).await?;
-                (cols, Box::new(move |sel| query_select(d, &q, sel)))
-            }
-            SourceQuery::Messages { source, .. } => {
-                return Err(fdi_connector::ConnectorError::user(format!(
-                    "{source}: a SQL source reads tables and queries, not messages (remove sourceMetaData)"
-                )));
-            }
-        };
-        let kinds: Vec<ReadKind> = columns
-            .iter()
-            .map(|col| match read_kind(d, col) {
+        let plan = plan_read(d, c, spec.query, |col| {
+            let kind = match read_kind(d, col) {
                 // Dates and timestamps are stored as text; all text goes through one path.
                 ReadKind::Date32 | ReadKind::Timestamp | ReadKind::TimestampTz => {
                     ReadKind::TextAs(col.arrow_type.clone())
                 }
                 k => k,
-            })
-            .collect();
-        let select_cols: Vec<SelectColumn<'_>> = columns
-            .iter()
-            .zip(&kinds)
-            .map(|(col, k)| SelectColumn {
-                name: &col.name,
+            };
+            ColumnRead {
                 as_text: false,
-                cast_to: Some(storage_cast(k)),
-            })
-            .collect();
-        let sql = sql(&select_cols);
+                cast_to: Some(storage_cast(&kind)),
+                kind,
+            }
+        })
+        .await?;
         Ok(Self {
-            pool: pool.clone(),
-            sql,
-            schema: schema_of(&columns),
-            kinds,
+            pool: c.pool.clone(),
+            plan,
             batch_rows: spec.batch_rows,
         })
     }
@@ -92,14 +58,17 @@ impl SqliteReader {
 #[async_trait]
 impl SourceReader for SqliteReader {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.plan.schema.clone()
     }
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
-        fdi_sql_core::statement_log::debug("sqlite read", &self.sql);
-        let assembler =
-            BatchAssembler::new(self.schema.clone(), self.kinds.clone(), self.batch_rows);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone())).fetch(&self.pool);
+        fdi_sql_core::statement_log::debug("sqlite read", &self.plan.sql);
+        let assembler = BatchAssembler::new(
+            self.plan.schema.clone(),
+            self.plan.kinds.clone(),
+            self.batch_rows,
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.plan.sql.clone())).fetch(&self.pool);
         pump_rows(rows, assembler, &out, &cancel).await
     }
 }
