@@ -204,7 +204,10 @@ pub async fn write_table(
     clear_table: bool,
     commit: bool,
 ) -> WriteStats {
-    let all = connector.columns(table).await.expect("discover the columns");
+    let all = connector
+        .columns(table)
+        .await
+        .expect("discover the columns");
     let columns = batch
         .schema()
         .fields()
@@ -221,6 +224,30 @@ pub async fn write_table(
         .step_by(64)
         .map(|start| batch.slice(start, 64.min(batch.num_rows() - start)));
     write_all(connector, spec, slices, commit).await
+}
+
+/// `table` holds `rows` (in `id` order, of every column). A write that clears the table and
+/// inserts its first 10 rows, then aborts, leaves it as it was (the clear is in the write's
+/// transaction); an upsert of those rows on `id` (`part_update`) changes nothing either.
+pub async fn assert_abort_and_upsert_keep(
+    connector: &Arc<dyn Connector>,
+    table: &str,
+    rows: &RecordBatch,
+) {
+    let first = rows.slice(0, 10.min(rows.num_rows()));
+    write_table(connector, table, &first, WriteMode::Insert, true, false).await;
+    let now = read_rows(connector, ordered_by_id(table), 1000).await;
+    assert!(
+        &now == rows,
+        "an aborted clear + insert left the table as it was"
+    );
+    let upsert = WriteMode::Upsert {
+        keys: vec!["id".into()],
+        part_update: true,
+    };
+    write_table(connector, table, &first, upsert, false, true).await;
+    let now = read_rows(connector, ordered_by_id(table), 1000).await;
+    assert!(&now == rows, "an upsert of the same rows changes nothing");
 }
 
 /// Message fields from `(name, type, path)` triples, as a task's `sourceMetaData` declares them.

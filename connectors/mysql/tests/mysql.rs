@@ -7,7 +7,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use fdi_connector::{Connector, ConnectorFactory, ErrorKind, SourceQuery, WriteMode};
 use fdi_connector_compliance::{
-    assert_filters_and_order, ids, ordered_by_id, read_rows, unique_name, write_table,
+    assert_abort_and_upsert_keep, assert_filters_and_order, ids, ordered_by_id, read_rows,
+    unique_name, write_table,
 };
 use serde_json::json;
 
@@ -203,37 +204,6 @@ async fn every_type_round_trips_through_reader_and_writer() {
         .await
         .unwrap();
     assert_eq!(a, b);
-    // Abort: nothing visible; clear_table + upsert inside one transaction.
-    write_table(
-        &c,
-        &dst,
-        &original.slice(0, 10),
-        WriteMode::Insert,
-        true,
-        false,
-    )
-    .await;
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {dst}")))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 301, "aborted clear + insert left the table as it was");
-    write_table(
-        &c,
-        &dst,
-        &original.slice(0, 10),
-        WriteMode::Upsert {
-            keys: vec!["id".into()],
-            part_update: true,
-        },
-        false,
-        true,
-    )
-    .await;
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {dst}")))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 301);
+    assert_abort_and_upsert_keep(&c, &dst, &copied).await;
     exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
 }

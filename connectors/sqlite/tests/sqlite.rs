@@ -7,7 +7,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use fdi_connector::{Connector, ConnectorFactory, ErrorKind, OrderBy, SourceQuery, WriteMode};
 use fdi_connector_compliance::{
-    assert_filters_and_order, ids, read_rows, unique_name, write_table,
+    assert_abort_and_upsert_keep, assert_filters_and_order, ids, ordered_by_id, read_rows,
+    unique_name, write_table,
 };
 use serde_json::json;
 
@@ -145,15 +146,11 @@ async fn filters_order_custom_sql_and_round_trip() {
     assert_eq!(b.column(1).as_string::<i32>().value(0), "C1");
     assert!(b.column(1).is_null(2));
 
-    // Writer: commit writes every value; upsert updates.
+    // Writer: commit writes every value; an aborted clear and an upsert change nothing.
     let stats = write_table(&c, "t2", &all, WriteMode::Insert, true, true).await;
     assert_eq!(stats.rows, 10);
     assert_eq!(read_rows(&c, descending("t2"), 100).await, all);
-    let upsert = WriteMode::Upsert {
-        keys: vec!["id".into()],
-        part_update: true,
-    };
-    write_table(&c, "t2", &all.slice(0, 3), upsert, false, true).await;
-    assert_eq!(read_rows(&c, descending("t2"), 100).await, all);
+    let ascending = read_rows(&c, ordered_by_id("t2"), 100).await;
+    assert_abort_and_upsert_keep(&c, "t2", &ascending).await;
     let _ = std::fs::remove_file(&path);
 }
