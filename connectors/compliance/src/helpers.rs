@@ -46,6 +46,18 @@ impl Read {
             ack.ack(p).await.expect("acknowledge what was read");
         }
     }
+
+    /// The rows of each batch, in the order sent.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batches.iter().map(|b| b.rows.num_rows()).collect()
+    }
+
+    /// Acknowledge batches `0..=last` (as after a commit that covered them only).
+    pub async fn ack_through(&self, last: usize) {
+        let ack = self.ack.as_ref().expect("a source with positions");
+        let p = self.batches[last].position.as_ref().expect("a position");
+        ack.ack(p).await.expect("acknowledge");
+    }
 }
 
 /// Read `spec` to its end, the batches taken as they come. Checks that the reader's count is

@@ -208,19 +208,9 @@ async fn only_acknowledged_messages_leave_the_queue() {
     let c = connector();
     let f = fields(&[("id", "Long", ""), ("again", "Boolean", "@redelivered")]);
     let first = read_all(&c, read_spec(&q.name, f.clone(), false, 30)).await;
-    assert_eq!(
-        first
-            .batches
-            .iter()
-            .map(|b| b.rows.num_rows())
-            .collect::<Vec<_>>(),
-        [30, 30, 30, 10]
-    );
+    assert_eq!(first.batch_sizes(), [30, 30, 30, 10]);
     // The target committed the first two batches only.
-    let ack = first.ack.as_ref().unwrap();
-    ack.ack(first.batches[1].position.as_ref().unwrap())
-        .await
-        .unwrap();
+    first.ack_through(1).await;
     drop(first);
     wait_depth(&q, 40).await;
 

@@ -163,18 +163,17 @@ async fn a_stream_delivers_again_exactly_what_was_not_acknowledged() {
     };
     let task = "task-1";
     let first = read_all(&c, message_spec(&stream, f(), false, 10, task)).await;
-    assert_eq!(first.batches.len(), 10, "100 entries in batches of 10");
+    assert_eq!(
+        first.batch_sizes(),
+        [10; 10],
+        "100 entries in batches of 10"
+    );
     let rows = first.rows();
     assert_eq!(ids(&rows), (0..100).collect::<Vec<_>>());
     let first_entries: Vec<String> = strings(&rows, 2).into_iter().map(Option::unwrap).collect();
     assert_eq!(pending_count(&stream, "fdi-task-1").await, 100);
     // The target committed the first half only; then the run died.
-    first
-        .ack
-        .expect("a stream read in a group has an acknowledger")
-        .ack(first.batches[4].position.as_ref().expect("a position"))
-        .await
-        .unwrap();
+    first.ack_through(4).await;
     assert_eq!(pending_count(&stream, "fdi-task-1").await, 50);
 
     let again = read_all(&c, message_spec(&stream, f(), false, 1000, task)).await;
