@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use fdi_connector::{Connector, ConnectorFactory, ErrorKind, MessageField, ReadSpec, SourceBatch};
 use fdi_connector_compliance::{
     MessageSubject, Running, STANDARD_FIELDS, ids, insert_into, message_fields, message_spec,
-    numbered_name, numbered_rows, read_all, run_and_assert_compliance, strings, write_all,
+    numbered_name, numbered_rows, read_all, refusal, run_and_assert_compliance, strings, write_all,
 };
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
@@ -288,9 +288,10 @@ async fn bad_queue_and_bad_configuration_are_user_errors_naming_them() {
         "{}",
         e.message
     );
-    let e = fdi_connector_rabbitmq::Factory
-        .validate(&json!({"host": "h", "port": 99999}))
-        .unwrap_err();
+    let e = refusal(
+        &fdi_connector_rabbitmq::Factory,
+        &json!({"host": "h", "port": 99999}),
+    );
     assert_eq!(e.message, "content.port: 99999 is not a port number");
     let mut w = c
         .writer(insert_into("fdi_no_such_queue", Vec::new()))
