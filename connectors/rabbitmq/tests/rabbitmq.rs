@@ -121,10 +121,6 @@ impl Queue {
     }
 }
 
-fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    message_fields(spec)
-}
-
 fn read_spec(queue: &str, f: Vec<MessageField>, follow: bool, batch_rows: usize) -> ReadSpec {
     message_spec(queue, f, follow, batch_rows, "test")
 }
@@ -165,7 +161,7 @@ async fn rows_round_trip_through_a_queue() {
         // The columns of numbered_rows, and the routing key.
         read_spec(
             &q.name,
-            fields(&[&STANDARD_FIELDS[..5], &[("rk", "String", "@routing_key")]].concat()),
+            message_fields(&[&STANDARD_FIELDS[..5], &[("rk", "String", "@routing_key")]].concat()),
             false,
             100,
         ),
@@ -206,7 +202,7 @@ async fn only_acknowledged_messages_leave_the_queue() {
     let q = Queue::new().await;
     publish(&q.name, numbered_rows(0, 100)).await;
     let c = connector();
-    let f = fields(&[("id", "Long", ""), ("again", "Boolean", "@redelivered")]);
+    let f = message_fields(&[("id", "Long", ""), ("again", "Boolean", "@redelivered")]);
     let first = read_all(&c, read_spec(&q.name, f.clone(), false, 30)).await;
     assert_eq!(first.batch_sizes(), [30, 30, 30, 10]);
     // The target committed the first two batches only.
@@ -240,7 +236,12 @@ async fn a_message_that_does_not_convert_fails_the_read_naming_it() {
     wait_depth(&q, 1).await;
     let c = connector();
     let mut r = c
-        .reader(read_spec(&q.name, fields(&[("id", "Long", "")]), false, 10))
+        .reader(read_spec(
+            &q.name,
+            message_fields(&[("id", "Long", "")]),
+            false,
+            10,
+        ))
         .await
         .unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
@@ -260,7 +261,7 @@ async fn a_message_that_does_not_convert_fails_the_read_naming_it() {
 #[tokio::test]
 async fn a_following_reader_stops_within_two_seconds_of_cancel() {
     let q = Queue::new().await;
-    let spec = read_spec(&q.name, fields(&[("id", "Long", "")]), true, 10);
+    let spec = read_spec(&q.name, message_fields(&[("id", "Long", "")]), true, 10);
     let mut r = Running::start(&connector(), spec).await;
     publish(&q.name, numbered_rows(0, 5)).await;
     let first = r.next(Duration::from_secs(5)).await;
@@ -275,7 +276,7 @@ async fn bad_queue_and_bad_configuration_are_user_errors_naming_them() {
     let e = c
         .reader(read_spec(
             "fdi_no_such_queue",
-            fields(&[("id", "Long", "")]),
+            message_fields(&[("id", "Long", "")]),
             false,
             10,
         ))
@@ -333,7 +334,7 @@ async fn exchange_slash_routing_key_publishes_through_the_exchange() {
         &c,
         read_spec(
             &q.name,
-            fields(&[
+            message_fields(&[
                 ("id", "Long", ""),
                 ("name", "String", ""),
                 ("rk", "String", "@routing_key"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema};
-use fdi_connector::{Connector, ConnectorFactory, ErrorKind, MessageField, WriteMode, WriteSpec};
+use fdi_connector::{Connector, ConnectorFactory, ErrorKind, WriteMode, WriteSpec};
 use fdi_connector_compliance::{
     MessageSubject, Running, columns_of, ids, message_fields, message_spec, numbered_amount,
     numbered_at, numbered_name, numbered_rows, read_all, run_and_assert_compliance, strings,
@@ -107,10 +107,6 @@ async fn redis_passes_the_compliance_suite() {
     assert!(deleted >= 3, "the suite's streams existed: {deleted}");
 }
 
-fn fields(spec: &[(&str, &str, &str)]) -> Vec<MessageField> {
-    message_fields(spec)
-}
-
 /// [`numbered_rows`] into `table`, keyed by `id`.
 fn write_spec(table: &str, mode: WriteMode, clear_table: bool) -> WriteSpec {
     WriteSpec {
@@ -154,7 +150,7 @@ async fn a_stream_delivers_again_exactly_what_was_not_acknowledged() {
         100
     );
     let f = || {
-        fields(&[
+        message_fields(&[
             ("id", "Long", ""),
             ("name", "String", ""),
             ("entry", "String", "@id"),
@@ -289,7 +285,7 @@ async fn key_patterns_round_trip_as_hashes() {
     }
 
     // With sourceMetaData: typed fields by JSON path and the @key property.
-    let f = fields(&[
+    let f = message_fields(&[
         ("id", "Long", ""),
         ("k", "String", "@key"),
         ("amount", "Decimal", "amount"),
@@ -588,7 +584,13 @@ async fn a_following_read_takes_new_entries_until_cancelled() {
         vec![numbered_rows(0, 3)],
     )
     .await;
-    let spec = message_spec(&stream, fields(&[("id", "Long", "")]), true, 100, "live");
+    let spec = message_spec(
+        &stream,
+        message_fields(&[("id", "Long", "")]),
+        true,
+        100,
+        "live",
+    );
     let mut r = Running::start(&c, spec).await;
     let ack = r.ack.clone().unwrap();
     let mut got = Vec::new();
