@@ -3,24 +3,27 @@
 //!
 //! A reader that receives messages one by one (a Kafka consumer, a RabbitMQ consumer) gives
 //! [`pump`] a [`Feed`]; [`pump`] gathers up to `batch_rows` messages, or fewer once `linger`
-//! passes without one, decodes them ([`MessageDecoder::batch`]) and sends the batch with the
+//! passes since the first of them, decodes them ([`MessageDecoder::batch`]) and sends the batch with the
 //! position after it, until the source is drained (a timing run), ends, or the run is
 //! cancelled. A reader that pulls its messages a page at a time (Redis) uses
 //! [`MessageDecoder::batch`] alone.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fdi_connector::stream::send_batch;
-use fdi_connector::{BatchSender, ConnectorError, Result, SourceBatch, SourcePosition};
+use fdi_connector::{
+    BatchSender, ConnectorError, RejectedRecord, Result, SourceBatch, SourcePosition,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Message, MessageDecoder};
 
 impl MessageDecoder {
-    /// The rows of `messages` as one batch carrying `position`. The first message that does not
-    /// convert fails it, a user error `{name}: {reason}` with `name(its index)` saying which
-    /// message it was (it is not acknowledged, so it stays in the source).
+    /// The rows of `messages` as one batch carrying `position`. A message that does not convert
+    /// travels with it as a rejected record named `name(its index)`, with its payload: the engine
+    /// keeps it as a dirty row, or fails the run at it (then it is not acknowledged and stays in
+    /// the source).
     pub fn batch(
         &self,
         messages: &[Message],
@@ -28,14 +31,22 @@ impl MessageDecoder {
         position: Option<SourcePosition>,
     ) -> Result<SourceBatch> {
         let (rows, dirty) = self.decode(messages);
-        if let Some(d) = dirty.first() {
-            return Err(ConnectorError::user(format!(
-                "{}: {}",
-                name(d.index),
-                d.reason
-            )));
-        }
-        Ok(SourceBatch { rows, position })
+        let mut batch = SourceBatch::new(rows, position);
+        batch.rejected = dirty
+            .into_iter()
+            .map(|d| {
+                let payload = &messages[d.index].payload;
+                RejectedRecord {
+                    index: d.index,
+                    reason: d.reason,
+                    origin: name(d.index),
+                    data: serde_json::from_slice(payload).unwrap_or_else(|_| {
+                        serde_json::Value::String(String::from_utf8_lossy(payload).into_owned())
+                    }),
+                }
+            })
+            .collect();
+        Ok(batch)
     }
 }
 
@@ -68,7 +79,8 @@ pub trait Feed: Send {
 pub struct Batching {
     /// Messages per batch at the most.
     pub batch_rows: usize,
-    /// How long a partial batch waits for more messages before it is sent.
+    /// How long a batch may gather messages (from its first one) before it is sent, full or not;
+    /// also the unit of a timing run's patience with a silent source.
     pub linger: Duration,
     /// Follow the source until cancelled (a realtime run) rather than stop once it is drained.
     pub follow: bool,
@@ -93,26 +105,38 @@ pub async fn pump<F: Feed>(
     let mut origins: Vec<F::Origin> = Vec::with_capacity(batch_rows);
     let mut read = 0u64;
     let mut silent = Duration::ZERO;
+    // When the first message of the batch in hand arrived: a batch goes once it is full or
+    // `linger` old, so a steady stream waits at most `linger` in the reader (not until
+    // `batch_rows` messages have come).
+    let mut batch_started: Option<Instant> = None;
     loop {
         if !follow && feed.drained() {
             break;
         }
+        let wait = batch_started.map_or(linger, |t| linger.saturating_sub(t.elapsed()));
         let next = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
-            m = tokio::time::timeout(linger, feed.next()) => m,
+            m = tokio::time::timeout(wait, feed.next()) => m,
         };
         match next {
             Ok(received) => {
                 let Some((origin, m)) = received? else { break };
                 silent = Duration::ZERO;
+                let started = *batch_started.get_or_insert_with(Instant::now);
                 origins.push(origin);
                 messages.push(m);
                 read += 1;
-                if messages.len() < batch_rows && (follow || !feed.drained()) {
+                if messages.len() < batch_rows
+                    && started.elapsed() < linger
+                    && (follow || !feed.drained())
+                {
                     continue;
                 }
             }
+            // The batch in hand is `linger` old: it goes.
+            Err(_) if !messages.is_empty() => {}
+            // A silent `linger` with nothing in hand.
             Err(_) => {
                 if feed.counts_silence() {
                     silent += linger;
@@ -120,11 +144,10 @@ pub async fn pump<F: Feed>(
                 if !follow && silent >= feed.patience(read) {
                     break;
                 }
-                if messages.is_empty() {
-                    continue;
-                }
+                continue;
             }
         }
+        batch_started = None;
         let batch = decoder.batch(
             &messages,
             |i| feed.name(&origins[i]),
@@ -238,11 +261,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_that_does_not_convert_fails_the_read_naming_it() {
+    async fn a_message_that_does_not_convert_travels_as_a_rejected_record() {
         let (r, batches) = run(&["1", "2", "\"x\""], false).await;
-        let e = r.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::User);
-        assert_eq!(e.message, "message 3: id: \"x\" is not an integer");
-        assert_eq!(batches.len(), 1);
+        assert_eq!(r.unwrap(), 3);
+        let rows: Vec<usize> = batches.iter().map(|b| b.rows.num_rows()).collect();
+        assert_eq!(rows, [2, 0]);
+        assert_eq!(
+            batches[1].rejected,
+            [RejectedRecord {
+                index: 0,
+                reason: "id: \"x\" is not an integer".into(),
+                origin: "message 3".into(),
+                data: serde_json::json!({"id": "x"}),
+            }]
+        );
+        assert_eq!(batches[1].position, Some(SourcePosition(3.into())));
     }
 }

@@ -221,7 +221,7 @@ async fn only_acknowledged_messages_leave_the_queue() {
 }
 
 #[tokio::test]
-async fn a_message_that_does_not_convert_fails_the_read_naming_it() {
+async fn a_message_that_does_not_convert_travels_as_a_rejected_record_naming_it() {
     let q = Queue::new().await;
     q.channel
         .basic_publish(
@@ -244,15 +244,22 @@ async fn a_message_that_does_not_convert_fails_the_read_naming_it() {
         ))
         .await
         .unwrap();
-    let (tx, _rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
-    let e = r.read(tx, CancellationToken::new()).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::User);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceBatch>(8);
+    let read = r.read(tx, CancellationToken::new()).await.unwrap();
+    assert_eq!(read, 1);
+    let batch = rx.recv().await.unwrap();
+    assert_eq!(batch.rows.num_rows(), 0);
+    assert_eq!(batch.rejected.len(), 1);
+    let rejected = &batch.rejected[0];
     assert!(
-        e.message.contains("delivery tag 1")
-            && e.message.contains("id: \"not a number\" is not an integer"),
-        "{}",
-        e.message
+        rejected.origin.contains("delivery tag 1")
+            && rejected
+                .reason
+                .contains("id: \"not a number\" is not an integer"),
+        "{rejected:?}"
     );
+    assert_eq!(rejected.data, serde_json::json!({"id": "not a number"}));
+    // The reader acknowledges nothing itself: the engine does, after the run decides.
     drop(r);
     wait_depth(&q, 1).await;
     q.delete().await;

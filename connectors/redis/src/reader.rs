@@ -70,7 +70,8 @@ impl KeyReader {
         })
     }
 
-    /// The batch of `pending` messages; a key whose value does not convert fails the read.
+    /// The batch of `pending` messages; a key whose value does not convert travels with it as a
+    /// rejected record (a dirty row of the run).
     fn batch(&self, pending: &[Message], keys: &[String]) -> Result<SourceBatch> {
         self.decoder
             .batch(pending, |i| format!("key \"{}\"", keys[i]), None)

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 pub use content::{ContentField, FieldKind};
 pub use files::FilesRoot;
 pub use message::{FieldSource, MessageField};
-pub use stream::{Acknowledger, SourceBatch, SourcePosition};
+pub use stream::{Acknowledger, RejectedRecord, SourceBatch, SourcePosition};
 use tokio_util::sync::CancellationToken;
 
 /// Why a connector call failed. `kind` says whose fault it is; `retryable` is a hint.

@@ -26,14 +26,37 @@ pub struct SourcePosition(pub serde_json::Value);
 pub struct SourceBatch {
     pub rows: RecordBatch,
     pub position: Option<SourcePosition>,
+    /// What the source read but could not turn into rows (a message that is not JSON, a value
+    /// that does not fit its field): the engine keeps them as dirty rows (or fails the run when
+    /// the task has no error handler). They are covered by `position` like the rows.
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// A record of the source that is not a row: why, where it came from and what it held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRecord {
+    /// Its place among the batch's records as read (rows and rejected ones together, from 0).
+    pub index: usize,
+    pub reason: String,
+    /// Which record (`topic "t", partition 0, offset 7`).
+    pub origin: String,
+    /// The record as read: its JSON when it is JSON, else its text.
+    pub data: serde_json::Value,
+}
+
+impl SourceBatch {
+    pub fn new(rows: RecordBatch, position: Option<SourcePosition>) -> Self {
+        Self {
+            rows,
+            position,
+            rejected: Vec::new(),
+        }
+    }
 }
 
 impl From<RecordBatch> for SourceBatch {
     fn from(rows: RecordBatch) -> Self {
-        Self {
-            rows,
-            position: None,
-        }
+        Self::new(rows, None)
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::util::display::array_value_to_string;
+use fdi_connector::RejectedRecord;
 use tokio::io::AsyncWriteExt;
 
 /// What a run does with dirty rows (from the task's `error_handler`).
@@ -106,6 +107,43 @@ impl DirtyLog {
             serde_json::to_writer(&mut lines, &line).map_err(|e| e.to_string())?;
             lines.push(b'\n');
         }
+        self.append(&dir, &lines, dirty.len() as u64).await
+    }
+
+    /// Record records the source read but could not turn into rows; `first_row` is the run's
+    /// count of records read before their batch.
+    pub(crate) async fn record_rejected(
+        &mut self,
+        first_row: u64,
+        rejected: &[RejectedRecord],
+    ) -> Result<(), String> {
+        let Some(dir) = self.policy.dir.clone() else {
+            let r = &rejected[0];
+            return Err(format!(
+                "dirty record {} ({}): {}. Set task_detail.error_handler to keep dirty rows in a file and go on",
+                first_row + r.index as u64 + 1,
+                r.origin,
+                r.reason
+            ));
+        };
+        let mut lines = Vec::with_capacity(rejected.len() * 128);
+        for r in rejected {
+            let line = serde_json::json!({
+                "task_id": self.task_id,
+                "run_id": self.run_id,
+                "row": first_row + r.index as u64 + 1,
+                "reason": r.reason,
+                "source": r.origin,
+                "data": r.data,
+            });
+            serde_json::to_writer(&mut lines, &line).map_err(|e| e.to_string())?;
+            lines.push(b'\n');
+        }
+        self.append(&dir, &lines, rejected.len() as u64).await
+    }
+
+    /// Append lines for `rows` dirty rows to the run's file, then check the count limit.
+    async fn append(&mut self, dir: &DirtyDataDir, lines: &[u8], rows: u64) -> Result<(), String> {
         if self.file.is_none() {
             tokio::fs::create_dir_all(&dir.path)
                 .await
@@ -120,11 +158,11 @@ impl DirtyLog {
             self.file = Some(file);
         }
         if let Some(f) = self.file.as_mut() {
-            f.write_all(&lines)
+            f.write_all(lines)
                 .await
                 .map_err(|e| format!("writing dirty data to {}: {e}", dir.shown))?;
         }
-        self.count += dirty.len() as u64;
+        self.count += rows;
         if self.count > self.policy.max_rows {
             return Err(format!(
                 "{} dirty rows passed the limit of {} (task_detail.error_handler.max_dirty_rows); they are in {}",

@@ -636,10 +636,20 @@ pub(crate) async fn execute(
         let Some(SourceBatch {
             rows: batch,
             position,
+            rejected,
         }) = next
         else {
             break None;
         };
+        if !rejected.is_empty() {
+            // Read, but not rows: dirty rows (numbered after the rows before them).
+            if let Err(e) = dirty.record_rejected(rows_received, &rejected).await {
+                c.dirty_rows = dirty.count.max(c.dirty_rows);
+                break Some(Stop::SourceFailed(e.into()));
+            }
+            rows_received += rejected.len() as u64;
+            c.dirty_rows += rejected.len() as u64;
+        }
         rows_received += batch.num_rows() as u64;
         c.rows_read = rows_received;
         if first_batch {

@@ -269,3 +269,133 @@ async fn a_following_run_reports_its_committed_rows_and_acknowledged_position_as
         .unwrap();
     pg_exec(&format!("DROP TABLE {table}")).await;
 }
+
+#[tokio::test]
+async fn messages_that_are_not_rows_are_dirty_rows_kept_with_their_origin_or_fail_the_run() {
+    let (_conn, ch) = channel().await;
+    let queue = unique("fdi_dirty_msgs");
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    for i in 0..10i64 {
+        let body = match i {
+            4 => "not json {".to_string(),
+            7 => json!({"id": i, "v": "seven"}).to_string(),
+            _ => json!({"id": i, "v": i * 2}).to_string(),
+        };
+        ch.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let table = unique("dirty_msgs_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, v bigint)"
+    ))
+    .await;
+    let d = detail(json!({
+        "sourceSelectedDatasource": {"sourceTable": queue,
+            "sourceMetaData": {"dataSource": [{"name": "id", "type": "Long"}, {"name": "v", "type": "Long"}]}},
+        "targetSelectedDatasource": {"targetTable": table},
+    }));
+
+    // Without an error handler: the run fails naming the message, nothing is acknowledged.
+    let ran = run_with(
+        d.clone(),
+        rabbit(),
+        pg(),
+        options(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Error,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(
+        ran.outcome.remarks.contains("dirty record 5")
+            && ran.outcome.remarks.contains("not JSON")
+            && ran.outcome.remarks.contains("task_detail.error_handler"),
+        "{}",
+        ran.outcome.remarks
+    );
+    assert_eq!(pg_stats(&table).await.0, 0);
+    wait_depth(&ch, &queue, 10).await;
+
+    // With one: 8 rows land, the 2 others are in the file with where they came from.
+    let dir = std::env::temp_dir().join(unique("fdi_dirty_msgs"));
+    let policy = fdi_engine::DirtyDataPolicy {
+        dir: Some(fdi_engine::DirtyDataDir {
+            path: dir.clone(),
+            shown: "dirty".into(),
+        }),
+        max_rows: 100,
+        max_ratio: None,
+    };
+    let ran = run_with_dirty_policy(d, rabbit(), pg(), policy).await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert_eq!(
+        (
+            ran.outcome.rows_read,
+            ran.outcome.rows_written,
+            ran.outcome.dirty_rows
+        ),
+        (10, 8, 2)
+    );
+    assert_eq!(
+        pg_stats(&table).await,
+        (
+            8,
+            (0..10).filter(|i| *i != 4 && *i != 7).map(|i| i * 2).sum()
+        )
+    );
+    wait_depth(&ch, &queue, 0).await;
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["data"], "not json {");
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("not JSON"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["data"], json!({"id": 7, "v": "seven"}));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["source"].as_str().unwrap().contains(&queue)),
+        "{lines:?}"
+    );
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    pg_exec(&format!("DROP TABLE {table}")).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
