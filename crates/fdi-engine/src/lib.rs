@@ -66,7 +66,7 @@ impl Default for EngineOptions {
             channel_batches: 4,
             progress_interval: std::time::Duration::from_secs(2),
             commit_rows: 50_000,
-            commit_interval: std::time::Duration::from_millis(200),
+            commit_interval: std::time::Duration::from_millis(100),
             follow: false,
             stop: None,
             position_interval: std::time::Duration::from_secs(30),
