@@ -342,18 +342,31 @@ fn timestamp_micros(v: &Value, format: Option<&str>) -> Result<Option<i64>, Stri
                 Some(pattern) => NaiveDateTime::parse_from_str(s, pattern)
                     .map(|t| Some(t.and_utc().timestamp_micros()))
                     .map_err(|e| format!("{s:?} does not match {pattern:?}: {e}")),
-                None => DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.timestamp_micros())
-                    .or_else(|_| {
-                        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-                            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
-                            .map(|t| t.and_utc().timestamp_micros())
+                // Without an offset first (what the JSON writers send), through chrono's
+                // precompiled ISO parser rather than a format string parsed per value.
+                None => naive_iso(s)
+                    .map(|t| t.and_utc().timestamp_micros())
+                    .or_else(|| {
+                        DateTime::parse_from_rfc3339(s)
+                            .ok()
+                            .map(|t| t.timestamp_micros())
                     })
                     .map(Some)
-                    .map_err(|_| format!("{s:?} is not a timestamp")),
+                    .ok_or_else(|| format!("{s:?} is not a timestamp")),
             }
         }
         other => Err(format!("{other} is not a timestamp")),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f]` or the same with a space for the `T`, without an offset.
+fn naive_iso(s: &str) -> Option<NaiveDateTime> {
+    if s.as_bytes().get(10) == Some(&b' ') {
+        let mut t = s.to_string();
+        t.replace_range(10..11, "T");
+        t.parse().ok()
+    } else {
+        s.parse().ok()
     }
 }
 
