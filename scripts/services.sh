@@ -8,6 +8,7 @@
 #
 # Names:
 #   rabbitmq  RabbitMQ (machine-provided; started when down)    FDI_RABBITMQ=127.0.0.1:5672
+#   redis     Redis 7 (machine-provided; started when down)      FDI_REDIS=127.0.0.1:6379
 #   kafka     tansu, a Kafka-protocol broker on SQLite storage   FDI_KAFKA=127.0.0.1:9092
 #             (installed once per machine with cargo: ~20 min on a cold 2-core machine; its
 #             in-memory storage is not used: it skips records when a consumer group resumes
@@ -40,6 +41,16 @@ up_rabbitmq() {
   wait_port RabbitMQ 5672 90
 }
 
+up_redis() {
+  if ! port_open 6379; then
+    log "starting Redis"
+    mkdir -p "$STATE/redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir "$STATE/redis" --logfile "$STATE/redis.log" || true
+  fi
+  wait_port Redis 6379 30
+}
+
 up_kafka() {
   if ! command -v tansu >/dev/null 2>&1 && [[ ! -x "$HOME/.cargo/bin/tansu" ]]; then
     log "installing tansu $TANSU_VERSION (cargo, SQLite storage; ~20 min on a cold machine)"
@@ -67,6 +78,7 @@ down_kafka() {
 }
 
 down_rabbitmq() { rabbitmqctl stop >/dev/null 2>&1 || true; }
+down_redis() { redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true; }
 
 case "${1:-}" in
   up)
@@ -79,10 +91,11 @@ case "${1:-}" in
     ;;
   env)
     echo "FDI_RABBITMQ=127.0.0.1:5672"
+    echo "FDI_REDIS=127.0.0.1:6379"
     echo "FDI_KAFKA=127.0.0.1:$KAFKA_PORT"
     ;;
   *)
-    echo "usage: $0 up|down NAME... | env   (names: rabbitmq kafka)" >&2
+    echo "usage: $0 up|down NAME... | env   (names: rabbitmq redis kafka)" >&2
     exit 2
     ;;
 esac
