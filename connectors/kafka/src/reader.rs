@@ -65,10 +65,9 @@ impl KafkaReader {
             // A fetch the broker holds for want of data returns after 50 ms, not librdkafka's
             // 500 ms: that wait is end-to-end lag of a realtime task.
             .set("fetch.wait.max.ms", "50")
-            // What librdkafka prefetches ahead of the reader: at most 16 MB (its default, 64 MB
-            // and 100,000 messages per partition, made a 1M-message backlog cost 120 MB of RSS).
-            .set("queued.max.messages.kbytes", "16384")
-            .set("queued.min.messages", "20000")
+            // What librdkafka prefetches ahead of the reader: at most 8 MB a partition (its default,
+            // 64 MB, made a 1M-message backlog of 3 partitions cost 120 MB of RSS).
+            .set("queued.max.messages.kbytes", "8192")
             .create()
             .map_err(|e| map_error("create a consumer", e))?;
         let consumer = Arc::new(consumer);

@@ -8,6 +8,10 @@
 
 use std::time::Instant;
 
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+
+use bench_util::peak_rss_kb;
 use fdi_connector::ConnectorFactory;
 use fdi_engine::{Endpoint, EngineOptions, RunRequest};
 use fdi_types::TaskDetail;
@@ -31,17 +35,6 @@ fn endpoint(kind: &str) -> Result<Endpoint, String> {
         }),
         other => Err(format!("unknown endpoint {other} (pg or mysql)")),
     }
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::main]

@@ -16,6 +16,10 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "bench_util/mod.rs"]
+mod bench_util;
+
+use bench_util::{cpu_secs, peak_rss_kb};
 use fdi_connector::ConnectorFactory;
 use fdi_engine::{Endpoint, EngineOptions, RunOutcome, RunRequest};
 use fdi_types::TaskDetail;
@@ -50,27 +54,6 @@ fn bench_fields() -> Value {
         {"name": "email", "type": "String"}, {"name": "amount", "type": "Decimal"},
         {"name": "qty", "type": "Integer"}, {"name": "created_at", "type": "Timestamp"},
         {"name": "updated_at", "type": "Timestamp"}, {"name": "note", "type": "String"}]})
-}
-
-/// CPU seconds (user + system) this process has used so far.
-fn cpu_secs() -> f64 {
-    // utime and stime are fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 async fn run(

@@ -714,19 +714,7 @@ async fn a_run_past_its_dirty_row_limits_fails_and_commits_nothing() {
     let (dir, mut policy) = dirty_dir("limit");
     policy.max_rows = 0;
     let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy.clone()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Error,
-        "{:?}",
-        ran.outcome
-    );
-    assert!(
-        ran.outcome
-            .remarks
-            .contains("1 dirty rows passed the limit of 0"),
-        "{}",
-        ran.outcome.remarks
-    );
+    assert_failed_saying(&ran, "1 dirty rows passed the limit of 0");
     assert_eq!(count_and_sum(&dst).await, (0, None));
     assert_eq!(
         dirty_lines(&dir).len(),
@@ -739,18 +727,9 @@ async fn a_run_past_its_dirty_row_limits_fails_and_commits_nothing() {
     policy.max_rows = 10;
     policy.max_ratio = Some(0.2);
     let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy.clone()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Error,
-        "{:?}",
-        ran.outcome
-    );
-    assert!(
-        ran.outcome
-            .remarks
-            .contains("1 dirty rows of 4 read passed the limit of a 0.2 share"),
-        "{}",
-        ran.outcome.remarks
+    assert_failed_saying(
+        &ran,
+        "1 dirty rows of 4 read passed the limit of a 0.2 share",
     );
     assert_eq!(count_and_sum(&dst).await, (0, None));
     policy.max_ratio = Some(0.3);

@@ -34,6 +34,42 @@ async fn channel() -> (lapin::Connection, lapin::Channel) {
     (conn, ch)
 }
 
+/// A new durable queue holding `bodies` as persistent messages.
+async fn queue_with(ch: &lapin::Channel, prefix: &str, bodies: &[String]) -> String {
+    let queue = unique(prefix);
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    publish(ch, &queue, bodies).await;
+    queue
+}
+
+async fn publish(ch: &lapin::Channel, queue: &str, bodies: &[String]) {
+    for body in bodies {
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+}
+
+/// `{"id": i, "v": v(i)}` for each i.
+fn id_messages(ids: std::ops::Range<i64>, v: impl Fn(i64) -> i64) -> Vec<String> {
+    ids.map(|i| json!({"id": i, "v": v(i)}).to_string())
+        .collect()
+}
+
 async fn depth(ch: &lapin::Channel, queue: &str) -> u32 {
     ch.queue_declare(
         queue.into(),
@@ -89,28 +125,7 @@ async fn pg_exec(sql: &str) {
 #[tokio::test]
 async fn a_failed_stream_loses_nothing_and_a_rerun_completes_it_exactly_once() {
     let (_conn, ch) = channel().await;
-    let queue = unique("fdi_stream");
-    ch.queue_declare(
-        queue.as_str().into(),
-        QueueDeclareOptions::durable(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    for i in 0..1000i64 {
-        let body = json!({"id": i, "v": i * 2}).to_string();
-        ch.basic_publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            lapin::BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
+    let queue = queue_with(&ch, "fdi_stream", &id_messages(0..1000, |i| i * 2)).await;
     let table = unique("stream_dst");
     // The target refuses v >= 1400: the message with id 700 breaks the run.
     pg_exec(&format!(
@@ -163,34 +178,7 @@ async fn a_failed_stream_loses_nothing_and_a_rerun_completes_it_exactly_once() {
 #[tokio::test]
 async fn a_following_run_reports_its_committed_rows_and_acknowledged_position_as_it_goes() {
     let (_conn, ch) = channel().await;
-    let queue = unique("fdi_follow");
-    ch.queue_declare(
-        queue.as_str().into(),
-        QueueDeclareOptions::durable(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let publish = |from: i64, to: i64| {
-        let ch = ch.clone();
-        let queue = queue.clone();
-        async move {
-            for i in from..to {
-                ch.basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    json!({"id": i, "v": i}).to_string().as_bytes(),
-                    lapin::BasicProperties::default().with_delivery_mode(2),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-            }
-        }
-    };
-    publish(0, 300).await;
+    let queue = queue_with(&ch, "fdi_follow", &id_messages(0..300, |i| i)).await;
     let table = unique("follow_dst");
     pg_exec(&format!(
         "CREATE TABLE {table} (id bigint PRIMARY KEY, v bigint)"
@@ -226,7 +214,7 @@ async fn a_following_run_reports_its_committed_rows_and_acknowledged_position_as
     };
     landed(300).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    publish(300, 500).await;
+    publish(&ch, &queue, &id_messages(300..500, |i| i)).await;
     landed(500).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     stop.cancel();
@@ -273,32 +261,10 @@ async fn a_following_run_reports_its_committed_rows_and_acknowledged_position_as
 #[tokio::test]
 async fn messages_that_are_not_rows_are_dirty_rows_kept_with_their_origin_or_fail_the_run() {
     let (_conn, ch) = channel().await;
-    let queue = unique("fdi_dirty_msgs");
-    ch.queue_declare(
-        queue.as_str().into(),
-        QueueDeclareOptions::durable(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    for i in 0..10i64 {
-        let body = match i {
-            4 => "not json {".to_string(),
-            7 => json!({"id": i, "v": "seven"}).to_string(),
-            _ => json!({"id": i, "v": i * 2}).to_string(),
-        };
-        ch.basic_publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            lapin::BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
+    let mut bodies = id_messages(0..10, |i| i * 2);
+    bodies[4] = "not json {".to_string();
+    bodies[7] = json!({"id": 7, "v": "seven"}).to_string();
+    let queue = queue_with(&ch, "fdi_dirty_msgs", &bodies).await;
     let table = unique("dirty_msgs_dst");
     pg_exec(&format!(
         "CREATE TABLE {table} (id bigint PRIMARY KEY, v bigint)"

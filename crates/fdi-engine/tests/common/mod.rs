@@ -219,3 +219,19 @@ pub async fn run(detail: TaskDetail, source: Endpoint, target: Endpoint) -> Ran 
 pub fn connector(e: &Endpoint) -> Arc<dyn Connector> {
     e.connector.clone()
 }
+
+/// The run failed, and its remarks say `needle`.
+#[track_caller]
+pub fn assert_failed_saying(ran: &Ran, needle: &str) {
+    assert_eq!(
+        ran.outcome.status,
+        fdi_types::ExecuteStatus::Error,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(
+        ran.outcome.remarks.contains(needle),
+        "remarks should say {needle:?}: {}",
+        ran.outcome.remarks
+    );
+}
