@@ -176,16 +176,7 @@ impl KafkaConfig {
             }
             _ => {}
         }
-        for b in c.brokers().split(',') {
-            let ok = b
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-            if !ok {
-                return Err(ConnectorError::user(format!(
-                    "content.broker: {b:?} is not host:port"
-                )));
-            }
-        }
+        fdi_connector::config::address_list("content.broker", &c.broker, None)?;
         Ok(c)
     }
 

@@ -144,47 +144,10 @@ impl RedisConfig {
         Ok(c)
     }
 
-    /// The addresses in the order they are tried.
+    /// The addresses in the order they are tried (port 6379 when not given).
     pub fn addresses(&self) -> Result<Vec<(String, u16)>> {
-        let mut out = Vec::new();
-        for a in self
-            .address
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-        {
-            out.push(host_port(a).ok_or_else(|| {
-                ConnectorError::user(format!("content.address: {a:?} is not host:port"))
-            })?);
-        }
-        if out.is_empty() {
-            return Err(ConnectorError::user("content.address: must not be empty"));
-        }
-        Ok(out)
+        fdi_connector::config::address_list("content.address", &self.address, Some(6379))
     }
-}
-
-/// `host:port`, `[v6]:port`, or a host alone (port 6379).
-fn host_port(a: &str) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
-        let (h, tail) = rest.split_once(']')?;
-        match tail {
-            "" => (h, None),
-            t => (h, Some(t.strip_prefix(':')?)),
-        }
-    } else {
-        match a.split_once(':') {
-            Some((h, p)) if !p.contains(':') => (h, Some(p)),
-            Some(_) => return None,
-            None => (a, None),
-        }
-    };
-    let port = match port {
-        None => 6379,
-        Some(p) => p.trim().parse::<u16>().ok().filter(|p| *p > 0)?,
-    };
-    let host = host.trim();
-    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_string(), port))
 }
 
 /// A redis error as the SPI's: a refused login is not retried, a wrong key type is the user's,

@@ -34,6 +34,53 @@ pub fn from_content<T: DeserializeOwned>(content: &serde_json::Value) -> Result<
     })
 }
 
+/// A list of server addresses (`host:port`, `[v6]:port`, separated by `,` or `;`), in order.
+/// Without `default_port` every address needs its port. Errors name `field`
+/// (`content.broker: "nohost" is not host:port`).
+pub fn address_list(
+    field: &str,
+    raw: &str,
+    default_port: Option<u16>,
+) -> Result<Vec<(String, u16)>> {
+    let mut out = Vec::new();
+    for a in raw
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        out.push(
+            host_port(a, default_port)
+                .ok_or_else(|| ConnectorError::user(format!("{field}: {a:?} is not host:port")))?,
+        );
+    }
+    if out.is_empty() {
+        return Err(ConnectorError::user(format!("{field}: must not be empty")));
+    }
+    Ok(out)
+}
+
+fn host_port(a: &str, default_port: Option<u16>) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']')?;
+        match tail {
+            "" => (h, None),
+            t => (h, Some(t.strip_prefix(':')?)),
+        }
+    } else {
+        match a.split_once(':') {
+            Some((h, p)) if !p.contains(':') => (h, Some(p)),
+            Some(_) => return None,
+            None => (a, None),
+        }
+    };
+    let port = match port {
+        None => default_port?,
+        Some(p) => p.trim().parse::<u16>().ok().filter(|p| *p > 0)?,
+    };
+    let host = host.trim();
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_string(), port))
+}
+
 /// serde_json's " at line 1 column 5" suffix says nothing about a `content` object.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
