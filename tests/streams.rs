@@ -137,13 +137,7 @@ async fn a_realtime_rabbitmq_task_follows_its_queue_into_mysql() {
         )
         .await;
     q.publish(0, 500).await;
-    let (st, body) = s
-        .post(
-            "/batch-operation/tasks",
-            json!({"action_id": "start", "list": [{"task_id": task}]}),
-        )
-        .await;
-    assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    s.start_task(&task).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while mysql_stats(&table).await.0 != 500 {
         if Instant::now() > deadline {
@@ -264,13 +258,7 @@ async fn postgres_to_kafka_then_kafka_to_postgres_in_realtime() {
             }),
         )
         .await;
-    let (st, body) = s
-        .post(
-            "/batch-operation/tasks",
-            json!({"action_id": "start", "list": [{"task_id": follow}]}),
-        )
-        .await;
-    assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    s.start_task(&follow).await;
     let count = |t: String| async move {
         let pool = pg().await;
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
@@ -407,13 +395,7 @@ async fn a_kafka_stream_killed_mid_way_resumes_and_lands_every_message_exactly_o
             }),
         )
         .await;
-    let (st, body) = s
-        .post(
-            "/batch-operation/tasks",
-            json!({"action_id": "start", "list": [{"task_id": task}]}),
-        )
-        .await;
-    assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    s.start_task(&task).await;
     let stats = |t: String| async move {
         let pool = pg().await;
         let r: (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -424,6 +424,17 @@ impl TestServer {
             .to_string()
     }
 
+    /// Start a task through `batch-operation/tasks` and check it started.
+    pub async fn start_task(&self, task_id: &str) {
+        let (st, body) = self
+            .post(
+                "/batch-operation/tasks",
+                json!({"action_id": "start", "list": [{"task_id": task_id}]}),
+            )
+            .await;
+        assert_eq!((st, &body["success_count"]), (200, &json!(1)), "{body}");
+    }
+
     /// The task's monitor-log entries, newest first.
     pub async fn runs(&self, task_id: &str) -> Vec<Value> {
         let (st, body) = self

@@ -265,14 +265,10 @@ pub(crate) fn text_fields(names: &[String], primary: &str) -> Vec<MessageField> 
 
 fn text_column(name: &str, primary: bool, native: &str) -> ColumnInfo {
     ColumnInfo {
-        name: name.to_string(),
-        native_type: native.to_string(),
-        length: None,
-        decimal_digits: None,
         nullable: !primary,
         primary,
         unique: primary,
-        arrow_type: DataType::Utf8,
+        ..ColumnInfo::new(name, native, DataType::Utf8)
     }
 }
 

@@ -105,6 +105,26 @@ pub struct ColumnInfo {
     pub arrow_type: DataType,
 }
 
+impl ColumnInfo {
+    /// A nullable column that is no key, without length or scale.
+    pub fn new(
+        name: impl Into<String>,
+        native_type: impl Into<String>,
+        arrow_type: DataType,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            native_type: native_type.into(),
+            length: None,
+            decimal_digits: None,
+            nullable: true,
+            primary: false,
+            unique: false,
+            arrow_type,
+        }
+    }
+}
+
 /// What to read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceQuery {

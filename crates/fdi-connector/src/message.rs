@@ -75,17 +75,15 @@ impl MessageField {
     /// The field as a column (what mapping and the target see).
     pub fn column(&self) -> ColumnInfo {
         ColumnInfo {
-            name: self.name.clone(),
-            native_type: format!("{:?}", self.arrow_type),
-            length: None,
             decimal_digits: match self.arrow_type {
                 DataType::Decimal128(_, s) => Some(i64::from(s)),
                 _ => None,
             },
-            nullable: true,
-            primary: false,
-            unique: false,
-            arrow_type: self.arrow_type.clone(),
+            ..ColumnInfo::new(
+                self.name.clone(),
+                format!("{:?}", self.arrow_type),
+                self.arrow_type.clone(),
+            )
         }
     }
 }

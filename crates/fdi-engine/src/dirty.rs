@@ -45,7 +45,7 @@ pub(crate) struct DirtyLog {
     /// Key columns (name, index in the source batch) that name a row in remarks.
     key_columns: Vec<(String, usize)>,
     file: Option<tokio::fs::File>,
-    /// Dirty rows recorded so far.
+    /// Dirty rows seen so far (the run's `dirty_data_count`).
     pub(crate) count: u64,
 }
 
@@ -87,6 +87,7 @@ impl DirtyLog {
             return Ok(());
         }
         let Some(dir) = self.policy.dir.clone() else {
+            self.count += dirty.len() as u64;
             let (row, why) = &dirty[0];
             return Err(format!(
                 "dirty row {} ({}): {why}. Set task_detail.error_handler to keep dirty rows in a file and go on",
@@ -118,6 +119,7 @@ impl DirtyLog {
         rejected: &[RejectedRecord],
     ) -> Result<(), String> {
         let Some(dir) = self.policy.dir.clone() else {
+            self.count += rejected.len() as u64;
             let r = &rejected[0];
             return Err(format!(
                 "dirty record {} ({}): {}. Set task_detail.error_handler to keep dirty rows in a file and go on",
@@ -162,16 +164,23 @@ impl DirtyLog {
                 .await
                 .map_err(|e| format!("writing dirty data to {}: {e}", dir.shown))?;
         }
+        self.add(rows)
+    }
+
+    /// Count `rows` more dirty rows; Err once they pass the limit.
+    fn add(&mut self, rows: u64) -> Result<(), String> {
         self.count += rows;
-        if self.count > self.policy.max_rows {
-            return Err(format!(
-                "{} dirty rows passed the limit of {} (task_detail.error_handler.max_dirty_rows); they are in {}",
-                self.count,
-                self.policy.max_rows,
-                self.shown_file().unwrap_or_default()
-            ));
+        if self.count <= self.policy.max_rows {
+            return Ok(());
         }
-        Ok(())
+        let kept = match self.shown_file() {
+            Some(f) => format!("; they are in {f}"),
+            None => String::new(),
+        };
+        Err(format!(
+            "{} dirty rows passed the limit of {} (task_detail.error_handler.max_dirty_rows){kept}",
+            self.count, self.policy.max_rows
+        ))
     }
 
     /// Count rows the target refused (reported by the writer without their values).
@@ -179,19 +188,13 @@ impl DirtyLog {
         if rows == 0 {
             return Ok(());
         }
-        self.count += rows;
         if self.policy.dir.is_none() {
+            self.count += rows;
             return Err(format!(
                 "the target refused {rows} rows. Set task_detail.error_handler to go on past dirty rows"
             ));
         }
-        if self.count > self.policy.max_rows {
-            return Err(format!(
-                "{} dirty rows passed the limit of {} (task_detail.error_handler.max_dirty_rows)",
-                self.count, self.policy.max_rows
-            ));
-        }
-        Ok(())
+        self.add(rows)
     }
 
     /// Fail when dirty rows are more than the allowed share of the rows read.

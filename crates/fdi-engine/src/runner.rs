@@ -643,12 +643,12 @@ pub(crate) async fn execute(
         };
         if !rejected.is_empty() {
             // Read, but not rows: dirty rows (numbered after the rows before them).
-            if let Err(e) = dirty.record_rejected(rows_received, &rejected).await {
-                c.dirty_rows = dirty.count.max(c.dirty_rows);
+            let recorded = dirty.record_rejected(rows_received, &rejected).await;
+            c.dirty_rows = dirty.count;
+            if let Err(e) = recorded {
                 break Some(Stop::SourceFailed(e.into()));
             }
             rows_received += rejected.len() as u64;
-            c.dirty_rows += rejected.len() as u64;
         }
         rows_received += batch.num_rows() as u64;
         c.rows_read = rows_received;
@@ -668,12 +668,12 @@ pub(crate) async fn execute(
             Err(e) => break Some(Stop::TargetFailed(format!("mapping: {e}").into())),
         };
         let rows_before = rows_received - batch.num_rows() as u64;
-        if let Err(e) = dirty.record(&batch, rows_before, &mapped.dirty).await {
-            c.dirty_rows = dirty.count.max(c.dirty_rows);
+        let recorded = dirty.record(&batch, rows_before, &mapped.dirty).await;
+        c.dirty_rows = dirty.count;
+        if let Err(e) = recorded {
             break Some(Stop::TargetFailed(e.into()));
         }
         drop(batch);
-        c.dirty_rows += mapped.dirty.len() as u64;
         if let (Some(mb), Some(p)) = (micro.as_mut(), position) {
             mb.position = Some(p);
         }
@@ -689,8 +689,9 @@ pub(crate) async fn execute(
             Ok(stats) => {
                 c.rows_written += stats.rows;
                 c.bytes_written += stats.bytes;
-                c.dirty_rows += stats.dirty_rows;
-                if let Err(e) = dirty.count_rejected(stats.dirty_rows) {
+                let counted = dirty.count_rejected(stats.dirty_rows);
+                c.dirty_rows = dirty.count;
+                if let Err(e) = counted {
                     break Some(Stop::TargetFailed(e.into()));
                 }
                 if let Some(mb) = micro.as_mut() {

@@ -16,27 +16,6 @@ use fdi_catalog::RunEndTarget;
 use fdi_connector::{ColumnInfo, ConnectorError, WriteMode, WriteSpec};
 use fdi_monitor::RunView;
 
-fn text(name: &str) -> ColumnInfo {
-    column(name, "string", DataType::Utf8)
-}
-
-fn number(name: &str) -> ColumnInfo {
-    column(name, "long", DataType::Int64)
-}
-
-fn column(name: &str, native: &str, arrow_type: DataType) -> ColumnInfo {
-    ColumnInfo {
-        name: name.to_string(),
-        native_type: native.to_string(),
-        length: None,
-        decimal_digits: None,
-        nullable: true,
-        primary: false,
-        unique: false,
-        arrow_type,
-    }
-}
-
 /// The message of one ended run, as a one-row batch and its columns.
 fn message(run: &RunView, content: Option<&str>) -> (Vec<ColumnInfo>, RecordBatch) {
     let texts = [
@@ -57,11 +36,11 @@ fn message(run: &RunView, content: Option<&str>) -> (Vec<ColumnInfo>, RecordBatc
     let mut columns = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (name, v) in texts {
-        columns.push(text(name));
+        columns.push(ColumnInfo::new(name, "string", DataType::Utf8));
         arrays.push(Arc::new(StringArray::from(vec![v])));
     }
     for (name, v) in numbers {
-        columns.push(number(name));
+        columns.push(ColumnInfo::new(name, "long", DataType::Int64));
         arrays.push(Arc::new(Int64Array::from(vec![v])));
     }
     let schema = Arc::new(arrow::datatypes::Schema::new(

@@ -586,9 +586,6 @@ pub(crate) struct Outage {
 /// Publish the run-end message; a failure is said in the run's remarks (the run keeps its
 /// outcome).
 async fn announce_run_end(target: &fdi_catalog::RunEndTarget, run: &mut RunView) {
-    if run.end_ms.is_none() {
-        run.end_ms = Some(fdi_types::now_millis());
-    }
     const TIMEOUT: Duration = Duration::from_secs(10);
     let sent = tokio::time::timeout(TIMEOUT, crate::run_end::publish(target, run)).await;
     let failure = match sent {

@@ -167,7 +167,18 @@ pub async fn run_request(
     cancel: CancellationToken,
     window: Option<IncrementalWindow>,
 ) -> Ran {
-    execute(RunRequest {
+    execute(request(detail, source, target, options, cancel, window)).await
+}
+
+fn request(
+    detail: TaskDetail,
+    source: Endpoint,
+    target: Endpoint,
+    options: EngineOptions,
+    cancel: CancellationToken,
+    window: Option<IncrementalWindow>,
+) -> RunRequest {
+    RunRequest {
         task_id: "task-1".into(),
         run_id: fdi_types::new_id(),
         detail,
@@ -177,8 +188,7 @@ pub async fn run_request(
         options,
         window,
         dirty: Default::default(),
-    })
-    .await
+    }
 }
 
 /// A run whose dirty rows go as `dirty` says.
@@ -188,18 +198,16 @@ pub async fn run_with_dirty_policy(
     target: Endpoint,
     dirty: fdi_engine::DirtyDataPolicy,
 ) -> Ran {
-    execute(RunRequest {
-        task_id: "task-1".into(),
-        run_id: fdi_types::new_id(),
+    let mut req = request(
         detail,
         source,
         target,
-        cancel: CancellationToken::new(),
-        options: options(),
-        window: None,
-        dirty,
-    })
-    .await
+        options(),
+        CancellationToken::new(),
+        None,
+    );
+    req.dirty = dirty;
+    execute(req).await
 }
 
 async fn execute(req: RunRequest) -> Ran {
