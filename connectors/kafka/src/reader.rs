@@ -1,6 +1,12 @@
-//! Consume a topic in a consumer group with auto-commit off: batches of messages parsed into
-//! fields, each tagged with the next offset of every partition read so far; the engine commits
-//! those offsets after the target commit.
+//! Consume a topic with auto-commit off: batches of messages parsed into fields, each tagged with
+//! the next offset of every partition read so far; the engine commits those offsets to the task's
+//! consumer group after the target commit.
+//!
+//! A task has one reader at a time (the store's run lease sees to that), so the reader assigns
+//! itself every partition of the topic at the group's committed offsets instead of joining the
+//! group: no rebalance to wait for, and a task restarted after a crash (`kill -9`) reads at once
+//! instead of waiting for the broker to expire the dead member's session. Partitions added to the
+//! topic while a realtime run follows it are read from the next run on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +30,7 @@ use crate::{KafkaConfig, map_error, partitions};
 const LINGER: Duration = Duration::from_millis(50);
 /// A timing run stops when the topic stays silent this long after its last message ...
 const DRAINED_AFTER: Duration = Duration::from_secs(3);
-/// ... or this long before its first (joining the group takes a moment).
+/// ... or this long before its first (the broker may take a moment to answer the first fetch).
 const FIRST_MESSAGE_WITHIN: Duration = Duration::from_secs(30);
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,9 +84,15 @@ impl KafkaReader {
                 .await
                 .map_err(|e| ConnectorError::internal(format!("watermarks: {e}")))??
         };
+        let mut assignment = TopicPartitionList::new();
+        for (p, o) in &next {
+            assignment
+                .add_partition_offset(topic, *p, Offset::Offset(*o))
+                .map_err(|e| map_error("assign the partitions", e))?;
+        }
         consumer
-            .subscribe(&[topic])
-            .map_err(|e| map_error("subscribe", e))?;
+            .assign(&assignment)
+            .map_err(|e| map_error("assign the partitions", e))?;
         Ok(Self {
             feed: TopicFeed {
                 consumer,
