@@ -6,6 +6,7 @@
 //! each, for sources that have one: see [`stream`]) into a bounded channel; writers take batches
 //! whose columns are already named and typed as the target's columns.
 
+pub mod change;
 pub mod config;
 pub mod content;
 pub mod files;
@@ -254,6 +255,10 @@ pub trait Connector: Send + Sync {
         None
     }
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>>;
+    /// The database's change log, for combination (CDC) tasks; None where there is none.
+    fn change_log(&self) -> Option<&dyn change::ChangeLog> {
+        None
+    }
     /// Close pools.
     async fn close(&self) {}
 }
