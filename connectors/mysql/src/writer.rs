@@ -123,6 +123,24 @@ impl MySqlWriter {
         }
     }
 
+    /// Queue statements on the executing task.
+    async fn send(&mut self, statements: Vec<String>) -> Result<()> {
+        let queue = match &self.exec {
+            Some(e) => e.queue.clone(),
+            None => return Err(ConnectorError::internal("writer used outside begin/commit")),
+        };
+        for s in statements {
+            if queue.send(s).await.is_err() {
+                // The task stopped at a failed statement; join() has the cause.
+                self.join().await?;
+                let e = ConnectorError::internal("statement task ended early");
+                self.failed = Some(e.message.clone());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Join the executing task, keeping the transaction; a failure poisons the writer.
     async fn join(&mut self) -> Result<()> {
         let Some(exec) = self.exec.take() else {
@@ -181,19 +199,7 @@ impl SinkWriter for MySqlWriter {
             &self.suffix,
             self.max_statement,
         )?;
-        let queue = match &self.exec {
-            Some(e) => e.queue.clone(),
-            None => return Err(ConnectorError::internal("writer used outside begin/commit")),
-        };
-        for s in statements {
-            if queue.send(s).await.is_err() {
-                // The task stopped at a failed statement; join() has the cause.
-                self.join().await?;
-                let e = ConnectorError::internal("statement task ended early");
-                self.failed = Some(e.message.clone());
-                return Err(e);
-            }
-        }
+        self.send(statements).await?;
         Ok(WriteStats {
             rows: batch.num_rows() as u64,
             bytes,
@@ -215,6 +221,15 @@ impl SinkWriter for MySqlWriter {
         // The table is emptied by the first transaction only (a streaming run commits again).
         self.spec.clear_table = false;
         Ok(())
+    }
+
+    async fn delete(&mut self, keys: RecordBatch) -> Result<u64> {
+        self.poisoned()?;
+        let table = Dialect::MySql.quote_table(&self.spec.table);
+        let statements =
+            fdi_sql_core::insert::delete_statements(Dialect::MySql, &table, &keys, 1000)?;
+        self.send(statements).await?;
+        Ok(keys.num_rows() as u64)
     }
 
     async fn abort(&mut self) -> Result<()> {

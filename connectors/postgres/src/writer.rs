@@ -397,6 +397,15 @@ impl SinkWriter for PgWriter {
         self.check(r)
     }
 
+    async fn delete(&mut self, keys: RecordBatch) -> Result<u64> {
+        let statements =
+            fdi_sql_core::insert::delete_statements(Dialect::Postgres, &self.table_sql, &keys, 1000)?;
+        for sql in statements {
+            self.exec(&sql).await?;
+        }
+        Ok(keys.num_rows() as u64)
+    }
+
     async fn abort(&mut self) -> Result<()> {
         // After an interrupted COPY or a failed statement the connection is only closed (which
         // rolls back); otherwise it is rolled back and pooled again.

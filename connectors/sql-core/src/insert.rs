@@ -100,6 +100,42 @@ pub fn upsert_suffix(
     }
 }
 
+/// `DELETE FROM table WHERE (k1, k2) IN ((..), (..))` statements of at most `rows_per_statement`
+/// rows each, for the key rows of `keys` (its columns are the key columns, named as the table's);
+/// `table_sql` is already quoted.
+pub fn delete_statements(
+    dialect: Dialect,
+    table_sql: &str,
+    keys: &RecordBatch,
+    rows_per_statement: usize,
+) -> Result<Vec<String>> {
+    let key_list = keys
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| dialect.quote_ident(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let formatters = formatters(keys, Output::Literal(dialect))?;
+    let mut statements = Vec::new();
+    let rows = keys.num_rows();
+    let mut start = 0;
+    while start < rows {
+        let end = (start + rows_per_statement.max(1)).min(rows);
+        let mut sql = format!("DELETE FROM {table_sql} WHERE ({key_list}) IN (");
+        for i in start..end {
+            if i > start {
+                sql.push(',');
+            }
+            push_row_tuple(&mut sql, &formatters, i);
+        }
+        sql.push(')');
+        statements.push(sql);
+        start = end;
+    }
+    Ok(statements)
+}
+
 /// Formatters for every column of a batch.
 pub fn formatters(batch: &RecordBatch, output: Output) -> Result<Vec<ColumnFormatter<'_>>> {
     batch

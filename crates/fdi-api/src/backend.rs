@@ -3,7 +3,7 @@
 use fdi_catalog::CatalogError;
 pub use fdi_store::DatasourceQuery;
 use fdi_store::{CatalogTable, Scope, StoreError};
-use fdi_types::TaskType;
+use fdi_types::{TaskKind, TaskType};
 
 use crate::AppState;
 use crate::error::{Error, Result};
@@ -222,6 +222,7 @@ pub async fn tasks_using_datasource(
 fn task_from(id: String, created_ms: i64, updated_ms: i64, t: NewTask) -> TaskView {
     TaskView {
         id,
+        kind: fdi_types::TaskKind::Normal,
         name: t.name,
         task_type: t.task_type,
         source_datasource_id: t.source_datasource_id,
@@ -281,8 +282,13 @@ pub async fn task_summaries(
 }
 
 /// How many tasks are in each state (RUNNING, or their last run's status).
-pub async fn task_state_counts(s: &AppState, p: &str, i: &str) -> Result<Vec<(String, u64)>> {
-    Ok(s.store.task_state_counts(scope(p, i)).await?)
+pub async fn task_state_counts(
+    s: &AppState,
+    p: &str,
+    i: &str,
+    kind: TaskKind,
+) -> Result<Vec<(String, u64)>> {
+    Ok(s.store.task_state_counts(scope(p, i), kind).await?)
 }
 
 pub async fn task_name_taken(

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use fdi_engine::Endpoint;
-use fdi_types::{ErrorCode, ExecuteStatus, TaskDetail, TaskType};
+use fdi_types::{ErrorCode, ExecuteStatus, TaskDetail, TaskKind, TaskType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -240,15 +240,31 @@ pub async fn create(
     Ok(Json(full_json(&s, &p, &t).await?))
 }
 
+/// The task of the path, normal or combination (monitor logs, run, terminate, start / stop); a
+/// combination task that was only initialised is not a task yet.
 pub(crate) async fn load(s: &AppState, p: &PathParams) -> Result<TaskView> {
     let id = p.get("task_id");
     backend::task_get(s, p.project(), p.instance(), id)
         .await?
+        .filter(|t| t.kind != TaskKind::MultiInit)
         .ok_or_else(|| Error::new(ErrorCode::TaskNotFound, format!("task_id: {id}")))
 }
 
+/// The normal task of the path (what `tasks/{id}` shows, changes and deletes): a combination
+/// task is not found here, the error says where it is.
+pub(crate) async fn load_normal(s: &AppState, p: &PathParams) -> Result<TaskView> {
+    let t = load(s, p).await?;
+    if t.kind != TaskKind::Normal {
+        return Err(Error::new(
+            ErrorCode::TaskNotFound,
+            format!("task_id: {} is a combination task: see multi-tasks/{}", t.id, t.id),
+        ));
+    }
+    Ok(t)
+}
+
 pub async fn get(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
-    let t = load(&s, &p).await?;
+    let t = load_normal(&s, &p).await?;
     Ok(Json(full_json(&s, &p, &t).await?))
 }
 
@@ -257,7 +273,7 @@ pub async fn update(
     p: PathParams,
     JsonBody(b): JsonBody<TaskBody>,
 ) -> Result<Json<Value>> {
-    let old = load(&s, &p).await?;
+    let old = load_normal(&s, &p).await?;
     let new = check_body(&s, &p, b, Some(&old.id)).await?;
     let t = backend::task_update(&s, p.project(), p.instance(), &old.id, new).await?;
     if asks_incremental_reset(&t.task_detail) {
@@ -284,7 +300,7 @@ fn asks_incremental_reset(raw_detail: &str) -> bool {
 }
 
 pub async fn delete(State(s): State<AppState>, p: PathParams) -> Result<StatusCode> {
-    let t = load(&s, &p).await?;
+    let t = load_normal(&s, &p).await?;
     if s.scheduler.is_running(&t.id).await? {
         return Err(Error::new(
             ErrorCode::TaskRunning,
@@ -392,11 +408,17 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
             format!("{mode:?} (expected NORMAL, CDC or FLOW)"),
         ));
     }
-    let only_other_modes = q
-        .str("task_mode")
-        .is_some_and(|m| !m.eq_ignore_ascii_case("NORMAL"));
+    // task_mode NORMAL: normal tasks; any other mode: combination (CDC) tasks; none: both.
+    let kind = q.str("task_mode").map(|m| {
+        if m.eq_ignore_ascii_case("NORMAL") {
+            TaskKind::Normal
+        } else {
+            TaskKind::Multi
+        }
+    });
     let opt = |name: &str| q.str(name).map(str::to_string);
     let query = TaskQuery {
+        kind,
         task_id: opt("task_id"),
         name: q.str_any(&["task_name", "name"]).map(str::to_string),
         task_type: task_type.map(|t| t.as_str().to_string()),
@@ -406,12 +428,7 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
         source_app_id: opt("source_app_id"),
         target_app_id: opt("target_app_id"),
         task_tag: opt("task_tag"),
-        // Combination / flow tasks do not exist yet: such a filter matches nothing.
-        execute_statuses: if only_other_modes {
-            Some(Vec::new())
-        } else {
-            status_names(&q)?
-        },
+        execute_statuses: status_names(&q)?,
         active: status.map(|st| st == 1),
         by_status: sort_field.as_deref() == Some("STATUS"),
         ascending,
@@ -425,28 +442,32 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
     ))
 }
 
-/// Counts of normal tasks by their last run's outcome (a run in progress counts as running;
-/// CDC tasks: none yet). One grouped query.
+/// Counts of normal and of combination (CDC) tasks by their last run's outcome (a run in
+/// progress counts as running). One grouped query each.
 pub async fn statistics(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
-    let (mut running, mut abnormal, mut terminated, mut completed) = (0, 0, 0, 0);
-    for (state, n) in backend::task_state_counts(&s, p.project(), p.instance()).await? {
-        match ExecuteStatus::parse(&state) {
-            Some(ExecuteStatus::Running | ExecuteStatus::Waiting) => running += n,
-            Some(ExecuteStatus::Error) => abnormal += n,
-            Some(ExecuteStatus::Cancelled) => terminated += n,
-            Some(ExecuteStatus::Success) => completed += n,
-            Some(ExecuteStatus::Unstarted) | None => {}
+    let mut halves = Vec::new();
+    for kind in [TaskKind::Normal, TaskKind::Multi] {
+        let (mut running, mut abnormal, mut terminated, mut completed) = (0, 0, 0, 0);
+        for (state, n) in backend::task_state_counts(&s, p.project(), p.instance(), kind).await? {
+            match ExecuteStatus::parse(&state) {
+                Some(ExecuteStatus::Running | ExecuteStatus::Waiting) => running += n,
+                Some(ExecuteStatus::Error) => abnormal += n,
+                Some(ExecuteStatus::Cancelled) => terminated += n,
+                Some(ExecuteStatus::Success) => completed += n,
+                Some(ExecuteStatus::Unstarted) | None => {}
+            }
         }
-    }
-    let zero = json!({"running_tasks_count": 0, "abnormal_tasks_count": 0, "terminated_tasks_count": 0, "completed_tasks_count": 0});
-    Ok(Json(json!({
-        "common_task_details": {
+        halves.push(json!({
             "running_tasks_count": running,
             "abnormal_tasks_count": abnormal,
             "terminated_tasks_count": terminated,
             "completed_tasks_count": completed,
-        },
-        "cdc_task_details": zero,
+        }));
+    }
+    let cdc = halves.pop();
+    Ok(Json(json!({
+        "common_task_details": halves.pop(),
+        "cdc_task_details": cdc,
     })))
 }
 

@@ -228,6 +228,13 @@ pub trait SinkWriter: Send {
     async fn commit(&mut self) -> Result<()>;
     /// Discard everything written since `begin`. Idempotent.
     async fn abort(&mut self) -> Result<()>;
+    /// Delete, inside the transaction, the rows whose key equals a row of `keys` (one column per
+    /// key column, named as the target's columns and cast to their types): a change stream's
+    /// deletes. Returns the rows asked to delete. Targets without keyed rows refuse.
+    async fn delete(&mut self, keys: RecordBatch) -> Result<u64> {
+        let _ = keys;
+        Err(ConnectorError::user("this target cannot delete rows"))
+    }
 }
 
 /// One configured datasource.

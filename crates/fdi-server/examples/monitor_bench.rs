@@ -140,6 +140,7 @@ async fn seed(store: &Store, a: &Args) -> (String, String) {
     for i in 0..a.tasks {
         let t = TaskRow {
             id: fdi_types::new_id(),
+            kind: fdi_types::TaskKind::Normal,
             name: format!("task-{i:05}"),
             task_type: TaskType::Timing,
             source_datasource_id: ds_ids[0].clone(),

@@ -2,7 +2,7 @@
 //! (enforced by the database, so concurrent creates with one name give exactly one row), lists
 //! filtered, sorted and paged in SQL.
 
-use fdi_types::TaskType;
+use fdi_types::{TaskKind, TaskType};
 use sqlx::Row;
 
 use crate::{Pool, Result, Store, StoreError};
@@ -43,10 +43,12 @@ pub struct DatasourceRow {
     pub updated_ms: i64,
 }
 
-/// A normal task.
+/// A task: a normal one, or a combination (CDC) task (`kind`), whose `task_detail` is then its
+/// combination settings as JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
     pub id: String,
+    pub kind: TaskKind,
     pub name: String,
     pub task_type: TaskType,
     pub source_datasource_id: String,
@@ -99,7 +101,7 @@ fn name_taken(e: sqlx::Error, what: &'static str) -> StoreError {
 const APP_COLUMNS: &str = "id, name, remark, app_key, favorite, created, updated";
 const DS_COLUMNS: &str = "d.id, d.instance_id, d.name, d.ds_type, d.app_id, \
      COALESCE(a.name, '') AS app_name, d.sealed, d.description, d.created, d.updated";
-const TASK_COLUMNS: &str = "id, name, task_type, source_ds, target_ds, description, task_tag, \
+const TASK_COLUMNS: &str = "id, kind, name, task_type, source_ds, target_ds, description, task_tag, \
      task_detail, created, updated";
 
 macro_rules! app_from_row {
@@ -139,8 +141,10 @@ macro_rules! task_from_row {
     ($r:expr) => {{
         let r = $r;
         let task_type: String = r.try_get("task_type")?;
+        let kind: String = r.try_get("kind")?;
         Ok::<TaskRow, StoreError>(TaskRow {
             id: r.try_get("id")?,
+            kind: fdi_types::TaskKind::parse(&kind).unwrap_or(fdi_types::TaskKind::Normal),
             name: r.try_get("name")?,
             task_type: fdi_types::TaskType::parse(&task_type)
                 .unwrap_or(fdi_types::TaskType::Timing),
@@ -355,30 +359,39 @@ impl Store {
 
     /// Store a new task; [`StoreError::NameTaken`] when the scope has one of that name.
     pub async fn insert_task(&self, scope: Scope<'_>, t: &TaskRow) -> Result<()> {
-        let sql = "INSERT INTO fdi_tasks (id, project_id, instance_id, name, task_type, source_ds, target_ds, description, task_tag, task_detail, created, updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        let sql = "INSERT INTO fdi_tasks (id, project_id, instance_id, name, task_type, source_ds, target_ds, description, task_tag, task_detail, created, updated, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
         on_pool!(&self.pool, p => sqlx::query(sql)
             .bind(&t.id).bind(scope.project).bind(scope.instance).bind(&t.name).bind(t.task_type.as_str())
             .bind(&t.source_datasource_id).bind(&t.target_datasource_id).bind(&t.description)
-            .bind(&t.task_tag).bind(&t.task_detail).bind(t.created_ms).bind(t.updated_ms)
+            .bind(&t.task_tag).bind(&t.task_detail).bind(t.created_ms).bind(t.updated_ms).bind(t.kind.as_str())
             .execute(p).await.map(|_| ()).map_err(|e| name_taken(e, "task"))?);
         Ok(())
     }
 
     pub async fn update_task(&self, scope: Scope<'_>, t: &TaskRow) -> Result<()> {
         let sql = "UPDATE fdi_tasks SET name = $1, task_type = $2, source_ds = $3, target_ds = $4, description = $5, \
-             task_tag = $6, task_detail = $7, updated = $8 WHERE id = $9 AND project_id = $10 AND instance_id = $11";
+             task_tag = $6, task_detail = $7, updated = $8, kind = $9 WHERE id = $10 AND project_id = $11 AND instance_id = $12";
         on_pool!(&self.pool, p => sqlx::query(sql)
             .bind(&t.name).bind(t.task_type.as_str()).bind(&t.source_datasource_id).bind(&t.target_datasource_id)
-            .bind(&t.description).bind(&t.task_tag).bind(&t.task_detail).bind(t.updated_ms)
+            .bind(&t.description).bind(&t.task_tag).bind(&t.task_detail).bind(t.updated_ms).bind(t.kind.as_str())
             .bind(&t.id).bind(scope.project).bind(scope.instance)
             .execute(p).await.map(|_| ()).map_err(|e| name_taken(e, "task"))?);
         Ok(())
     }
 
+    /// Delete the task, and a combination task's mappings and stream position with it.
     pub async fn delete_task(&self, scope: Scope<'_>, id: &str) -> Result<()> {
-        on_pool!(&self.pool, p => sqlx::query("DELETE FROM fdi_tasks WHERE id = $1 AND project_id = $2 AND instance_id = $3")
-            .bind(id).bind(scope.project).bind(scope.instance).execute(p).await.map(|_| ())?);
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("DELETE FROM fdi_tasks WHERE id = $1 AND project_id = $2 AND instance_id = $3")
+                .bind(id).bind(scope.project).bind(scope.instance).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query("DELETE FROM fdi_cdc_mappings WHERE task_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM fdi_cdc_positions WHERE task_id = $1").bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

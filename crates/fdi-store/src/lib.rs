@@ -70,10 +70,12 @@ macro_rules! on_pool {
 }
 
 mod catalog;
+mod cdc;
 mod migrate;
 mod runs;
 mod summaries;
 
+pub use cdc::MappingRow;
 pub use catalog::{AppRow, CatalogTable, DatasourceQuery, DatasourceRow, Scope, TaskRow};
 pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
 pub use summaries::{DatasourceBrief, RunBrief, TaskQuery, TaskSummary};

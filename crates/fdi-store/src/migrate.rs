@@ -127,6 +127,22 @@ const V6_WINDOW_NULLS: &[&str] = &[
     "ALTER TABLE fdi_runs ADD COLUMN window_nulls INTEGER NOT NULL DEFAULT 0",
 ];
 
+const V7_COMBINATION_TASKS: &[&str] = &[
+    // Combination (CDC) tasks live with the normal ones (runs, claims, status and monitors serve
+    // both); `kind` tells them apart.
+    "ALTER TABLE fdi_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'NORMAL'",
+    // A combination task's table mappings: source table -> target table with column pairs
+    // (`body`, JSON), status and match percentage.
+    "CREATE TABLE fdi_cdc_mappings (
+        id TEXT PRIMARY KEY, task_id TEXT NOT NULL, source_table TEXT NOT NULL,
+        target_table TEXT NOT NULL, status TEXT NOT NULL, mapping_percent INTEGER NOT NULL,
+        body TEXT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL)",
+    "CREATE UNIQUE INDEX fdi_cdc_mappings_source ON fdi_cdc_mappings (task_id, source_table)",
+    // Where a combination task's change stream continues (stored after the target commit).
+    "CREATE TABLE fdi_cdc_positions (
+        task_id TEXT PRIMARY KEY, position TEXT NOT NULL, updated BIGINT NOT NULL)",
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -162,6 +178,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "whether a run's window read NULL cursors",
         statements: V6_WINDOW_NULLS,
+        data: DataStep::None,
+    },
+    Migration {
+        version: 7,
+        name: "combination (CDC) tasks: kind, mappings, stream positions",
+        statements: V7_COMBINATION_TASKS,
         data: DataStep::None,
     },
 ];

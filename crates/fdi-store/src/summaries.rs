@@ -44,6 +44,9 @@ pub struct TaskSummary {
 /// Which tasks, in which order.
 #[derive(Debug, Clone, Default)]
 pub struct TaskQuery {
+    /// Normal tasks only (the `tasks` list) or combination tasks only; None: both (monitors,
+    /// statistics). Combination tasks not yet created (`multi-tasks/init` only) never show.
+    pub kind: Option<fdi_types::TaskKind>,
     pub task_id: Option<String>,
     /// Substring of the name (case-sensitive).
     pub name: Option<String>,
@@ -78,12 +81,16 @@ const LAST_STATUS: &str = "COALESCE(lr.last_status, 'UNSTARTED')";
 
 /// The WHERE clause of a query and its string parameters ($1, $2 are the scope).
 fn where_clause(store: &Store, q: &TaskQuery) -> (String, Vec<String>) {
-    let mut sql = String::from("t.project_id = $1 AND t.instance_id = $2");
+    let mut sql = String::from("t.project_id = $1 AND t.instance_id = $2 AND t.kind <> 'MULTI_INIT'");
     let mut params: Vec<String> = Vec::new();
     let next = |params: &mut Vec<String>, v: &str| {
         params.push(v.to_string());
         format!("${}", params.len() + 2)
     };
+    if let Some(kind) = q.kind {
+        let p = next(&mut params, kind.as_str());
+        sql.push_str(&format!(" AND t.kind = {p}"));
+    }
     let eq = [
         ("t.id", &q.task_id),
         ("t.task_type", &q.task_type),
@@ -205,13 +212,19 @@ impl Store {
 
     /// How many tasks of the scope are in each state: running (a run in progress) or the last
     /// run's execute status (UNSTARTED when never run). One grouped query.
-    pub async fn task_state_counts(&self, scope: Scope<'_>) -> Result<Vec<(String, u64)>> {
+    /// How many tasks of `kind` are in each state (RUNNING while a run is active, else their last
+    /// run's execute status).
+    pub async fn task_state_counts(
+        &self,
+        scope: Scope<'_>,
+        kind: fdi_types::TaskKind,
+    ) -> Result<Vec<(String, u64)>> {
         let sql = format!(
             "SELECT CASE WHEN c.task_id IS NOT NULL THEN 'RUNNING' ELSE {LAST_STATUS} END AS state, \
-             COUNT(*) AS n {FROM} WHERE t.project_id = $1 AND t.instance_id = $2 GROUP BY 1"
+             COUNT(*) AS n {FROM} WHERE t.project_id = $1 AND t.instance_id = $2 AND t.kind = $3 GROUP BY 1"
         );
         let rows: Vec<(String, i64)> = on_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(scope.project).bind(scope.instance).fetch_all(p).await?);
+            .bind(scope.project).bind(scope.instance).bind(kind.as_str()).fetch_all(p).await?);
         Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
     }
 }

@@ -9,7 +9,7 @@ pub mod task_detail;
 pub mod window;
 
 pub use error::{ApiError, ErrorCode};
-pub use model::{DatasourceType, TaskType};
+pub use model::{DatasourceType, TaskKind, TaskType};
 pub use status::{ExecuteStatus, Position, PositionStatus, StepCode};
 pub use task_detail::{
     ColumnMapping, MetaField, SelectedColumn, SourceConfig, TargetConfig, TaskDetail,

@@ -106,6 +106,42 @@ impl std::fmt::Display for DatasourceType {
     }
 }
 
+/// Which API a task belongs to: a normal task (one source table -> one target table, `tasks`),
+/// or a combination (CDC) task (`multi-tasks`: many tables through a change log). A combination
+/// task is `MultiInit` from `multi-tasks/init` (datasources chosen, id allocated) until
+/// `POST multi-tasks` names it; only then does it show in monitors and statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskKind {
+    Normal,
+    Multi,
+    MultiInit,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Multi => "MULTI",
+            Self::MultiInit => "MULTI_INIT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "NORMAL" => Some(Self::Normal),
+            "MULTI" => Some(Self::Multi),
+            "MULTI_INIT" => Some(Self::MultiInit),
+            _ => None,
+        }
+    }
+
+    /// A combination task, named or not yet.
+    pub fn is_multi(self) -> bool {
+        self != Self::Normal
+    }
+}
+
 /// `task_type`: REALTIME or TIMING (responses spell it lowercase, as the reference's examples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -1,0 +1,465 @@
+//! Applying changes to one target table: changes collapse per key to their last state (upsert the
+//! newest row, or delete the key) and are written as two batches in one transaction.
+//!
+//! Collapsing keeps the result of applying the changes one by one in commit order: the keys of
+//! the final upserts and of the final deletes are disjoint, so the deletes may go first. A change
+//! of a row's key is a delete of the old key and an upsert of the new one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BinaryBuilder, StringBuilder};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::record_batch::RecordBatch;
+use fdi_connector::change::{ChangeOp, ChangeTable, ChangeValue, RowChange};
+use fdi_connector::{ColumnInfo, ConnectorError, Result, SinkWriter, WriteStats};
+
+use crate::TableMapping;
+
+/// Where each mapped column sits in a source table's rows, for one shape of the table.
+#[derive(Debug, Clone)]
+struct SourceLayout {
+    /// For the table's column list this was built from.
+    columns: Vec<String>,
+    /// Per target column (mapping order): the source column's index.
+    value_at: Vec<usize>,
+}
+
+/// What the collapse keeps per key.
+enum Last {
+    /// The row in target column order.
+    Upsert(Vec<ChangeValue>),
+    /// The key values in key order.
+    Delete(Vec<ChangeValue>),
+}
+
+/// Per-operation counts of what a table applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub inserts: u64,
+    pub updates: u64,
+    pub deletes: u64,
+}
+
+impl OpCounts {
+    pub fn total(&self) -> u64 {
+        self.inserts + self.updates + self.deletes
+    }
+}
+
+/// One target table of a running task.
+pub struct TableSink {
+    pub mapping: TableMapping,
+    /// The mapped target columns, in mapping order.
+    columns: Vec<ColumnInfo>,
+    schema: SchemaRef,
+    /// Indexes into `columns` of the target's key.
+    key_at: Vec<usize>,
+    key_schema: SchemaRef,
+    writer: Box<dyn SinkWriter>,
+    layout: Option<SourceLayout>,
+    /// Pending keys in first-seen order, and their last state.
+    order: Vec<String>,
+    pending: HashMap<String, Last>,
+    /// Counted when applied (committed).
+    uncommitted: OpCounts,
+    pub applied: OpCounts,
+    /// Changes that could not be applied (an UPDATE / DELETE of a table without key, a value the
+    /// source did not send), with the first reason.
+    pub skipped: u64,
+    pub skip_reason: Option<String>,
+}
+
+impl TableSink {
+    /// `columns`: the target's mapped columns in mapping order; `key`: the names of its key.
+    pub fn new(
+        mapping: TableMapping,
+        columns: Vec<ColumnInfo>,
+        key: &[String],
+        writer: Box<dyn SinkWriter>,
+    ) -> Self {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.arrow_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let key_at: Vec<usize> = key
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| &c.name == k))
+            .collect();
+        let key_schema = Arc::new(Schema::new(
+            key_at
+                .iter()
+                .map(|&i| schema.field(i).clone())
+                .collect::<Vec<_>>(),
+        ));
+        Self {
+            mapping,
+            columns,
+            schema,
+            key_at,
+            key_schema,
+            writer,
+            layout: None,
+            order: Vec::new(),
+            pending: HashMap::new(),
+            uncommitted: OpCounts::default(),
+            applied: OpCounts::default(),
+            skipped: 0,
+            skip_reason: None,
+        }
+    }
+
+    pub fn has_key(&self) -> bool {
+        !self.key_at.is_empty()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn skip(&mut self, reason: String) {
+        self.skipped += 1;
+        self.skip_reason.get_or_insert(reason);
+    }
+
+    /// The layout of `table`'s rows (rebuilt when its columns changed).
+    fn layout(&mut self, table: &ChangeTable) -> Result<&SourceLayout> {
+        let same = self.layout.as_ref().is_some_and(|l| {
+            l.columns.len() == table.columns.len()
+                && l.columns.iter().zip(&table.columns).all(|(a, b)| *a == b.name)
+        });
+        if !same {
+            let mut value_at = Vec::with_capacity(self.mapping.columns.len());
+            for (source, _) in &self.mapping.columns {
+                let i = table
+                    .columns
+                    .iter()
+                    .position(|c| &c.name == source)
+                    .ok_or_else(|| {
+                        ConnectorError::user(format!(
+                            "mapping of {}: the source has no column {source:?} any more",
+                            self.mapping.source
+                        ))
+                    })?;
+                value_at.push(i);
+            }
+            self.layout = Some(SourceLayout {
+                columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+                value_at,
+            });
+        }
+        Ok(self.layout.as_ref().expect("set above"))
+    }
+
+    fn key_string(values: &[ChangeValue]) -> String {
+        let mut s = String::new();
+        for v in values {
+            match v {
+                ChangeValue::Null => s.push('N'),
+                ChangeValue::Unchanged => s.push('U'),
+                ChangeValue::Text(t) => {
+                    s.push('T');
+                    s.push_str(&t.len().to_string());
+                    s.push(':');
+                    s.push_str(t);
+                }
+                ChangeValue::Bytes(b) => {
+                    s.push('B');
+                    s.push_str(&b.len().to_string());
+                    s.push(':');
+                    s.extend(b.iter().map(|x| format!("{x:02x}")));
+                }
+            }
+        }
+        s
+    }
+
+    fn remember(&mut self, key: String, last: Last) {
+        if self.pending.insert(key.clone(), last).is_none() {
+            self.order.push(key);
+        }
+    }
+
+    /// A row in target column order from a source row.
+    fn target_row(&mut self, table: &ChangeTable, row: &[ChangeValue]) -> Result<Vec<ChangeValue>> {
+        let layout = self.layout(table)?;
+        Ok(layout.value_at.iter().map(|&i| row[i].clone()).collect())
+    }
+
+    fn key_of(&self, target_row: &[ChangeValue]) -> Vec<ChangeValue> {
+        self.key_at.iter().map(|&i| target_row[i].clone()).collect()
+    }
+
+    /// Rows of the initial copy: upserts.
+    pub fn add_snapshot_rows(&mut self, table: &ChangeTable, rows: &[Vec<ChangeValue>]) -> Result<()> {
+        for row in rows {
+            let t = self.target_row(table, row)?;
+            self.add_upsert(t, ChangeOp::Insert);
+        }
+        Ok(())
+    }
+
+    fn add_upsert(&mut self, row: Vec<ChangeValue>, op: ChangeOp) {
+        let key = if self.has_key() {
+            Self::key_string(&self.key_of(&row))
+        } else {
+            // Without a key every row is its own.
+            format!("#{}", self.order.len())
+        };
+        match op {
+            ChangeOp::Update => self.uncommitted.updates += 1,
+            _ => self.uncommitted.inserts += 1,
+        }
+        self.remember(key, Last::Upsert(row));
+    }
+
+    /// One change of the stream.
+    pub fn add_change(&mut self, change: &RowChange) -> Result<()> {
+        let table = change.table.clone();
+        let after = match &change.after {
+            Some(a) => Some(self.target_row(&table, a)?),
+            None => None,
+        };
+        let before = match &change.before {
+            Some(b) => Some(self.target_row(&table, b)?),
+            None => None,
+        };
+        if change.op != ChangeOp::Insert && !self.has_key() {
+            self.skip(format!(
+                "{} of {}: the target table {} has no primary key, so the row cannot be found",
+                change.op.as_str(),
+                self.mapping.source,
+                self.mapping.target_table
+            ));
+            return Ok(());
+        }
+        if let Some(a) = &after
+            && a.contains(&ChangeValue::Unchanged)
+        {
+            self.skip(format!(
+                "{} of {}: the source did not send every value (unchanged TOAST values; set REPLICA IDENTITY FULL on the source table)",
+                change.op.as_str(),
+                self.mapping.source
+            ));
+            return Ok(());
+        }
+        match (change.op, after, before) {
+            (ChangeOp::Delete, _, Some(b)) => {
+                let key = self.key_of(&b);
+                self.uncommitted.deletes += 1;
+                self.remember(Self::key_string(&key), Last::Delete(key));
+            }
+            (ChangeOp::Delete, _, None) => self.skip(format!(
+                "DELETE of {}: the change log sent no key",
+                self.mapping.source
+            )),
+            (op, Some(a), before) => {
+                // A changed key: the old row goes.
+                if let Some(b) = before {
+                    let old = self.key_of(&b);
+                    if self.has_key() && old != self.key_of(&a) {
+                        self.remember(Self::key_string(&old), Last::Delete(old));
+                    }
+                }
+                self.add_upsert(a, op);
+            }
+            (op, None, _) => self.skip(format!(
+                "{} of {}: the change log sent no new row",
+                op.as_str(),
+                self.mapping.source
+            )),
+        }
+        Ok(())
+    }
+
+    /// Write what is pending in one transaction and commit it. Returns rows and bytes written.
+    pub async fn flush(&mut self) -> Result<WriteStats> {
+        if self.pending.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for k in std::mem::take(&mut self.order) {
+            match self.pending.remove(&k) {
+                Some(Last::Upsert(r)) => upserts.push(r),
+                Some(Last::Delete(k)) => deletes.push(k),
+                None => {}
+            }
+        }
+        let mut stats = WriteStats::default();
+        let r = async {
+            self.writer.begin().await?;
+            if !deletes.is_empty() {
+                let keys = to_batch(&self.key_schema, &deletes)?;
+                stats.rows += self.writer.delete(keys).await?;
+            }
+            if !upserts.is_empty() {
+                let rows = to_batch(&self.schema, &upserts)?;
+                let s = self.writer.write(rows).await?;
+                stats.rows += s.rows;
+                stats.bytes += s.bytes;
+            }
+            self.writer.commit().await
+        }
+        .await;
+        if let Err(e) = r {
+            let _ = self.writer.abort().await;
+            return Err(ConnectorError {
+                message: format!("{}: {}", self.mapping.target_table, e.message),
+                ..e
+            });
+        }
+        let u = std::mem::take(&mut self.uncommitted);
+        self.applied.inserts += u.inserts;
+        self.applied.updates += u.updates;
+        self.applied.deletes += u.deletes;
+        Ok(stats)
+    }
+
+    /// Forget what is pending (the run is ending without committing it).
+    pub async fn discard(&mut self) {
+        self.order.clear();
+        self.pending.clear();
+        self.uncommitted = OpCounts::default();
+        let _ = self.writer.abort().await;
+    }
+
+    pub fn target_columns(&self) -> &[ColumnInfo] {
+        &self.columns
+    }
+}
+
+/// Rows of change values as a batch of `schema`'s types: text parsed by Arrow's casts, bytes
+/// kept as they are for binary columns.
+pub fn to_batch(schema: &SchemaRef, rows: &[Vec<ChangeValue>]) -> Result<RecordBatch> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (j, field) in schema.fields().iter().enumerate() {
+        let array: ArrayRef = match field.data_type() {
+            DataType::Binary | DataType::LargeBinary => {
+                let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 16);
+                for r in rows {
+                    match &r[j] {
+                        ChangeValue::Bytes(v) => b.append_value(v),
+                        ChangeValue::Text(t) => b.append_value(t.as_bytes()),
+                        ChangeValue::Null | ChangeValue::Unchanged => b.append_null(),
+                    }
+                }
+                let a: ArrayRef = Arc::new(b.finish());
+                if field.data_type() == &DataType::Binary {
+                    a
+                } else {
+                    cast_with_options(&a, field.data_type(), &options).map_err(|e| {
+                        ConnectorError::user(format!("column {}: {e}", field.name()))
+                    })?
+                }
+            }
+            t => {
+                let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+                for r in rows {
+                    match &r[j] {
+                        ChangeValue::Text(s) => b.append_value(s),
+                        ChangeValue::Bytes(v) => b.append_value(String::from_utf8_lossy(v)),
+                        ChangeValue::Null | ChangeValue::Unchanged => b.append_null(),
+                    }
+                }
+                let a: ArrayRef = Arc::new(b.finish());
+                let convert = |to: &DataType| {
+                    cast_with_options(&a, to, &options).map_err(|e| {
+                        ConnectorError::user(format!(
+                            "column {} ({t}): a value does not convert: {e}",
+                            field.name()
+                        ))
+                    })
+                };
+                match t {
+                    DataType::Utf8 => a,
+                    // Zoned timestamps are parsed as UTC instants (text with `Z` or an offset),
+                    // then labelled with the column's zone (Arrow here parses no zone names).
+                    DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => {
+                        let naive = convert(&DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                        Arc::new(
+                            naive
+                                .as_primitive::<TimestampMicrosecondType>()
+                                .clone()
+                                .with_timezone(tz.clone()),
+                        )
+                    }
+                    t => convert(t)?,
+                }
+            }
+        };
+        columns.push(array);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| ConnectorError::internal(format!("batch: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+
+    #[test]
+    fn text_values_become_typed_columns() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("price", DataType::Decimal128(38, 10), true),
+            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new("ok", DataType::Boolean, true),
+            Field::new("raw", DataType::Binary, true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        let t = |s: &str| ChangeValue::Text(s.into());
+        let rows = vec![
+            vec![
+                t("-9223372036854775808"),
+                t("1234567890123456789012345678.0123456789"),
+                t("2024-02-29T23:59:59.123456Z"),
+                t("true"),
+                ChangeValue::Bytes(vec![0, 255]),
+                t("NaN"),
+            ],
+            vec![
+                ChangeValue::Null,
+                ChangeValue::Null,
+                t("1999-12-31 00:00:00"),
+                t("false"),
+                ChangeValue::Null,
+                t("-1.5"),
+            ],
+        ];
+        let b = to_batch(&schema, &rows).unwrap();
+        let ids: &Int64Array = b.column(0).as_primitive::<Int64Type>();
+        assert_eq!(ids.value(0), i64::MIN);
+        assert!(ids.is_null(1));
+        let d = b.column(1).as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(d.value(0), 12345678901234567890123456780123456789);
+        let ts = b
+            .column(2)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(ts.value(0), 1_709_251_199_123_456);
+        assert_eq!(ts.value(1), 946_598_400_000_000);
+        assert!(b.column(3).as_boolean().value(0));
+        assert_eq!(b.column(4).as_binary::<i32>().value(0), &[0, 255]);
+        let f = b.column(5).as_primitive::<arrow::datatypes::Float64Type>();
+        assert!(f.value(0).is_nan());
+    }
+
+    #[test]
+    fn a_value_that_does_not_convert_names_its_column() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, true)]));
+        let e = to_batch(&schema, &[vec![ChangeValue::Text("x1".into())]]).unwrap_err();
+        assert!(e.message.contains("column n"), "{}", e.message);
+    }
+}

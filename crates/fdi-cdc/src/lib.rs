@@ -1,0 +1,91 @@
+//! Combination (CDC) tasks: the mapper (which source tables go to which target tables, with which
+//! columns) and the change pipeline (a source's change log applied to many target tables, with
+//! the position stored after each target commit).
+
+pub mod apply;
+pub mod mapping;
+mod pipeline;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fdi_connector::change::{ChangeOp, TableId};
+use fdi_connector::{Connector, SourcePosition};
+use fdi_types::run_event::RunEvent;
+pub use fdi_types::run_event::RunOutcome;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use pipeline::run;
+
+/// One mapped table as a running task applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableMapping {
+    pub source: TableId,
+    /// As the target connector names tables (`schema.table` or `table`).
+    pub target_table: String,
+    /// (source column, target column) pairs.
+    pub columns: Vec<(String, String)>,
+}
+
+/// Where a task's stream position is kept between runs.
+#[async_trait]
+pub trait PositionStore: Send + Sync {
+    /// Store the position after the targets committed everything before it.
+    async fn save(&self, position: &SourcePosition) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct CdcOptions {
+    /// Commit at least this often while changes arrive ...
+    pub commit_interval: Duration,
+    /// ... or once this many changes are pending.
+    pub commit_changes: usize,
+    /// A progress entry in the monitor log at most this often.
+    pub progress_interval: Duration,
+    pub snapshot_batch_rows: usize,
+}
+
+impl Default for CdcOptions {
+    fn default() -> Self {
+        Self {
+            commit_interval: Duration::from_millis(200),
+            commit_changes: 20_000,
+            progress_interval: Duration::from_secs(5),
+            snapshot_batch_rows: 5_000,
+        }
+    }
+}
+
+pub struct CdcRequest {
+    pub task_id: String,
+    pub run_id: String,
+    pub source: Arc<dyn Connector>,
+    pub target: Arc<dyn Connector>,
+    pub tables: Vec<TableMapping>,
+    /// The operations applied (the task's `operation_types`); others are skipped.
+    pub operations: HashSet<ChangeOp>,
+    /// MySQL: the reader's server id (`ext_info.server_id`).
+    pub server_id: Option<u32>,
+    /// Continue after this position; None: copy the tables first.
+    pub resume: Option<SourcePosition>,
+    pub positions: Arc<dyn PositionStore>,
+    pub cancel: CancellationToken,
+    pub options: CdcOptions,
+}
+
+/// The name of a task's place in its source (PostgreSQL's slot and publication): `fdi_` and the
+/// task id's letters and digits, lowercase, at most 40 characters.
+pub fn reader_name(task_id: &str) -> String {
+    let id: String = task_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(36)
+        .collect();
+    format!("fdi_{id}")
+}
+
+pub(crate) type Events = mpsc::UnboundedSender<RunEvent>;

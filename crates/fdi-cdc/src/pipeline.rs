@@ -1,0 +1,471 @@
+//! One run of a combination task: open the targets, read the source's change log (snapshot first
+//! when there is no position yet), apply changes per target table in micro-batches, and after
+//! every commit store the position and acknowledge it to the source. A run lasts until it is
+//! stopped (CANCELLED, what was read before the stop committed) or fails (ERROR, nothing after
+//! the last stored position counts as done: the next run reads it again).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fdi_connector::change::{ChangeEvent, ChangeSpec, TableId};
+use fdi_connector::{
+    Acknowledger, ColumnInfo, ConnectorError, ErrorKind, SourcePosition, WriteMode, WriteSpec,
+};
+use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};
+use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
+use tokio::sync::mpsc;
+
+use crate::apply::{OpCounts, TableSink};
+use crate::{CdcRequest, Events, TableMapping, reader_name};
+
+/// Run a combination task until it is cancelled or fails.
+pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
+    let started = now_millis();
+    let reader_stage = format!("{}cdcreader", req.source.datasource_type().as_str().to_ascii_lowercase());
+    let writer_stage = format!("{}cdcwriter", req.target.datasource_type().as_str().to_ascii_lowercase());
+    let mut p = Pipeline {
+        trace: Trace {
+            events,
+            reader_stage,
+            writer_stage,
+        },
+        sinks: Vec::new(),
+        route: HashMap::new(),
+        counters: Counters::default(),
+        pending_position: None,
+        pending_changes: 0,
+        uncommitted_commits: Vec::new(),
+        lags: Vec::new(),
+        positions: req.positions.clone(),
+        last_entry: Instant::now(),
+        acked: None,
+    };
+    let r = p.execute(&req).await;
+    for s in &mut p.sinks {
+        s.discard().await;
+    }
+    let c = &p.counters;
+    let (status, position, pos_status, code, remarks) = match r {
+        Ok(()) => (
+            ExecuteStatus::Cancelled,
+            Position::Writer,
+            PositionStatus::RuntimeCancel,
+            StepCode::FORCE_CANCELLED,
+            "Task cancelled".to_string(),
+        ),
+        Err(Failure { code, error }) => {
+            let position = code.position();
+            p.trace.step(code, PositionStatus::RuntimeErr, started, &error.message);
+            (
+                ExecuteStatus::Error,
+                position,
+                PositionStatus::RuntimeErr,
+                code,
+                error.message,
+            )
+        }
+    };
+    RunOutcome {
+        status,
+        position,
+        position_status: pos_status,
+        status_code: code,
+        rows_read: c.changes_read,
+        rows_written: c.rows_written,
+        dirty_rows: c.skipped,
+        bytes_written: c.bytes_written,
+        rows_committed: c.rows_written,
+        bytes_committed: c.bytes_written,
+        read_ms: 0,
+        write_ms: c.write_ms,
+        remarks,
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    changes_read: u64,
+    rows_written: u64,
+    bytes_written: u64,
+    skipped: u64,
+    write_ms: i64,
+}
+
+struct Failure {
+    code: StepCode,
+    error: ConnectorError,
+}
+
+fn fail(code: StepCode) -> impl FnOnce(ConnectorError) -> Failure {
+    move |error| Failure { code, error }
+}
+
+struct Trace {
+    events: Events,
+    reader_stage: String,
+    writer_stage: String,
+}
+
+impl Trace {
+    fn step(&self, code: StepCode, status: PositionStatus, begin_ms: i64, remarks: &str) {
+        self.step_counts(code, status, begin_ms, (0, 0, 0), remarks)
+    }
+
+    fn step_counts(
+        &self,
+        code: StepCode,
+        status: PositionStatus,
+        begin_ms: i64,
+        counts: (u64, u64, u64),
+        remarks: &str,
+    ) {
+        let position = code.position();
+        let stage = match position {
+            Position::Reader => self.reader_stage.clone(),
+            Position::Writer => self.writer_stage.clone(),
+            Position::Adapter => "adapter".to_string(),
+        };
+        let _ = self.events.send(RunEvent::Step(StepRecord {
+            code,
+            position,
+            position_status: status,
+            stage,
+            data_count: counts.0,
+            dirty_data_count: counts.1,
+            data_bytes: counts.2,
+            begin_ms,
+            end_ms: now_millis(),
+            remarks: remarks.to_string(),
+        }));
+    }
+}
+
+struct Pipeline {
+    trace: Trace,
+    sinks: Vec<TableSink>,
+    route: HashMap<TableId, usize>,
+    counters: Counters,
+    /// The position the next commit stores.
+    pending_position: Option<SourcePosition>,
+    pending_changes: usize,
+    /// Source commit times of the transactions read since the last commit.
+    uncommitted_commits: Vec<i64>,
+    /// Source commit -> target commit, ms, of the transactions committed since the last entry.
+    lags: Vec<i64>,
+    positions: Arc<dyn crate::PositionStore>,
+    last_entry: Instant,
+    acked: Option<SourcePosition>,
+}
+
+impl Pipeline {
+    async fn execute(&mut self, req: &CdcRequest) -> Result<(), Failure> {
+        let begin = now_millis();
+        let log = req.source.change_log().ok_or_else(|| Failure {
+            code: StepCode::READER_NOT_STARTED,
+            error: ConnectorError::user(format!(
+                "source datasource: {} has no change log a combination task can read",
+                req.source.datasource_type().as_str()
+            )),
+        })?;
+        log.check().await.map_err(fail(StepCode::READER_NOT_STARTED))?;
+        for m in &req.tables {
+            let sink = open_sink(req, m).await.map_err(fail(StepCode::WRITER_NOT_STARTED))?;
+            self.route.insert(m.source.clone(), self.sinks.len());
+            self.sinks.push(sink);
+        }
+        let tables: Vec<TableId> = req.tables.iter().map(|m| m.source.clone()).collect();
+        let spec = ChangeSpec {
+            reader_name: reader_name(&req.task_id),
+            tables,
+            resume: req.resume.clone(),
+            server_id: req.server_id,
+            snapshot_batch_rows: req.options.snapshot_batch_rows,
+        };
+        let snapshot = spec.resume.is_none();
+        let mut source = log.open(spec).await.map_err(fail(StepCode::READER_NOT_STARTED))?;
+        let ack = source.acknowledger();
+        self.trace.step(
+            StepCode::READER_START,
+            PositionStatus::Normal,
+            begin,
+            &match &req.resume {
+                None => format!(
+                    "Reader start: change log of {} tables, copying them first",
+                    req.tables.len()
+                ),
+                Some(p) => format!(
+                    "Reader start: change log of {} tables from {}",
+                    req.tables.len(),
+                    p.0
+                ),
+            },
+        );
+        self.trace.step(
+            StepCode::WRITER_START,
+            PositionStatus::Normal,
+            begin,
+            &format!("Writer start: {} target tables", self.sinks.len()),
+        );
+        let (tx, mut rx) = mpsc::channel::<ChangeEvent>(16);
+        let source_cancel = req.cancel.child_token();
+        let token = source_cancel.clone();
+        let reader = tokio::spawn(async move { source.run(tx, token).await });
+        let mut snapshot_rows = 0u64;
+        let snapshot_begin = now_millis();
+        let mut deadline: Option<Instant> = None;
+        let result = loop {
+            let ev = tokio::select! {
+                biased;
+                _ = req.cancel.cancelled() => break Ok(()),
+                _ = sleep_until(deadline) => {
+                    deadline = None;
+                    if let Err(f) = self.commit(&*ack).await { break Err(f); }
+                    continue;
+                }
+                ev = rx.recv() => ev,
+            };
+            let Some(ev) = ev else {
+                // The source stopped: its error, or an end the stream should never have.
+                break Err(match reader.await {
+                    Ok(Err(e)) if e.kind == ErrorKind::Cancelled => break Ok(()),
+                    Ok(Err(e)) => Failure { code: StepCode::SOURCE_ERROR, error: e },
+                    Ok(Ok(())) => Failure {
+                        code: StepCode::SOURCE_ERROR,
+                        error: ConnectorError::external("the change log ended"),
+                    },
+                    Err(e) => Failure {
+                        code: StepCode::SOURCE_ERROR,
+                        error: ConnectorError::internal(format!("the change reader panicked: {e}")),
+                    },
+                });
+            };
+            match ev {
+                ChangeEvent::SnapshotRows { table, rows } => {
+                    let Some(&i) = self.route.get(&table.id) else { continue };
+                    let n = rows.len();
+                    if let Err(e) = self.sinks[i].add_snapshot_rows(&table, &rows) {
+                        break Err(Failure { code: StepCode::SOURCE_ERROR, error: e });
+                    }
+                    snapshot_rows += n as u64;
+                    self.counters.changes_read += n as u64;
+                    self.pending_changes += n;
+                    if self.pending_changes >= req.options.commit_changes
+                        && let Err(f) = self.write_pending().await
+                    {
+                        break Err(f);
+                    }
+                }
+                ChangeEvent::SnapshotDone { position } => {
+                    self.pending_position = Some(position);
+                    if let Err(f) = self.commit(&*ack).await {
+                        break Err(f);
+                    }
+                    self.trace.step_counts(
+                        StepCode::READ_DONE,
+                        PositionStatus::Normal,
+                        snapshot_begin,
+                        (snapshot_rows, 0, 0),
+                        &format!(
+                            "Snapshot done: {snapshot_rows} rows of {} tables copied; streaming changes from {}",
+                            self.sinks.len(),
+                            self.acked.as_ref().map(|p| p.0.to_string()).unwrap_or_default()
+                        ),
+                    );
+                }
+                ChangeEvent::Transaction(t) => {
+                    let mut r = Ok(());
+                    for change in &t.changes {
+                        if !req.operations.contains(&change.op) {
+                            continue;
+                        }
+                        let Some(&i) = self.route.get(&change.table.id) else { continue };
+                        self.counters.changes_read += 1;
+                        self.pending_changes += 1;
+                        if let Err(e) = self.sinks[i].add_change(change) {
+                            r = Err(Failure { code: StepCode::SOURCE_ERROR, error: e });
+                            break;
+                        }
+                    }
+                    if let Err(f) = r {
+                        break Err(f);
+                    }
+                    self.pending_position = Some(t.position);
+                    self.uncommitted_commits.push(t.commit_ms);
+                    if self.pending_changes >= req.options.commit_changes {
+                        if let Err(f) = self.commit(&*ack).await {
+                            break Err(f);
+                        }
+                    } else if deadline.is_none() {
+                        deadline = Some(Instant::now() + req.options.commit_interval);
+                    }
+                }
+                ChangeEvent::Heartbeat { position } => {
+                    if self.pending_changes == 0 {
+                        self.pending_position = Some(position);
+                        if deadline.is_none() {
+                            // A quiet stream stores its position now and then, not per heartbeat.
+                            deadline = Some(Instant::now() + req.options.progress_interval);
+                        }
+                    }
+                }
+            }
+            if self.last_entry.elapsed() >= req.options.progress_interval && !snapshot_pending(snapshot, &self.acked) {
+                self.progress_entry();
+            }
+        };
+        source_cancel.cancel();
+        if result.is_ok() {
+            // Stopped: what was read is committed and acknowledged before the run ends.
+            self.commit(&*ack).await?;
+            self.progress_entry();
+        }
+        result
+    }
+
+    /// Write every table's pending changes (each table in its own transaction).
+    async fn write_pending(&mut self) -> Result<(), Failure> {
+        let t = Instant::now();
+        for s in &mut self.sinks {
+            let stats = s.flush().await.map_err(fail(StepCode::TARGET_ERROR))?;
+            self.counters.rows_written += stats.rows;
+            self.counters.bytes_written += stats.bytes;
+        }
+        self.counters.skipped = self.sinks.iter().map(|s| s.skipped).sum();
+        self.counters.write_ms += t.elapsed().as_millis() as i64;
+        self.pending_changes = 0;
+        let _ = self.trace.events.send(RunEvent::Progress {
+            position: Position::Writer,
+            rows_read: self.counters.changes_read,
+            rows_written: self.counters.rows_written,
+            dirty_rows: self.counters.skipped,
+            bytes_written: self.counters.bytes_written,
+        });
+        Ok(())
+    }
+
+    /// Write what is pending, then store and acknowledge the position it reached.
+    async fn commit(&mut self, ack: &dyn Acknowledger) -> Result<(), Failure> {
+        self.write_pending().await?;
+        let now = now_millis();
+        self.lags
+            .extend(self.uncommitted_commits.drain(..).map(|c| (now - c).max(0)));
+        let Some(position) = self.pending_position.take() else {
+            return Ok(());
+        };
+        if self.acked.as_ref() == Some(&position) {
+            return Ok(());
+        }
+        self.positions.save(&position).await.map_err(|e| Failure {
+            code: StepCode::TARGET_ERROR,
+            error: ConnectorError::external(format!("cannot store the stream position: {e}")),
+        })?;
+        ack.ack(&position).await.map_err(fail(StepCode::SOURCE_ERROR))?;
+        self.acked = Some(position);
+        Ok(())
+    }
+
+    /// A READING entry: per-table counts, the position, and lag percentiles since the last one.
+    fn progress_entry(&mut self) {
+        self.last_entry = Instant::now();
+        let mut lags = std::mem::take(&mut self.lags);
+        lags.sort_unstable();
+        let pct = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied();
+        let tables: Vec<String> = self
+            .sinks
+            .iter()
+            .filter(|s| s.applied.total() > 0 || s.skipped > 0)
+            .map(|s| table_counts(&s.mapping, s.applied, s.skipped))
+            .collect();
+        let lag = match (pct(0.5), pct(0.99)) {
+            (Some(p50), Some(p99)) => format!("lag p50 {p50} ms, p99 {p99} ms"),
+            _ => "no changes since the last entry".to_string(),
+        };
+        let mut remarks = format!(
+            "Streaming: {} changes read, {} rows written; {lag}; position {}",
+            self.counters.changes_read,
+            self.counters.rows_written,
+            self.acked.as_ref().map(|p| p.0.to_string()).unwrap_or_else(|| "none yet".into()),
+        );
+        if !tables.is_empty() {
+            remarks.push_str("; ");
+            remarks.push_str(&tables.join(", "));
+        }
+        if let Some(reason) = self.sinks.iter().find_map(|s| s.skip_reason.clone()) {
+            remarks.push_str(&format!("; skipped changes, first: {reason}"));
+        }
+        self.trace.step_counts(
+            StepCode::READING,
+            PositionStatus::Normal,
+            now_millis(),
+            (self.counters.rows_written, self.counters.skipped, self.counters.bytes_written),
+            &remarks,
+        );
+    }
+}
+
+fn snapshot_pending(snapshot: bool, acked: &Option<SourcePosition>) -> bool {
+    snapshot && acked.is_none()
+}
+
+fn table_counts(m: &TableMapping, c: OpCounts, skipped: u64) -> String {
+    let mut s = format!(
+        "{} -> {}: {} inserts, {} updates, {} deletes",
+        m.source, m.target_table, c.inserts, c.updates, c.deletes
+    );
+    if skipped > 0 {
+        s.push_str(&format!(", {skipped} skipped"));
+    }
+    s
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The writer of one mapped table: upserts on the target's primary key (plain inserts when it
+/// has none: then only INSERTs can be applied).
+async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<TableSink> {
+    let all = req.target.columns(&m.target_table).await?;
+    let mut columns: Vec<ColumnInfo> = Vec::with_capacity(m.columns.len());
+    for (_, t) in &m.columns {
+        let c = all
+            .iter()
+            .find(|c| &c.name == t)
+            .ok_or_else(|| {
+                ConnectorError::user(format!(
+                    "mapping of {}: the target table {} has no column {t:?}",
+                    m.source, m.target_table
+                ))
+            })?;
+        columns.push(c.clone());
+    }
+    let key: Vec<String> = all.iter().filter(|c| c.primary).map(|c| c.name.clone()).collect();
+    if let Some(k) = key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
+        return Err(ConnectorError::user(format!(
+            "mapping of {}: the target's key column {k:?} of {} is not mapped",
+            m.source, m.target_table
+        )));
+    }
+    let mode = if key.is_empty() {
+        WriteMode::Insert
+    } else {
+        WriteMode::Upsert {
+            keys: key.clone(),
+            part_update: false,
+        }
+    };
+    let writer = req
+        .target
+        .writer(WriteSpec {
+            table: m.target_table.clone(),
+            columns: columns.clone(),
+            mode,
+            clear_table: false,
+        })
+        .await?;
+    Ok(TableSink::new(m.clone(), columns, &key, writer))
+}
