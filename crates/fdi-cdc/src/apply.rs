@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BinaryBuilder, StringBuilder};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
-};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use fdi_connector::change::{ChangeOp, ChangeTable, ChangeValue, RowChange};
 use fdi_connector::{ColumnInfo, ConnectorError, Result, SinkWriter, WriteStats};
@@ -131,7 +129,10 @@ impl TableSink {
     fn layout(&mut self, table: &ChangeTable) -> Result<&SourceLayout> {
         let same = self.layout.as_ref().is_some_and(|l| {
             l.columns.len() == table.columns.len()
-                && l.columns.iter().zip(&table.columns).all(|(a, b)| *a == b.name)
+                && l.columns
+                    .iter()
+                    .zip(&table.columns)
+                    .all(|(a, b)| *a == b.name)
         });
         if !same {
             let mut value_at = Vec::with_capacity(self.mapping.columns.len());
@@ -196,7 +197,11 @@ impl TableSink {
     }
 
     /// Rows of the initial copy: upserts.
-    pub fn add_snapshot_rows(&mut self, table: &ChangeTable, rows: &[Vec<ChangeValue>]) -> Result<()> {
+    pub fn add_snapshot_rows(
+        &mut self,
+        table: &ChangeTable,
+        rows: &[Vec<ChangeValue>],
+    ) -> Result<()> {
         for row in rows {
             let t = self.target_row(table, row)?;
             self.add_upsert(t, ChangeOp::Insert);
@@ -415,7 +420,11 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("price", DataType::Decimal128(38, 10), true),
-            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
             Field::new("ok", DataType::Boolean, true),
             Field::new("raw", DataType::Binary, true),
             Field::new("f", DataType::Float64, true),
@@ -443,7 +452,9 @@ mod tests {
         let ids: &Int64Array = b.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.value(0), i64::MIN);
         assert!(ids.is_null(1));
-        let d = b.column(1).as_primitive::<arrow::datatypes::Decimal128Type>();
+        let d = b
+            .column(1)
+            .as_primitive::<arrow::datatypes::Decimal128Type>();
         assert_eq!(d.value(0), 12345678901234567890123456780123456789);
         let ts = b
             .column(2)

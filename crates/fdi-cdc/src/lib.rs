@@ -15,6 +15,7 @@ use fdi_connector::change::{ChangeOp, TableId};
 use fdi_connector::{Connector, SourcePosition};
 use fdi_types::run_event::RunEvent;
 pub use fdi_types::run_event::RunOutcome;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,46 @@ pub struct TableMapping {
     pub target_table: String,
     /// (source column, target column) pairs.
     pub columns: Vec<(String, String)>,
+}
+
+/// A combination task's own settings, stored as its `task_detail` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiTaskSettings {
+    /// INSERT / UPDATE / DELETE: the operations applied.
+    #[serde(default)]
+    pub operation_types: Vec<ChangeOp>,
+    /// MySQL: the reader's server id (`ext_info.server_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_app_id: Option<String>,
+}
+
+impl MultiTaskSettings {
+    pub fn parse(detail: &str) -> Result<Self, String> {
+        if detail.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_str(detail).map_err(|e| format!("combination task settings: {e}"))
+    }
+
+    /// The server id as a number (validated when stored).
+    pub fn server_id(&self) -> Result<Option<u32>, String> {
+        self.server_id
+            .as_deref()
+            .map(|s| {
+                s.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!("ext_info.server_id: {s:?} is not a number from 1 to 4294967295")
+                    })
+            })
+            .transpose()
+    }
 }
 
 /// Where a task's stream position is kept between runs.

@@ -8,6 +8,8 @@ use fdi_connector::ColumnInfo;
 use fdi_connector::change::TableId;
 use serde::{Deserialize, Serialize};
 
+use crate::TableMapping;
+
 /// The mapping statuses of the reference: AUTO (made by auto-mapping), MANUAL (added by a user),
 /// ADD (a new source table matching a `schema.*` selection), UPDATE (the source table's columns
 /// changed), DELETE (the source table is gone), USING (applied by a running task).
@@ -148,6 +150,46 @@ pub fn compatible(source: &DataType, target: &DataType) -> bool {
     };
     let (s, t) = (family(source), family(target));
     t == 3 || (s != 0 && s == t) || (s == 1 && t == 2)
+}
+
+/// What a stored mapping holds besides its tables, status and percent (the `body` column of the
+/// store): both sides' columns and the pairs, and why unpaired source columns are unpaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingBody {
+    #[serde(default)]
+    pub source_columns: Vec<MappedColumn>,
+    #[serde(default)]
+    pub target_columns: Vec<MappedColumn>,
+    #[serde(default)]
+    pub mapping: Vec<ColumnPair>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<String>,
+}
+
+impl MappingBody {
+    pub fn parse(body: &str) -> Result<Self, String> {
+        serde_json::from_str(body).map_err(|e| format!("stored mapping: {e}"))
+    }
+
+    /// The table mapping a running task applies.
+    pub fn table_mapping(
+        &self,
+        source_table: &str,
+        target_table: &str,
+    ) -> Result<TableMapping, String> {
+        let (schema, name) = source_table
+            .split_once('.')
+            .ok_or_else(|| format!("source_table: {source_table:?} is not schema.table"))?;
+        Ok(TableMapping {
+            source: TableId::new(schema, name),
+            target_table: target_table.to_string(),
+            columns: self
+                .mapping
+                .iter()
+                .map(|p| (p.source_column.clone(), p.target_column.clone()))
+                .collect(),
+        })
+    }
 }
 
 /// A table selection: `schema.t1,schema.t2`, `schema.*`, or both mixed.

@@ -22,8 +22,14 @@ use crate::{CdcRequest, Events, TableMapping, reader_name};
 /// Run a combination task until it is cancelled or fails.
 pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
     let started = now_millis();
-    let reader_stage = format!("{}cdcreader", req.source.datasource_type().as_str().to_ascii_lowercase());
-    let writer_stage = format!("{}cdcwriter", req.target.datasource_type().as_str().to_ascii_lowercase());
+    let reader_stage = format!(
+        "{}cdcreader",
+        req.source.datasource_type().as_str().to_ascii_lowercase()
+    );
+    let writer_stage = format!(
+        "{}cdcwriter",
+        req.target.datasource_type().as_str().to_ascii_lowercase()
+    );
     let mut p = Pipeline {
         trace: Trace {
             events,
@@ -56,7 +62,8 @@ pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
         ),
         Err(Failure { code, error }) => {
             let position = code.position();
-            p.trace.step(code, PositionStatus::RuntimeErr, started, &error.message);
+            p.trace
+                .step(code, PositionStatus::RuntimeErr, started, &error.message);
             (
                 ExecuteStatus::Error,
                 position,
@@ -168,9 +175,13 @@ impl Pipeline {
                 req.source.datasource_type().as_str()
             )),
         })?;
-        log.check().await.map_err(fail(StepCode::READER_NOT_STARTED))?;
+        log.check()
+            .await
+            .map_err(fail(StepCode::READER_NOT_STARTED))?;
         for m in &req.tables {
-            let sink = open_sink(req, m).await.map_err(fail(StepCode::WRITER_NOT_STARTED))?;
+            let sink = open_sink(req, m)
+                .await
+                .map_err(fail(StepCode::WRITER_NOT_STARTED))?;
             self.route.insert(m.source.clone(), self.sinks.len());
             self.sinks.push(sink);
         }
@@ -183,7 +194,10 @@ impl Pipeline {
             snapshot_batch_rows: req.options.snapshot_batch_rows,
         };
         let snapshot = spec.resume.is_none();
-        let mut source = log.open(spec).await.map_err(fail(StepCode::READER_NOT_STARTED))?;
+        let mut source = log
+            .open(spec)
+            .await
+            .map_err(fail(StepCode::READER_NOT_STARTED))?;
         let ack = source.acknowledger();
         self.trace.step(
             StepCode::READER_START,
@@ -229,7 +243,10 @@ impl Pipeline {
                 // The source stopped: its error, or an end the stream should never have.
                 break Err(match reader.await {
                     Ok(Err(e)) if e.kind == ErrorKind::Cancelled => break Ok(()),
-                    Ok(Err(e)) => Failure { code: StepCode::SOURCE_ERROR, error: e },
+                    Ok(Err(e)) => Failure {
+                        code: StepCode::SOURCE_ERROR,
+                        error: e,
+                    },
                     Ok(Ok(())) => Failure {
                         code: StepCode::SOURCE_ERROR,
                         error: ConnectorError::external("the change log ended"),
@@ -242,10 +259,15 @@ impl Pipeline {
             };
             match ev {
                 ChangeEvent::SnapshotRows { table, rows } => {
-                    let Some(&i) = self.route.get(&table.id) else { continue };
+                    let Some(&i) = self.route.get(&table.id) else {
+                        continue;
+                    };
                     let n = rows.len();
                     if let Err(e) = self.sinks[i].add_snapshot_rows(&table, &rows) {
-                        break Err(Failure { code: StepCode::SOURCE_ERROR, error: e });
+                        break Err(Failure {
+                            code: StepCode::SOURCE_ERROR,
+                            error: e,
+                        });
                     }
                     snapshot_rows += n as u64;
                     self.counters.changes_read += n as u64;
@@ -279,11 +301,16 @@ impl Pipeline {
                         if !req.operations.contains(&change.op) {
                             continue;
                         }
-                        let Some(&i) = self.route.get(&change.table.id) else { continue };
+                        let Some(&i) = self.route.get(&change.table.id) else {
+                            continue;
+                        };
                         self.counters.changes_read += 1;
                         self.pending_changes += 1;
                         if let Err(e) = self.sinks[i].add_change(change) {
-                            r = Err(Failure { code: StepCode::SOURCE_ERROR, error: e });
+                            r = Err(Failure {
+                                code: StepCode::SOURCE_ERROR,
+                                error: e,
+                            });
                             break;
                         }
                     }
@@ -310,7 +337,9 @@ impl Pipeline {
                     }
                 }
             }
-            if self.last_entry.elapsed() >= req.options.progress_interval && !snapshot_pending(snapshot, &self.acked) {
+            if self.last_entry.elapsed() >= req.options.progress_interval
+                && !snapshot_pending(snapshot, &self.acked)
+            {
                 self.progress_entry();
             }
         };
@@ -360,7 +389,9 @@ impl Pipeline {
             code: StepCode::TARGET_ERROR,
             error: ConnectorError::external(format!("cannot store the stream position: {e}")),
         })?;
-        ack.ack(&position).await.map_err(fail(StepCode::SOURCE_ERROR))?;
+        ack.ack(&position)
+            .await
+            .map_err(fail(StepCode::SOURCE_ERROR))?;
         self.acked = Some(position);
         Ok(())
     }
@@ -370,7 +401,10 @@ impl Pipeline {
         self.last_entry = Instant::now();
         let mut lags = std::mem::take(&mut self.lags);
         lags.sort_unstable();
-        let pct = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied();
+        let pct = |q: f64| {
+            lags.get(((lags.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+        };
         let tables: Vec<String> = self
             .sinks
             .iter()
@@ -385,7 +419,10 @@ impl Pipeline {
             "Streaming: {} changes read, {} rows written; {lag}; position {}",
             self.counters.changes_read,
             self.counters.rows_written,
-            self.acked.as_ref().map(|p| p.0.to_string()).unwrap_or_else(|| "none yet".into()),
+            self.acked
+                .as_ref()
+                .map(|p| p.0.to_string())
+                .unwrap_or_else(|| "none yet".into()),
         );
         if !tables.is_empty() {
             remarks.push_str("; ");
@@ -398,7 +435,11 @@ impl Pipeline {
             StepCode::READING,
             PositionStatus::Normal,
             now_millis(),
-            (self.counters.rows_written, self.counters.skipped, self.counters.bytes_written),
+            (
+                self.counters.rows_written,
+                self.counters.skipped,
+                self.counters.bytes_written,
+            ),
             &remarks,
         );
     }
@@ -432,18 +473,19 @@ async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<
     let all = req.target.columns(&m.target_table).await?;
     let mut columns: Vec<ColumnInfo> = Vec::with_capacity(m.columns.len());
     for (_, t) in &m.columns {
-        let c = all
-            .iter()
-            .find(|c| &c.name == t)
-            .ok_or_else(|| {
-                ConnectorError::user(format!(
-                    "mapping of {}: the target table {} has no column {t:?}",
-                    m.source, m.target_table
-                ))
-            })?;
+        let c = all.iter().find(|c| &c.name == t).ok_or_else(|| {
+            ConnectorError::user(format!(
+                "mapping of {}: the target table {} has no column {t:?}",
+                m.source, m.target_table
+            ))
+        })?;
         columns.push(c.clone());
     }
-    let key: Vec<String> = all.iter().filter(|c| c.primary).map(|c| c.name.clone()).collect();
+    let key: Vec<String> = all
+        .iter()
+        .filter(|c| c.primary)
+        .map(|c| c.name.clone())
+        .collect();
     if let Some(k) = key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
         return Err(ConnectorError::user(format!(
             "mapping of {}: the target's key column {k:?} of {} is not mapped",
