@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use fdi_connector::{Connector, ConnectorError, ConnectorRegistry, ContentField};
 use fdi_engine::{DirtyDataDir, DirtyDataPolicy, Endpoint};
 use fdi_store::{DatasourceQuery, DatasourceRow, Scope, Store, StoreError};
-use fdi_types::{ApiError, DatasourceType, ErrorCode, TaskDetail, TaskType};
+use fdi_types::{ApiError, DatasourceType, ErrorCode, TaskDetail, TaskKind, TaskType};
 use serde_json::Value;
 
 /// A datasource with its content in clear (responses mask the secrets).
@@ -41,6 +41,8 @@ pub struct NewDatasource {
 /// Everything the scheduler needs to start one run of a task.
 pub struct ResolvedTask {
     pub task_id: String,
+    /// A normal or a combination (CDC) task.
+    pub kind: TaskKind,
     pub task_type: TaskType,
     pub raw_detail: String,
     pub source: Endpoint,
@@ -65,9 +67,17 @@ pub struct RunEndTarget {
 pub trait TaskResolver: Send + Sync {
     /// `Ok(None)` when the task does not exist (any more).
     async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError>;
-    /// The task's type, name and raw task_detail, without opening its datasources.
-    async fn describe(&self, task_id: &str)
-    -> Result<Option<(TaskType, String, String)>, ApiError>;
+    /// What the task is, without opening its datasources.
+    async fn describe(&self, task_id: &str) -> Result<Option<TaskBrief>, ApiError>;
+}
+
+/// A task's kind, type, name and raw task_detail.
+#[derive(Debug, Clone)]
+pub struct TaskBrief {
+    pub kind: TaskKind,
+    pub task_type: TaskType,
+    pub name: String,
+    pub raw_detail: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -378,6 +388,7 @@ impl TaskResolver for Catalog {
         };
         Ok(Some(ResolvedTask {
             task_id: t.id,
+            kind: t.kind,
             task_type: t.task_type,
             raw_detail: t.task_detail,
             source,
@@ -387,15 +398,17 @@ impl TaskResolver for Catalog {
         }))
     }
 
-    async fn describe(
-        &self,
-        task_id: &str,
-    ) -> Result<Option<(TaskType, String, String)>, ApiError> {
+    async fn describe(&self, task_id: &str) -> Result<Option<TaskBrief>, ApiError> {
         Ok(self
             .store
             .task_by_id(task_id)
             .await
             .map_err(CatalogError::from)?
-            .map(|(_, _, t)| (t.task_type, t.name, t.task_detail)))
+            .map(|(_, _, t)| TaskBrief {
+                kind: t.kind,
+                task_type: t.task_type,
+                name: t.name,
+                raw_detail: t.task_detail,
+            }))
     }
 }

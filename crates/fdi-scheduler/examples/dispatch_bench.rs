@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use fdi_connector::ConnectorFactory;
 use fdi_engine::Endpoint;
 use fdi_monitor::{MonitorLog, RunFilter, RunView, Trigger};
-use fdi_scheduler::{ResolvedTask, Scheduler, SchedulerConfig, TaskResolver};
+use fdi_scheduler::{ResolvedTask, Scheduler, SchedulerConfig, TaskBrief, TaskResolver};
 use fdi_store::Store;
 use fdi_types::{ApiError, TaskType};
 use serde_json::json;
@@ -73,6 +73,7 @@ const DETAIL: &str = r#"{"sourceSelectedDatasource":{"sourceTable":"dispatch_ben
 impl TaskResolver for BenchResolver {
     async fn resolve(&self, task_id: &str) -> Result<Option<ResolvedTask>, ApiError> {
         Ok(Some(ResolvedTask {
+            kind: fdi_types::TaskKind::Normal,
             task_id: task_id.to_string(),
             task_type: TaskType::Timing,
             raw_detail: DETAIL.to_string(),
@@ -82,15 +83,13 @@ impl TaskResolver for BenchResolver {
             run_end: None,
         }))
     }
-    async fn describe(
-        &self,
-        task_id: &str,
-    ) -> Result<Option<(TaskType, String, String)>, ApiError> {
-        Ok(Some((
-            TaskType::Timing,
-            task_id.to_string(),
-            DETAIL.to_string(),
-        )))
+    async fn describe(&self, task_id: &str) -> Result<Option<TaskBrief>, ApiError> {
+        Ok(Some(TaskBrief {
+            kind: fdi_types::TaskKind::Normal,
+            task_type: TaskType::Timing,
+            name: task_id.to_string(),
+            raw_detail: DETAIL.to_string(),
+        }))
     }
 }
 

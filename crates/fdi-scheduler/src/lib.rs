@@ -13,6 +13,7 @@
 //! - Realtime tasks run under a supervisor: one long run per started task that reads successive
 //!   incremental windows, restarted with backoff after a failure.
 
+mod cdc;
 mod plans;
 mod realtime;
 mod retention;
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use plans::{MisfirePolicy, PlanDoc};
 
-pub use fdi_catalog::{ResolvedTask, TaskResolver};
+pub use fdi_catalog::{ResolvedTask, TaskBrief, TaskResolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -402,7 +403,12 @@ impl Scheduler {
         start: bool,
     ) -> Result<String, (String, ApiError)> {
         let internal = |e: StoreError| ApiError::internal(e.to_string());
-        let (task_type, name, raw_detail) = match self.resolver.describe(task_id).await {
+        let TaskBrief {
+            kind,
+            task_type,
+            name,
+            raw_detail,
+        } = match self.resolver.describe(task_id).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 return Err((
@@ -413,7 +419,18 @@ impl Scheduler {
             Err(e) => return Err((String::new(), e)),
         };
         let now = fdi_types::now_millis();
-        if start && task_type == TaskType::Realtime {
+        if start && kind == fdi_types::TaskKind::MultiInit {
+            return Err((
+                name,
+                ApiError::new(
+                    ErrorCode::TasksNotExist,
+                    format!(
+                        "task_id: {task_id} was initialised but not created (POST multi-tasks)"
+                    ),
+                ),
+            ));
+        }
+        if start && task_type == TaskType::Realtime && kind == fdi_types::TaskKind::Normal {
             let detail =
                 fdi_types::TaskDetail::parse(&raw_detail).map_err(|e| (name.clone(), e))?;
             // A message source follows its queue; a relational one polls windows.

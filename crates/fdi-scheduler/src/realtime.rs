@@ -58,10 +58,10 @@ impl Scheduler {
             {
                 continue;
             }
-            let Some((task_type, _, _)) = self.resolver.describe(&task_id).await? else {
+            let Some(brief) = self.resolver.describe(&task_id).await? else {
                 continue;
             };
-            if task_type != TaskType::Realtime {
+            if brief.task_type != TaskType::Realtime {
                 continue;
             }
             // Back off after failures: the last run ended ERROR.

@@ -40,7 +40,12 @@ impl Scheduler {
                 ApiError::new(ErrorCode::ManualStartFailed, "the server is shutting down").into(),
             );
         }
-        let detail = TaskDetail::parse(&task.raw_detail)?;
+        // A combination task's detail is its own settings (read when its run starts).
+        let detail = if task.kind.is_multi() {
+            TaskDetail::default()
+        } else {
+            TaskDetail::parse(&task.raw_detail)?
+        };
         if let Some(a) = self.active.lock().unwrap().get(&task.task_id) {
             return Ok(Launch::Busy(a.run_id.clone()));
         }
@@ -82,7 +87,9 @@ impl Scheduler {
         let run_end = task.run_end.clone();
         let handle = tokio::spawn(
             async move {
-                if realtime {
+                if task.kind.is_multi() {
+                    this.drive_cdc(task, &mut run, cancel, stop).await;
+                } else if realtime {
                     this.drive_realtime(task, detail, &mut run, cancel, stop)
                         .await;
                 } else {
@@ -264,8 +271,25 @@ impl Scheduler {
         run: &mut RunView,
         with_steps: bool,
     ) -> Option<fdi_engine::RunOutcome> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let engine = tokio::spawn(fdi_engine::run(req, tx));
+        self.fold_events(rx, run, with_steps).await;
+        match engine.await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                run.fail(StepCode::ABNORMAL, &format!("the run panicked: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Fold a run's events into `run` until their sender is gone, saving progress.
+    pub(crate) async fn fold_events(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<fdi_engine::RunEvent>,
+        run: &mut RunView,
+        with_steps: bool,
+    ) {
         let mut last_save = std::time::Instant::now();
         let base = (run.data_count, run.dirty_data_count, run.data_bytes);
         // The run's record is written at most every 500 ms while it runs (and once at its end):
@@ -308,13 +332,6 @@ impl Scheduler {
                 if let Err(e) = self.monitor.save(run).await {
                     tracing::warn!(task_id = run.task_id, run_id = run.id, error = %e, "cannot record run progress");
                 }
-            }
-        }
-        match engine.await {
-            Ok(o) => Some(o),
-            Err(e) => {
-                run.fail(StepCode::ABNORMAL, &format!("the run panicked: {e}"));
-                None
             }
         }
     }
