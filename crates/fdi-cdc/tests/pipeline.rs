@@ -1,0 +1,478 @@
+//! The change pipeline against real servers: a logical-replication PostgreSQL and a binlog MariaDB
+//! (`scripts/services.sh up pg-cdc mysql-cdc`) into the machine's PostgreSQL and MariaDB.
+//! Every check compares checksums of the target with the source.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fdi_cdc::{CdcOptions, CdcRequest, PositionStore, TableMapping};
+use fdi_connector::change::{ChangeOp, TableId};
+use fdi_connector::{Connector, ConnectorFactory, SourcePosition};
+use fdi_types::ExecuteStatus;
+use serde_json::json;
+use sqlx::{Executor, Row};
+use tokio_util::sync::CancellationToken;
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn pg_cdc_url() -> String {
+    env("FDI_PG_CDC", "postgres://postgres@127.0.0.1:5433/test")
+}
+fn mysql_cdc_url() -> String {
+    env("FDI_MYSQL_CDC", "mysql://root@127.0.0.1:3307/test")
+}
+const PG_TARGET: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MYSQL_TARGET: &str = "mysql://root@127.0.0.1:3306/test";
+
+fn unique(p: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{p}_{}_{nanos}", std::process::id())
+}
+
+fn pg(url: &str) -> Arc<dyn Connector> {
+    fdi_connector_postgres::Factory
+        .create(&json!({ "url": url }))
+        .unwrap()
+}
+fn mysql(url: &str) -> Arc<dyn Connector> {
+    fdi_connector_mysql::Factory
+        .create(&json!({ "url": url }))
+        .unwrap()
+}
+
+#[derive(Default)]
+struct MemoryPosition(Mutex<Option<SourcePosition>>);
+
+#[async_trait]
+impl PositionStore for MemoryPosition {
+    async fn save(&self, position: &SourcePosition) -> Result<(), String> {
+        *self.0.lock().unwrap() = Some(position.clone());
+        Ok(())
+    }
+}
+
+impl MemoryPosition {
+    fn get(&self) -> Option<SourcePosition> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A running pipeline.
+struct Running {
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<fdi_cdc::RunOutcome>,
+}
+
+impl Running {
+    async fn stop(self) -> fdi_cdc::RunOutcome {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.handle)
+            .await
+            .expect("the run ends within 15 s of its cancel")
+            .unwrap()
+    }
+}
+
+fn start(
+    task_id: &str,
+    source: Arc<dyn Connector>,
+    target: Arc<dyn Connector>,
+    tables: Vec<TableMapping>,
+    operations: &[ChangeOp],
+    positions: Arc<MemoryPosition>,
+) -> Running {
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if let fdi_types::run_event::RunEvent::Step(s) = ev {
+                eprintln!("[step {}] {}", s.code.0, s.remarks);
+            }
+        }
+    });
+    let req = CdcRequest {
+        task_id: task_id.to_string(),
+        run_id: fdi_types::new_id(),
+        source,
+        target,
+        tables,
+        operations: operations.iter().copied().collect::<HashSet<_>>(),
+        server_id: None,
+        resume: positions.get(),
+        positions,
+        cancel: cancel.clone(),
+        options: CdcOptions {
+            progress_interval: Duration::from_secs(1),
+            ..Default::default()
+        },
+    };
+    Running {
+        cancel,
+        handle: tokio::spawn(fdi_cdc::run(req, tx)),
+    }
+}
+
+fn same_columns(source: TableId, target: &str, cols: &[&str]) -> TableMapping {
+    TableMapping {
+        source,
+        target_table: target.to_string(),
+        columns: cols
+            .iter()
+            .map(|c| (c.to_string(), c.to_string()))
+            .collect(),
+    }
+}
+
+/// Poll until `check` holds, or fail with what it last said.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+// ---- PostgreSQL -> PostgreSQL ------------------------------------------------------------------
+
+async fn pg_pool(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+/// Checksum of a table's rows in key order (text forms that do not depend on the session).
+async fn pg_sum(pool: &sqlx::PgPool, sql: &str) -> String {
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let n: i64 = r.get(0);
+    let s: Option<String> = r.get(1);
+    format!("{n} rows, {}", s.unwrap_or_default())
+}
+
+fn orders_sum(table: &str) -> String {
+    format!(
+        "SELECT COUNT(*), md5(string_agg(concat_ws('|', id, customer, amount::text, \
+         (extract(epoch from at) * 1000000)::bigint, encode(data, 'hex'), ok), ',' ORDER BY id)) FROM {table}"
+    )
+}
+fn lines_sum(table: &str) -> String {
+    format!(
+        "SELECT COUNT(*), md5(string_agg(concat_ws('|', order_id, line, qty, note), ',' ORDER BY order_id, line)) FROM {table}"
+    )
+}
+
+#[tokio::test]
+async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position() {
+    let (src_url, dst_url) = (pg_cdc_url(), PG_TARGET.to_string());
+    let src = pg_pool(&src_url).await;
+    let dst = pg_pool(&dst_url).await;
+    let orders = unique("cdc_orders");
+    let lines = unique("cdc_lines");
+    for (pool, full) in [(&src, true), (&dst, false)] {
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {orders} (id int PRIMARY KEY, customer text, amount numeric(30,6), at timestamptz, data bytea, ok boolean);
+             CREATE TABLE {lines} (order_id int, line int, qty bigint, note text, PRIMARY KEY (order_id, line));{}",
+            if full { format!(" ALTER TABLE {orders} REPLICA IDENTITY FULL;") } else { String::new() }
+        )))
+        .await
+        .unwrap();
+    }
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {orders} SELECT g, 'cust ' || g || ' é中', g * 1.5 + 0.000001, \
+         timestamptz '2024-01-01 00:00:00.123456+00' + g * interval '1 minute', \
+         CASE WHEN g % 3 = 0 THEN NULL ELSE decode(lpad(to_hex(g), 8, '0'), 'hex') END, g % 2 = 0 \
+         FROM generate_series(1, 3000) g;
+         INSERT INTO {lines} SELECT g / 3, g % 3, g * 100000000000, CASE WHEN g % 5 = 0 THEN NULL ELSE 'n' || g END \
+         FROM generate_series(3, 6002) g;"
+    )))
+    .await
+    .unwrap();
+    let tables = vec![
+        same_columns(
+            TableId::new("public", &orders),
+            &orders,
+            &["id", "customer", "amount", "at", "data", "ok"],
+        ),
+        same_columns(
+            TableId::new("public", &lines),
+            &lines,
+            &["order_id", "line", "qty", "note"],
+        ),
+    ];
+    let task = unique("t");
+    let positions = Arc::new(MemoryPosition::default());
+    let all = [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete];
+    let source = pg(&src_url);
+    let target = pg(&dst_url);
+    let run = start(
+        &task,
+        source.clone(),
+        target.clone(),
+        tables.clone(),
+        &all,
+        positions.clone(),
+    );
+    let checks = [orders_sum(&orders), lines_sum(&lines)];
+    let equal = || async {
+        for sql in &checks {
+            let (a, b) = (pg_sum(&src, sql).await, pg_sum(&dst, sql).await);
+            if a != b {
+                return Err(format!("{sql}: source {a}, target {b}"));
+            }
+        }
+        Ok(())
+    };
+    eventually("the snapshot lands", equal).await;
+    assert!(
+        positions.get().is_some(),
+        "a position is stored after the snapshot"
+    );
+    // Mixed changes in several transactions: updates, deletes, inserts, a key change.
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "UPDATE {orders} SET amount = amount * 2, customer = NULL WHERE id % 7 = 0;
+         DELETE FROM {orders} WHERE id % 11 = 0;
+         INSERT INTO {orders} SELECT g, 'new', g, now(), '\\x00ff', NULL FROM generate_series(3001, 3500) g;
+         UPDATE {orders} SET id = 10000 WHERE id = 1;
+         BEGIN; DELETE FROM {lines} WHERE order_id < 100; UPDATE {lines} SET qty = -qty WHERE line = 2; COMMIT;"
+    )))
+    .await
+    .unwrap();
+    eventually("the changes land", equal).await;
+    let o = run.stop().await;
+    assert_eq!(o.status, ExecuteStatus::Cancelled, "{}", o.remarks);
+    assert!(o.rows_written >= 9000, "{o:?}");
+    // Changes while the task is stopped are read from the stored position on restart.
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {orders} WHERE id BETWEEN 100 AND 199; UPDATE {lines} SET note = 'after restart' WHERE order_id = 500;"
+    )))
+    .await
+    .unwrap();
+    let run = start(
+        &task,
+        source.clone(),
+        target.clone(),
+        tables.clone(),
+        &all,
+        positions.clone(),
+    );
+    eventually("the changes made while stopped land", equal).await;
+    run.stop().await;
+    // Without DELETE in the operation types, deleted rows stay in the target.
+    let run = start(
+        &task,
+        source.clone(),
+        target.clone(),
+        tables.clone(),
+        &[ChangeOp::Insert, ChangeOp::Update],
+        positions.clone(),
+    );
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {orders} WHERE id BETWEEN 200 AND 299; INSERT INTO {orders} (id, customer) VALUES (20000, 'last');"
+    )))
+    .await
+    .unwrap();
+    let count = |pool: sqlx::PgPool, sql: String| async move {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    eventually("the insert lands and the deletes do not", || {
+        let (dst, orders) = (dst.clone(), orders.clone());
+        async move {
+            let last = count(
+                dst.clone(),
+                format!("SELECT COUNT(*) FROM {orders} WHERE id = 20000"),
+            )
+            .await;
+            let kept = count(
+                dst,
+                format!("SELECT COUNT(*) FROM {orders} WHERE id BETWEEN 200 AND 299"),
+            )
+            .await;
+            if last == 1 && kept > 0 {
+                Ok(())
+            } else {
+                Err(format!("last {last}, kept {kept}"))
+            }
+        }
+    })
+    .await;
+    let kept = count(
+        dst.clone(),
+        format!("SELECT COUNT(*) FROM {orders} WHERE id BETWEEN 200 AND 299"),
+    )
+    .await;
+    // 200..=299 less the 9 multiples of 11 deleted earlier (with DELETE applied then).
+    assert_eq!(
+        kept, 91,
+        "rows deleted without DELETE in the operation types remain"
+    );
+    run.stop().await;
+    source
+        .change_log()
+        .unwrap()
+        .drop_reader(&fdi_cdc::reader_name(&task))
+        .await
+        .unwrap();
+    for pool in [&src, &dst] {
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE {orders}; DROP TABLE {lines};"
+        )))
+        .await
+        .unwrap();
+    }
+}
+
+// ---- MariaDB -> PostgreSQL ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn mariadb_changes_land_in_postgres_and_in_mariadb() {
+    let src_url = mysql_cdc_url();
+    let src = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&src_url)
+        .await
+        .unwrap();
+    let pg_dst = pg_pool(PG_TARGET).await;
+    let my_dst = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(MYSQL_TARGET)
+        .await
+        .unwrap();
+    let t = unique("cdc_items");
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {t} (id BIGINT UNSIGNED PRIMARY KEY, name VARCHAR(100), price DECIMAL(30,6), at DATETIME(6), raw VARBINARY(16))"
+    )))
+    .await
+    .unwrap();
+    pg_dst
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {t} (id numeric(20) PRIMARY KEY, name text, price numeric(30,6), at timestamp(6), raw bytea)"
+        )))
+        .await
+        .unwrap();
+    my_dst
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {t} (id BIGINT UNSIGNED PRIMARY KEY, name VARCHAR(100), price DECIMAL(30,6), at DATETIME(6), raw VARBINARY(16))"
+        )))
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    for i in 1..=2000u64 {
+        let id = if i == 2000 { u64::MAX } else { i };
+        values.push(format!(
+            "({id}, 'name {i} ü', {i}.125, '2024-03-01 10:00:00.{:06}', {})",
+            i % 1_000_000,
+            if i % 4 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("UNHEX('{:08X}')", i)
+            }
+        ));
+    }
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {t} VALUES {}",
+        values.join(",")
+    )))
+    .await
+    .unwrap();
+    let cols = ["id", "name", "price", "at", "raw"];
+    let tables = vec![same_columns(TableId::new("test", &t), &t, &cols)];
+    let all = [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete];
+    let source = mysql(&src_url);
+    let (p1, p2) = (
+        Arc::new(MemoryPosition::default()),
+        Arc::new(MemoryPosition::default()),
+    );
+    let to_pg = start(
+        &unique("t"),
+        source.clone(),
+        pg(PG_TARGET),
+        tables.clone(),
+        &all,
+        p1,
+    );
+    let to_my = start(
+        &unique("t"),
+        source.clone(),
+        mysql(MYSQL_TARGET),
+        tables.clone(),
+        &all,
+        p2,
+    );
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "UPDATE {t} SET price = price + 1, name = NULL WHERE id % 3 = 0;
+         DELETE FROM {t} WHERE id % 10 = 0;
+         INSERT INTO {t} VALUES (5000, 'late', 1.000001, '2025-01-01 00:00:00', UNHEX('00FF'));"
+    )))
+    .await
+    .unwrap();
+    let my_sum = |pool: sqlx::MySqlPool, t: String| async move {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET STATEMENT group_concat_max_len = 100000000 FOR SELECT COUNT(*), MD5(GROUP_CONCAT(CONCAT_WS('|', id, COALESCE(name, '~'), price, DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), COALESCE(LOWER(HEX(raw)), '~')) ORDER BY id SEPARATOR ',')) FROM {t}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let n: i64 = r.get(0);
+        let s: Option<String> = r.get(1);
+        format!("{n} rows, {}", s.unwrap_or_default())
+    };
+    let pg_sum_items = |pool: sqlx::PgPool, t: String| async move {
+        pg_sum(
+            &pool,
+            &format!(
+                "SELECT COUNT(*), md5(string_agg(concat_ws('|', id, COALESCE(name, '~'), price, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), COALESCE(encode(raw, 'hex'), '~')), ',' ORDER BY id)) FROM {t}"
+            ),
+        )
+        .await
+    };
+    eventually("MariaDB -> PostgreSQL and MariaDB -> MariaDB", || {
+        let (src, pg_dst, my_dst, t) = (src.clone(), pg_dst.clone(), my_dst.clone(), t.clone());
+        async move {
+            let a = my_sum(src, t.clone()).await;
+            let b = pg_sum_items(pg_dst, t.clone()).await;
+            let c = my_sum(my_dst, t).await;
+            if a == b && a == c {
+                Ok(())
+            } else {
+                Err(format!("source {a}, postgres {b}, mariadb {c}"))
+            }
+        }
+    })
+    .await;
+    for r in [to_pg, to_my] {
+        let o = r.stop().await;
+        assert_eq!(o.status, ExecuteStatus::Cancelled, "{}", o.remarks);
+    }
+    src.execute(sqlx::AssertSqlSafe(format!("DROP TABLE {t}")))
+        .await
+        .unwrap();
+    pg_dst
+        .execute(sqlx::AssertSqlSafe(format!("DROP TABLE {t}")))
+        .await
+        .unwrap();
+    my_dst
+        .execute(sqlx::AssertSqlSafe(format!("DROP TABLE {t}")))
+        .await
+        .unwrap();
+}
