@@ -1,6 +1,8 @@
 //! MySQL / MariaDB connector: discovery over information_schema, a streaming reader (sqlx
-//! `fetch`) and a transactional writer using multi-row INSERT (upsert: `ON DUPLICATE KEY UPDATE`).
+//! `fetch`), a transactional writer using multi-row INSERT (upsert: `ON DUPLICATE KEY UPDATE`)
+//! and the binlog change log for combination (CDC) tasks ([`cdc`]).
 
+pub mod cdc;
 mod discovery;
 mod reader;
 mod writer;
@@ -59,7 +61,8 @@ impl ConnectorFactory for Factory {
                 })
             })
             .connect_lazy_with(options);
-        Ok(Arc::new(MySqlConnector { pool }))
+        let change_log = cdc::MySqlChangeLog::new(&c);
+        Ok(Arc::new(MySqlConnector { pool, change_log }))
     }
 }
 
@@ -88,6 +91,7 @@ fn connect_options(c: &ServerContent) -> Result<MySqlConnectOptions> {
 /// One configured MySQL datasource.
 pub struct MySqlConnector {
     pool: MySqlPool,
+    change_log: cdc::MySqlChangeLog,
 }
 
 #[async_trait]
@@ -126,6 +130,10 @@ impl Connector for MySqlConnector {
 
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(writer::MySqlWriter::new(self.pool.clone(), spec)))
+    }
+
+    fn change_log(&self) -> Option<&dyn fdi_connector::change::ChangeLog> {
+        Some(&self.change_log)
     }
 
     async fn close(&self) {
