@@ -1,8 +1,10 @@
 //! PostgreSQL connector: discovery over the catalogs, a streaming reader (sqlx `fetch`) and a
 //! transactional writer using `COPY ... FROM STDIN` (plain insert; binary COPY when every column
 //! type allows it) or COPY into a temporary staging table + `INSERT ... ON CONFLICT` (upsert).
+//! Combination (CDC) tasks read its change log by logical replication with pgoutput ([`cdc`]).
 
 mod binary;
+pub mod cdc;
 mod discovery;
 mod reader;
 mod writer;
@@ -45,6 +47,17 @@ impl ConnectorFactory for Factory {
     fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
         let c = ServerContent::parse(content, &["postgres", "postgresql"])?;
         let options = connect_options(&c)?;
+        let url = c.url.as_deref();
+        let replication = cdc::ReplicationTarget::new(
+            &options,
+            c.password
+                .clone()
+                .or_else(|| url.and_then(cdc::url_password))
+                .as_deref(),
+            url.and_then(|u| cdc::url_param(u, "sslrootcert"))
+                .as_deref(),
+        );
+        let schema = c.schema.unwrap_or_else(|| "public".to_string());
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .min_connections(0)
@@ -52,8 +65,9 @@ impl ConnectorFactory for Factory {
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(options);
         Ok(Arc::new(PgConnector {
+            cdc: cdc::PgChangeLog::new(pool.clone(), replication, schema.clone()),
             pool,
-            schema: c.schema.unwrap_or_else(|| "public".to_string()),
+            schema,
         }))
     }
 }
@@ -86,6 +100,8 @@ pub struct PgConnector {
     pool: PgPool,
     /// Schema of unqualified table names.
     schema: String,
+    /// Logical replication for combination tasks.
+    cdc: cdc::PgChangeLog,
 }
 
 impl PgConnector {
@@ -138,6 +154,10 @@ impl Connector for PgConnector {
             self.qualify(&spec.table),
             spec,
         )))
+    }
+
+    fn change_log(&self) -> Option<&dyn fdi_connector::change::ChangeLog> {
+        Some(&self.cdc)
     }
 
     async fn close(&self) {
