@@ -22,8 +22,9 @@ use crate::TableMapping;
 struct SourceLayout {
     /// For the table's column list this was built from.
     columns: Vec<String>,
-    /// Per target column (mapping order): the source column's index.
-    value_at: Vec<usize>,
+    /// Per target column (mapping order): the source column's index (None: the source no
+    /// longer has the column; the target gets NULL).
+    value_at: Vec<Option<usize>>,
 }
 
 /// What the collapse keeps per key.
@@ -69,6 +70,8 @@ pub struct TableSink {
     /// source did not send), with the first reason.
     pub skipped: u64,
     pub skip_reason: Option<String>,
+    /// A change of the source table's columns seen and not yet reported.
+    pub drift: Option<String>,
 }
 
 impl TableSink {
@@ -109,6 +112,7 @@ impl TableSink {
             applied: OpCounts::default(),
             skipped: 0,
             skip_reason: None,
+            drift: None,
         }
     }
 
@@ -135,19 +139,41 @@ impl TableSink {
                     .all(|(a, b)| *a == b.name)
         });
         if !same {
-            let mut value_at = Vec::with_capacity(self.mapping.columns.len());
-            for (source, _) in &self.mapping.columns {
-                let i = table
-                    .columns
+            let value_at = self
+                .mapping
+                .columns
+                .iter()
+                .map(|(source, _)| table.columns.iter().position(|c| &c.name == source))
+                .collect();
+            // What changed since the mapping was made (or since the last shape seen).
+            let known: Vec<String> = match &self.layout {
+                Some(l) => l.columns.clone(),
+                None => self.mapping.source_columns.clone(),
+            };
+            if !known.is_empty() {
+                let now: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                let added: Vec<&str> = now
                     .iter()
-                    .position(|c| &c.name == source)
-                    .ok_or_else(|| {
-                        ConnectorError::user(format!(
-                            "mapping of {}: the source has no column {source:?} any more",
-                            self.mapping.source
-                        ))
-                    })?;
-                value_at.push(i);
+                    .copied()
+                    .filter(|c| !known.iter().any(|k| k == c))
+                    .collect();
+                let removed: Vec<&str> = known
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| !now.contains(k))
+                    .collect();
+                if !added.is_empty() || !removed.is_empty() {
+                    let mut note = format!("the source table {} changed:", self.mapping.source);
+                    if !added.is_empty() {
+                        note.push_str(&format!(" columns added {added:?} (not mapped)"));
+                    }
+                    if !removed.is_empty() {
+                        note.push_str(&format!(
+                            " columns removed {removed:?} (mapped ones get NULL)"
+                        ));
+                    }
+                    self.drift = Some(note);
+                }
             }
             self.layout = Some(SourceLayout {
                 columns: table.columns.iter().map(|c| c.name.clone()).collect(),
@@ -189,7 +215,11 @@ impl TableSink {
     /// A row in target column order from a source row.
     fn target_row(&mut self, table: &ChangeTable, row: &[ChangeValue]) -> Result<Vec<ChangeValue>> {
         let layout = self.layout(table)?;
-        Ok(layout.value_at.iter().map(|&i| row[i].clone()).collect())
+        Ok(layout
+            .value_at
+            .iter()
+            .map(|i| i.map_or(ChangeValue::Null, |i| row[i].clone()))
+            .collect())
     }
 
     fn key_of(&self, target_row: &[ChangeValue]) -> Vec<ChangeValue> {

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::change::{ChangeOp, TableId};
-use fdi_connector::{Connector, SourcePosition};
+use fdi_connector::{ColumnInfo, Connector, SourcePosition};
 use fdi_types::run_event::RunEvent;
 pub use fdi_types::run_event::RunOutcome;
+use mapping::{MappingStatus, Selection};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,19 @@ pub struct TableMapping {
     pub target_table: String,
     /// (source column, target column) pairs.
     pub columns: Vec<(String, String)>,
+    /// The source table's columns when the mapping was made (empty: unknown): a change of
+    /// them is reported as schema drift.
+    pub source_columns: Vec<String>,
+}
+
+/// Where the state of a task's mappings is kept: schema drift seen by a run.
+#[async_trait]
+pub trait MappingEvents: Send + Sync {
+    /// The mapping of `source` is now in `status` (UPDATE: its columns changed; DELETE: the
+    /// table is gone; USING: applied by the run).
+    async fn mark(&self, source: &TableId, status: MappingStatus) -> Result<(), String>;
+    /// A source table not mapped yet matches the task's selection: record it (status ADD).
+    async fn added(&self, source: &TableId, columns: &[ColumnInfo]) -> Result<(), String>;
 }
 
 /// A combination task's own settings, stored as its `task_detail` (JSON).
@@ -44,6 +58,15 @@ pub struct MultiTaskSettings {
     pub source_app_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_app_id: Option<String>,
+    /// The selection of the last auto-mapping (`schema.t1,schema.*`): new source tables it
+    /// matches are added as mappings (status ADD) while the task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
+    /// Target name = prefix + source table name + suffix, for those added tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_suffix: Option<String>,
 }
 
 impl MultiTaskSettings {
@@ -87,6 +110,8 @@ pub struct CdcOptions {
     /// A progress entry in the monitor log at most this often.
     pub progress_interval: Duration,
     pub snapshot_batch_rows: usize,
+    /// How often the source's tables are listed for dropped and new tables.
+    pub drift_interval: Duration,
 }
 
 impl Default for CdcOptions {
@@ -96,6 +121,7 @@ impl Default for CdcOptions {
             commit_changes: 20_000,
             progress_interval: Duration::from_secs(5),
             snapshot_batch_rows: 5_000,
+            drift_interval: Duration::from_secs(30),
         }
     }
 }
@@ -106,6 +132,9 @@ pub struct CdcRequest {
     pub source: Arc<dyn Connector>,
     pub target: Arc<dyn Connector>,
     pub tables: Vec<TableMapping>,
+    /// Tables a `schema.*` selection of the task matches, for new tables (schema drift).
+    pub selection: Option<Selection>,
+    pub mapping_events: Arc<dyn MappingEvents>,
     /// The operations applied (the task's `operation_types`); others are skipped.
     pub operations: HashSet<ChangeOp>,
     /// MySQL: the reader's server id (`ext_info.server_id`).

@@ -188,6 +188,11 @@ impl MappingBody {
                 .iter()
                 .map(|p| (p.source_column.clone(), p.target_column.clone()))
                 .collect(),
+            source_columns: self
+                .source_columns
+                .iter()
+                .map(|c| c.field_name.clone())
+                .collect(),
         })
     }
 }

@@ -17,6 +17,7 @@ use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use tokio::sync::mpsc;
 
 use crate::apply::{OpCounts, TableSink};
+use crate::mapping::MappingStatus;
 use crate::{CdcRequest, Events, TableMapping, reader_name};
 
 /// Run a combination task until it is cancelled or fails.
@@ -228,10 +229,20 @@ impl Pipeline {
         let mut snapshot_rows = 0u64;
         let snapshot_begin = now_millis();
         let mut deadline: Option<Instant> = None;
+        let mut drift_check = tokio::time::interval_at(
+            (Instant::now() + req.options.drift_interval).into(),
+            req.options.drift_interval,
+        );
+        drift_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drift = TableDrift::default();
         let result = loop {
             let ev = tokio::select! {
                 biased;
                 _ = req.cancel.cancelled() => break Ok(()),
+                _ = drift_check.tick() => {
+                    self.check_tables(req, &mut drift).await;
+                    continue;
+                }
                 _ = sleep_until(deadline) => {
                     deadline = None;
                     if let Err(f) = self.commit(&*ack).await { break Err(f); }
@@ -269,6 +280,7 @@ impl Pipeline {
                             error: e,
                         });
                     }
+                    self.report_drift(req, i).await;
                     snapshot_rows += n as u64;
                     self.counters.changes_read += n as u64;
                     self.pending_changes += n;
@@ -313,6 +325,7 @@ impl Pipeline {
                             });
                             break;
                         }
+                        self.report_drift(req, i).await;
                     }
                     if let Err(f) = r {
                         break Err(f);
@@ -350,6 +363,95 @@ impl Pipeline {
             self.progress_entry();
         }
         result
+    }
+
+    /// Report a change of a source table's columns: mapping status UPDATE and a log entry.
+    async fn report_drift(&mut self, req: &CdcRequest, sink: usize) {
+        let Some(note) = self.sinks[sink].drift.take() else {
+            return;
+        };
+        let source = self.sinks[sink].mapping.source.clone();
+        let marked = req
+            .mapping_events
+            .mark(&source, MappingStatus::Update)
+            .await;
+        self.drift_entry(&note, marked);
+    }
+
+    fn drift_entry(&self, note: &str, recorded: Result<(), String>) {
+        let remarks = match recorded {
+            Ok(()) => format!("Schema drift: {note}"),
+            Err(e) => format!("Schema drift: {note} (the mapping could not be updated: {e})"),
+        };
+        self.trace.step(
+            StepCode::READING,
+            PositionStatus::Normal,
+            now_millis(),
+            &remarks,
+        );
+    }
+
+    /// List the source's tables: a mapped table that is gone marks its mapping DELETE; a new
+    /// table matching the task's `schema.*` selection is recorded as an ADD mapping.
+    async fn check_tables(&mut self, req: &CdcRequest, drift: &mut TableDrift) {
+        let listed = match req.source.list_tables(None).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(task_id = req.task_id, error = %e.message, "cannot list the source's tables");
+                return;
+            }
+        };
+        let mapped: Vec<TableId> = self
+            .sinks
+            .iter()
+            .map(|s| s.mapping.source.clone())
+            .collect();
+        let present = |t: &TableId| {
+            listed
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(&t.to_string()) || l.eq_ignore_ascii_case(&t.name))
+        };
+        for t in &mapped {
+            if !present(t) {
+                if drift.gone.insert(t.clone()) {
+                    let marked = req.mapping_events.mark(t, MappingStatus::Delete).await;
+                    self.drift_entry(&format!("the source table {t} is gone"), marked);
+                }
+            } else {
+                drift.gone.remove(t);
+            }
+        }
+        let Some(selection) = &req.selection else {
+            return;
+        };
+        // Unqualified names are in the source's default schema: the schema of a mapped table
+        // listed without one.
+        let default_schema = mapped
+            .iter()
+            .find(|t| listed.iter().any(|l| l == &t.name))
+            .map(|t| t.schema.clone());
+        for l in &listed {
+            let id = match l.split_once('.') {
+                Some((schema, name)) => TableId::new(schema, name),
+                None => match &default_schema {
+                    Some(s) => TableId::new(s.clone(), l.clone()),
+                    None => continue,
+                },
+            };
+            if !selection.matches(&id) || self.route.contains_key(&id) || drift.added.contains(&id)
+            {
+                continue;
+            }
+            let Ok(columns) = req.source.columns(l).await else {
+                continue;
+            };
+            drift.added.insert(id.clone());
+            let recorded = req.mapping_events.added(&id, &columns).await;
+            self.drift_entry(
+                &format!("a new source table {id} matches the selection: mapping added (status ADD; applied once the task restarts)"),
+                recorded,
+            );
+        }
     }
 
     /// Write every table's pending changes (each table in its own transaction).
@@ -443,6 +545,13 @@ impl Pipeline {
             &remarks,
         );
     }
+}
+
+/// Tables the drift check has reported (each once per run).
+#[derive(Default)]
+struct TableDrift {
+    gone: std::collections::HashSet<TableId>,
+    added: std::collections::HashSet<TableId>,
 }
 
 fn snapshot_pending(snapshot: bool, acked: &Option<SourcePosition>) -> bool {

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fdi_cdc::{CdcOptions, CdcRequest, PositionStore, TableMapping};
+use fdi_cdc::mapping::{MappingStatus, Selection};
+use fdi_cdc::{CdcOptions, CdcRequest, MappingEvents, PositionStore, TableMapping};
 use fdi_connector::change::{ChangeOp, TableId};
-use fdi_connector::{Connector, ConnectorFactory, SourcePosition};
+use fdi_connector::{ColumnInfo, Connector, ConnectorFactory, SourcePosition};
 use fdi_types::ExecuteStatus;
 use serde_json::json;
 use sqlx::{Executor, Row};
@@ -58,6 +59,38 @@ impl PositionStore for MemoryPosition {
     }
 }
 
+/// Mapping events as they were reported.
+#[derive(Default)]
+struct MemoryMappings(Mutex<Vec<(String, String)>>);
+
+#[async_trait]
+impl MappingEvents for MemoryMappings {
+    async fn mark(&self, source: &TableId, status: MappingStatus) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((source.to_string(), status.as_str().to_string()));
+        Ok(())
+    }
+    async fn added(&self, source: &TableId, _columns: &[ColumnInfo]) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((source.to_string(), "ADD".to_string()));
+        Ok(())
+    }
+}
+
+impl MemoryMappings {
+    fn seen(&self, table: &str, status: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(t, s)| t == table && s == status)
+    }
+}
+
 impl MemoryPosition {
     fn get(&self) -> Option<SourcePosition> {
         self.0.lock().unwrap().clone()
@@ -80,42 +113,68 @@ impl Running {
     }
 }
 
-fn start(
-    task_id: &str,
+/// A task under test: what each of its runs reads, and what they stored.
+struct Task {
+    id: String,
     source: Arc<dyn Connector>,
     target: Arc<dyn Connector>,
     tables: Vec<TableMapping>,
-    operations: &[ChangeOp],
+    selection: Option<Selection>,
     positions: Arc<MemoryPosition>,
-) -> Running {
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            if let fdi_types::run_event::RunEvent::Step(s) = ev {
-                eprintln!("[step {}] {}", s.code.0, s.remarks);
-            }
+    mappings: Arc<MemoryMappings>,
+}
+
+impl Task {
+    fn new(
+        source: Arc<dyn Connector>,
+        target: Arc<dyn Connector>,
+        tables: Vec<TableMapping>,
+    ) -> Self {
+        Self {
+            id: unique("t"),
+            source,
+            target,
+            tables,
+            selection: None,
+            positions: Arc::default(),
+            mappings: Arc::default(),
         }
-    });
-    let req = CdcRequest {
-        task_id: task_id.to_string(),
-        run_id: fdi_types::new_id(),
-        source,
-        target,
-        tables,
-        operations: operations.iter().copied().collect::<HashSet<_>>(),
-        server_id: None,
-        resume: positions.get(),
-        positions,
-        cancel: cancel.clone(),
-        options: CdcOptions {
-            progress_interval: Duration::from_secs(1),
-            ..Default::default()
-        },
-    };
-    Running {
-        cancel,
-        handle: tokio::spawn(fdi_cdc::run(req, tx)),
+    }
+
+    /// A run from the stored position (a copy first when there is none).
+    fn start(&self, operations: &[ChangeOp]) -> Running {
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let fdi_types::run_event::RunEvent::Step(s) = ev {
+                    eprintln!("[step {}] {}", s.code.0, s.remarks);
+                }
+            }
+        });
+        let req = CdcRequest {
+            task_id: self.id.clone(),
+            run_id: fdi_types::new_id(),
+            source: self.source.clone(),
+            target: self.target.clone(),
+            tables: self.tables.clone(),
+            selection: self.selection.clone(),
+            mapping_events: self.mappings.clone(),
+            operations: operations.iter().copied().collect::<HashSet<_>>(),
+            server_id: None,
+            resume: self.positions.get(),
+            positions: self.positions.clone(),
+            cancel: cancel.clone(),
+            options: CdcOptions {
+                progress_interval: Duration::from_secs(1),
+                drift_interval: Duration::from_millis(500),
+                ..Default::default()
+            },
+        };
+        Running {
+            cancel,
+            handle: tokio::spawn(fdi_cdc::run(req, tx)),
+        }
     }
 }
 
@@ -127,6 +186,7 @@ fn same_columns(source: TableId, target: &str, cols: &[&str]) -> TableMapping {
             .iter()
             .map(|c| (c.to_string(), c.to_string()))
             .collect(),
+        source_columns: cols.iter().map(|c| c.to_string()).collect(),
     }
 }
 
@@ -217,19 +277,11 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
             &["order_id", "line", "qty", "note"],
         ),
     ];
-    let task = unique("t");
-    let positions = Arc::new(MemoryPosition::default());
     let all = [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete];
     let source = pg(&src_url);
-    let target = pg(&dst_url);
-    let run = start(
-        &task,
-        source.clone(),
-        target.clone(),
-        tables.clone(),
-        &all,
-        positions.clone(),
-    );
+    let mut task = Task::new(source.clone(), pg(&dst_url), tables);
+    task.selection = Some(Selection::parse("selection", "public.*").unwrap());
+    let run = task.start(&all);
     let checks = [orders_sum(&orders), lines_sum(&lines)];
     let equal = || async {
         for sql in &checks {
@@ -242,7 +294,7 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
     };
     eventually("the snapshot lands", equal).await;
     assert!(
-        positions.get().is_some(),
+        task.positions.get().is_some(),
         "a position is stored after the snapshot"
     );
     // Mixed changes in several transactions: updates, deletes, inserts, a key change.
@@ -256,6 +308,28 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
     .await
     .unwrap();
     eventually("the changes land", equal).await;
+    // Schema drift: a column added at the source (mapping UPDATE, the task goes on), a new table
+    // matching the selection (mapping ADD).
+    let newt = unique("cdc_new");
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE {lines} ADD COLUMN extra int; UPDATE {lines} SET extra = 1, qty = 7 WHERE order_id = 200;
+         CREATE TABLE {newt} (id int PRIMARY KEY);"
+    )))
+    .await
+    .unwrap();
+    eventually(
+        "the drift is reported and the changes still land",
+        || async {
+            equal().await?;
+            for (t, status) in [(&lines, "UPDATE"), (&newt, "ADD")] {
+                if !task.mappings.seen(&format!("public.{t}"), status) {
+                    return Err(format!("{t}: no {status} yet"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
     let o = run.stop().await;
     assert_eq!(o.status, ExecuteStatus::Cancelled, "{}", o.remarks);
     assert!(o.rows_written >= 9000, "{o:?}");
@@ -265,25 +339,11 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
     )))
     .await
     .unwrap();
-    let run = start(
-        &task,
-        source.clone(),
-        target.clone(),
-        tables.clone(),
-        &all,
-        positions.clone(),
-    );
+    let run = task.start(&all);
     eventually("the changes made while stopped land", equal).await;
     run.stop().await;
     // Without DELETE in the operation types, deleted rows stay in the target.
-    let run = start(
-        &task,
-        source.clone(),
-        target.clone(),
-        tables.clone(),
-        &[ChangeOp::Insert, ChangeOp::Update],
-        positions.clone(),
-    );
+    let run = task.start(&[ChangeOp::Insert, ChangeOp::Update]);
     src.execute(sqlx::AssertSqlSafe(format!(
         "DELETE FROM {orders} WHERE id BETWEEN 200 AND 299; INSERT INTO {orders} (id, customer) VALUES (20000, 'last');"
     )))
@@ -326,16 +386,30 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
         kept, 91,
         "rows deleted without DELETE in the operation types remain"
     );
+    // A mapped table dropped at the source: mapping DELETE, the run goes on.
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE {lines}; DROP TABLE {newt};"
+    )))
+    .await
+    .unwrap();
+    eventually("the dropped table is reported", || async {
+        if task.mappings.seen(&format!("public.{lines}"), "DELETE") {
+            Ok(())
+        } else {
+            Err("no DELETE yet".to_string())
+        }
+    })
+    .await;
     run.stop().await;
     source
         .change_log()
         .unwrap()
-        .drop_reader(&fdi_cdc::reader_name(&task))
+        .drop_reader(&fdi_cdc::reader_name(&task.id))
         .await
         .unwrap();
     for pool in [&src, &dst] {
         pool.execute(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE {orders}; DROP TABLE {lines};"
+            "DROP TABLE {orders}; DROP TABLE IF EXISTS {lines};"
         )))
         .await
         .unwrap();
@@ -399,26 +473,8 @@ async fn mariadb_changes_land_in_postgres_and_in_mariadb() {
     let tables = vec![same_columns(TableId::new("test", &t), &t, &cols)];
     let all = [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete];
     let source = mysql(&src_url);
-    let (p1, p2) = (
-        Arc::new(MemoryPosition::default()),
-        Arc::new(MemoryPosition::default()),
-    );
-    let to_pg = start(
-        &unique("t"),
-        source.clone(),
-        pg(PG_TARGET),
-        tables.clone(),
-        &all,
-        p1,
-    );
-    let to_my = start(
-        &unique("t"),
-        source.clone(),
-        mysql(MYSQL_TARGET),
-        tables.clone(),
-        &all,
-        p2,
-    );
+    let to_pg = Task::new(source.clone(), pg(PG_TARGET), tables.clone()).start(&all);
+    let to_my = Task::new(source.clone(), mysql(MYSQL_TARGET), tables).start(&all);
     src.execute(sqlx::AssertSqlSafe(format!(
         "UPDATE {t} SET price = price + 1, name = NULL WHERE id % 3 = 0;
          DELETE FROM {t} WHERE id % 10 = 0;

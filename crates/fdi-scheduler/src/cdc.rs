@@ -5,12 +5,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fdi_cdc::mapping::{MappingBody, MappingStatus};
-use fdi_cdc::{CdcOptions, CdcRequest, MultiTaskSettings, PositionStore, TableMapping};
-use fdi_connector::SourcePosition;
-use fdi_connector::change::ChangeOp;
+use fdi_cdc::mapping::{
+    MappedColumn, MappingBody, MappingStatus, Selection, auto_map, target_name,
+};
+use fdi_cdc::{
+    CdcOptions, CdcRequest, MappingEvents, MultiTaskSettings, PositionStore, TableMapping,
+};
+use fdi_connector::change::{ChangeOp, TableId};
+use fdi_connector::{ColumnInfo, Connector, SourcePosition};
 use fdi_monitor::{RunRecord, RunView};
-use fdi_store::Store;
+use fdi_store::{MappingRow, Store};
 use fdi_types::{ExecuteStatus, PositionStatus, StepCode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +41,59 @@ impl PositionStore for StoredPosition {
     }
 }
 
+/// The task's mappings in the store, updated by schema drift.
+struct StoredMappings {
+    store: Store,
+    task_id: String,
+    target: Arc<dyn Connector>,
+    prefix: String,
+    suffix: String,
+}
+
+#[async_trait]
+impl MappingEvents for StoredMappings {
+    async fn mark(&self, source: &TableId, status: MappingStatus) -> Result<(), String> {
+        self.store
+            .set_mapping_status(
+                &self.task_id,
+                &source.to_string(),
+                status.as_str(),
+                fdi_types::now_millis(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn added(&self, source: &TableId, columns: &[ColumnInfo]) -> Result<(), String> {
+        let target_table = target_name(source, &self.prefix, &self.suffix);
+        // Paired with the target table when it exists already; else it waits for one.
+        let target_columns = self.target.columns(&target_table).await.unwrap_or_default();
+        let auto = auto_map(columns, &target_columns);
+        let body = MappingBody {
+            source_columns: columns.iter().map(MappedColumn::from).collect(),
+            target_columns: target_columns.iter().map(MappedColumn::from).collect(),
+            mapping: auto.pairs,
+            mismatches: auto.mismatches,
+        };
+        let now = fdi_types::now_millis();
+        self.store
+            .put_mappings(&[MappingRow {
+                id: fdi_types::new_id(),
+                task_id: self.task_id.clone(),
+                source_table: source.to_string(),
+                target_table,
+                status: MappingStatus::Add.as_str().to_string(),
+                mapping_percent: auto.percent,
+                body: serde_json::to_string(&body).map_err(|e| e.to_string())?,
+                created_ms: now,
+                updated_ms: now,
+            }])
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl Scheduler {
     /// The task's mappings that apply (every one but DELETE), as the pipeline takes them.
     async fn table_mappings(&self, task_id: &str) -> Result<Vec<TableMapping>, String> {
@@ -47,7 +104,10 @@ impl Scheduler {
             .map_err(|e| format!("cannot read the mappings: {e}"))?;
         let mut tables = Vec::with_capacity(rows.len());
         for m in rows {
-            if MappingStatus::parse(&m.status).is_some_and(|s| !s.applies()) {
+            // A table gone from the source, or added by drift and not confirmed yet, waits.
+            if MappingStatus::parse(&m.status)
+                .is_some_and(|s| !s.applies() || s == MappingStatus::Add)
+            {
                 continue;
             }
             let body = MappingBody::parse(&m.body)?;
@@ -120,7 +180,25 @@ impl Scheduler {
                 }
             })
         };
+        let selection = match settings
+            .selection
+            .as_deref()
+            .map(|s| Selection::parse("selection", s))
+        {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => return run.fail(StepCode::DISPATCH_FAILED, &e),
+            None => None,
+        };
+        let mapping_events = Arc::new(StoredMappings {
+            store: self.store.clone(),
+            task_id: task.task_id.clone(),
+            target: task.target.connector.clone(),
+            prefix: settings.target_prefix.clone().unwrap_or_default(),
+            suffix: settings.target_suffix.clone().unwrap_or_default(),
+        });
         let req = CdcRequest {
+            selection,
+            mapping_events,
             task_id: task.task_id.clone(),
             run_id: run.id.clone(),
             source: task.source.connector.clone(),

@@ -93,6 +93,21 @@ impl Store {
         })
     }
 
+    /// Set the status of the task's mapping of `source_table`; whether it exists.
+    pub async fn set_mapping_status(
+        &self,
+        task_id: &str,
+        source_table: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let n = on_pool!(&self.pool, p => sqlx::query(
+            "UPDATE fdi_cdc_mappings SET status = $1, updated = $2 WHERE task_id = $3 AND source_table = $4")
+            .bind(status).bind(now).bind(task_id).bind(source_table)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
     /// Whether the mapping existed.
     pub async fn delete_mapping(&self, task_id: &str, id: &str) -> Result<bool> {
         let n = on_pool!(&self.pool, p => sqlx::query("DELETE FROM fdi_cdc_mappings WHERE task_id = $1 AND id = $2")
