@@ -193,11 +193,12 @@ const TYPES_DDL: &str = "id int PRIMARY KEY,
     miu mediumint unsigned, i int, iu int unsigned, bi bigint, biu bigint unsigned,
     dec38 decimal(38,10), dbl double, flt float, b1 bit(1), b10 bit(10), d date, dt datetime(6),
     ts timestamp(6) NULL DEFAULT NULL, tm time, vc varchar(50), tx text, bl blob,
-    vb varbinary(20), j json, e enum('red','green','blue'), st set('a','b','c'), yr year";
+    vb varbinary(20), j json, e enum('red','green','blue'), st set('a','b','c'), yr year,
+    lat varchar(10) CHARACTER SET latin1";
 
-const TYPES_COLUMNS: [&str; 28] = [
+const TYPES_COLUMNS: [&str; 29] = [
     "id", "ti", "tiu", "si", "siu", "mi", "miu", "i", "iu", "bi", "biu", "dec38", "dbl", "flt",
-    "b1", "b10", "d", "dt", "ts", "tm", "vc", "tx", "bl", "vb", "j", "e", "st", "yr",
+    "b1", "b10", "d", "dt", "ts", "tm", "vc", "tx", "bl", "vb", "j", "e", "st", "yr", "lat",
 ];
 
 fn types_max(id: i32) -> String {
@@ -206,7 +207,7 @@ fn types_max(id: i32) -> String {
         9223372036854775807, 18446744073709551615, '1234567890123456789012345678.0123456789',
         1.5, 0.25, b'1', b'1000000001', '2024-02-29', '2024-01-02 03:04:05.123456',
         '2024-01-02 03:04:05.654321', '-838:59:59', 'héllo 世界 🎉', 'long text', x'00FF10',
-        x'DEADBEEF', '{{\"a\": [1, 2]}}', 'green', 'a,c', 2024)"
+        x'DEADBEEF', '{{\"a\": [1, 2]}}', 'green', 'a,c', 2024, 'café €')"
     )
 }
 
@@ -237,7 +238,7 @@ fn types_max_values(id: &str) -> Vec<ChangeValue> {
     ]);
     v.push(ChangeValue::Bytes(vec![0x00, 0xFF, 0x10]));
     v.push(ChangeValue::Bytes(vec![0xDE, 0xAD, 0xBE, 0xEF]));
-    v.extend(row(&["{\"a\": [1, 2]}", "green", "a,c", "2024"]));
+    v.extend(row(&["{\"a\": [1, 2]}", "green", "a,c", "2024", "café €"]));
     v
 }
 
@@ -245,7 +246,7 @@ fn types_min(id: i32) -> String {
     format!(
         "({id}, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0,
         '-0.0000000001', -2.5e-300, -10000000000, b'0', b'0', '1000-01-01', '1000-01-01 00:00:00',
-        '1970-01-01 00:00:01', '-00:00:01', '', '', x'', x'00', 'null', 'red', '', 1901)"
+        '1970-01-01 00:00:01', '-00:00:01', '', '', x'', x'00', 'null', 'red', '', 1901, '')"
     )
 }
 
@@ -276,7 +277,7 @@ fn types_min_values(id: &str) -> Vec<ChangeValue> {
     ]);
     v.push(ChangeValue::Bytes(vec![]));
     v.push(ChangeValue::Bytes(vec![0]));
-    v.extend(row(&["null", "red", "", "1901"]));
+    v.extend(row(&["null", "red", "", "1901", ""]));
     v
 }
 
@@ -558,8 +559,19 @@ async fn resume_reads_only_later_transactions_by_gtid_and_by_file() {
     exec(&format!("INSERT INTO {tb} VALUES (2)")).await;
     let second = run.transaction().await;
     assert_eq!(changes(&second)[0].1.2, Some(row(&["2"])));
-    run.stop().await;
+    // A new binlog file: the stream follows it, resuming crosses it.
+    exec("FLUSH BINARY LOGS").await;
     exec(&format!("INSERT INTO {tb} VALUES (3)")).await;
+    let third = run.transaction().await;
+    assert_eq!(changes(&third)[0].1.2, Some(row(&["3"])));
+    let file = |t: &ChangeTransaction| t.position.0["file"].as_str().unwrap().to_string();
+    assert!(
+        file(&third) > file(&second),
+        "{:?} after {:?}",
+        third.position,
+        second.position
+    );
+    run.stop().await;
 
     let p = first.position.0.clone();
     assert!(p["gtid"].is_string(), "{p}");
@@ -580,6 +592,8 @@ async fn resume_reads_only_later_transactions_by_gtid_and_by_file() {
             Some(row(&["3"])),
             "resuming from {resume}"
         );
+        assert_eq!(b.position.0["file"], third.position.0["file"]);
+        assert_eq!(b.position.0["pos"], third.position.0["pos"]);
         // The same place in the log, however it was found.
         assert_eq!(a.position.0["pos"], second.position.0["pos"]);
         assert_eq!(a.position.0["gtid"], second.position.0["gtid"]);
@@ -757,6 +771,19 @@ async fn open_refuses_missing_tables_and_the_servers_own_id() {
         .open(spec(&[&tb], Some(SourcePosition(json!({"pos": 5}))), 10))
         .await;
     assert_eq!(bad.err().unwrap().kind, ErrorKind::User);
+
+    // A binlog file the server does not have (purged): the run fails, the user's to fix.
+    let gone = SourcePosition(json!({"file": "mysql-bin.999999", "pos": 4}));
+    let mut source = log.open(spec(&[&tb], Some(gone), 10)).await.unwrap();
+    let (tx, _rx) = mpsc::channel(4);
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        source.run(tx, CancellationToken::new()),
+    )
+    .await
+    .expect("fails at once")
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::User, "{}", err.message);
     log.drop_reader("anything").await.unwrap();
 }
 

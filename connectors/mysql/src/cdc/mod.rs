@@ -72,7 +72,6 @@ mod snapshot;
 mod stream;
 mod value;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -273,10 +272,14 @@ impl ChangeLog for MySqlChangeLog {
             tables.push(TableId::new(schema, t.name.clone()));
         }
         let mut conn = connect(&opts).await?;
-        let own: Option<u32> = conn
-            .query_first("SELECT @@server_id")
+        let server: Option<(u32, u32)> = conn
+            .query_first("SELECT @@server_id, @@lower_case_table_names")
             .await
             .map_err(|e| map_err("SELECT @@server_id", e))?;
+        let (own, fold_case) = match server {
+            Some((id, lctn)) => (Some(id), lctn != 0),
+            None => (None, false),
+        };
         let server_id = spec
             .server_id
             .unwrap_or_else(|| default_server_id(&spec.reader_name));
@@ -300,10 +303,7 @@ impl ChangeLog for MySqlChangeLog {
             opts,
             server_id,
             batch_rows: spec.snapshot_batch_rows.max(1),
-            tables: stream::Tables::new(
-                tables.iter().cloned().collect::<HashSet<_>>(),
-                loaded.clone(),
-            ),
+            tables: stream::Tables::new(loaded.clone(), fold_case),
             order: loaded,
             position: resume,
         }))

@@ -1,6 +1,6 @@
 //! Reading the binlog: events of the captured tables grouped into committed transactions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,20 +41,28 @@ const ARTIFICIAL: u16 = 0x20;
 
 /// What a source keeps between runs: connection options, the tables, the cached schemas.
 pub struct Tables {
-    pub wanted: HashSet<TableId>,
+    /// The captured tables by the name the binlog gives them (lowercase when the server folds
+    /// table names: `lower_case_table_names` not 0), each to the task's own name.
+    wanted: HashMap<TableId, TableId>,
+    fold_case: bool,
     /// Schemas by table and the column count of the binlog's table map.
     pub schemas: HashMap<(TableId, usize), Arc<TableSchema>>,
     pub meta: Option<Conn>,
 }
 
 impl Tables {
-    pub fn new(wanted: HashSet<TableId>, loaded: Vec<TableSchema>) -> Self {
+    pub fn new(loaded: Vec<TableSchema>, fold_case: bool) -> Self {
+        let wanted = loaded
+            .iter()
+            .map(|s| (fold(&s.table.id, fold_case), s.table.id.clone()))
+            .collect();
         let schemas = loaded
             .into_iter()
             .map(|s| ((s.table.id.clone(), s.len()), Arc::new(s)))
             .collect();
         Self {
             wanted,
+            fold_case,
             schemas,
             meta: None,
         }
@@ -411,12 +419,18 @@ impl<'a> Reader<'a> {
         let tme: TableMapEvent<'_> = event
             .read_event()
             .map_err(|e| ConnectorError::external(format!("binlog table map: {e}")))?;
-        let id = TableId::new(tme.database_name(), tme.table_name());
-        let schema = if self.tables.wanted.contains(&id) {
-            let columns = tme.columns_count() as usize;
-            Some(self.tables.for_map(self.opts, &id, columns).await?)
-        } else {
-            None
+        let logged = TableId::new(tme.database_name(), tme.table_name());
+        let wanted = self
+            .tables
+            .wanted
+            .get(&fold(&logged, self.tables.fold_case))
+            .cloned();
+        let schema = match wanted {
+            Some(id) => {
+                let columns = tme.columns_count() as usize;
+                Some(self.tables.for_map(self.opts, &id, columns).await?)
+            }
+            None => None,
         };
         self.table_ids.insert(tme.table_id(), schema);
         Ok(())
@@ -471,6 +485,14 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(())
+    }
+}
+
+fn fold(id: &TableId, fold_case: bool) -> TableId {
+    if fold_case {
+        TableId::new(id.schema.to_lowercase(), id.name.to_lowercase())
+    } else {
+        id.clone()
     }
 }
 
