@@ -73,6 +73,13 @@
 //! `sslmode` (a Unix socket cannot replicate). Catalog work, the copy and `check` use the
 //! connector's sqlx pool. The user needs the `REPLICATION` attribute (or superuser), and to own
 //! the tables (or be superuser) to create the publication.
+//!
+//! Only pg_walstream's connection (slot creation with snapshot export, `START_REPLICATION`,
+//! CopyData, standby status updates) and its pgoutput parser are used, not its
+//! `LogicalReplicationStream`: that one answers keepalives itself (no heartbeats), sends
+//! feedback on its own schedule (acks must be exactly the pipeline's) and reconnects by itself
+//! (a reconnect here is the pipeline's restart from its stored position). Its blocking commands
+//! run on tokio's blocking pool (`conn.rs`).
 
 mod catalog;
 mod conn;
