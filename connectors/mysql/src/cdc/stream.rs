@@ -33,6 +33,7 @@ const XID: u8 = 16;
 const TABLE_MAP: u8 = 19;
 const HEARTBEAT: u8 = 27;
 const XA_PREPARE: u8 = 38;
+const TRANSACTION_PAYLOAD: u8 = 40;
 const MARIADB_GTID: u8 = 162;
 const MARIADB_QUERY_COMPRESSED: u8 = 165;
 const MARIADB_ROWS_COMPRESSED_LAST: u8 = 171;
@@ -198,6 +199,8 @@ pub struct Reader<'a> {
     checksum: bool,
     seen_fde: bool,
     last_sent: Instant,
+    /// Inside a MySQL transaction payload event: the position after it.
+    payload_end: Option<u64>,
 }
 
 impl<'a> Reader<'a> {
@@ -224,6 +227,7 @@ impl<'a> Reader<'a> {
             checksum,
             seen_fde: false,
             last_sent: Instant::now(),
+            payload_end: None,
         }
     }
 
@@ -397,8 +401,14 @@ impl<'a> Reader<'a> {
     fn advance(&mut self, event: &Event) {
         let h = event.header();
         let ty = h.event_type_raw();
+        if ty == TRANSACTION_PAYLOAD {
+            // MySQL's compressed transaction: its events come next, out of the stream's
+            // positions; the place after it counts once its group has ended.
+            self.payload_end = Some(u64::from(h.log_pos()));
+            self.in_group = true;
+            return;
+        }
         if self.in_group
-            || h.log_pos() == 0
             || h.flags_raw() & ARTIFICIAL != 0
             || ty == HEARTBEAT
             || ty == ROTATE
@@ -406,8 +416,15 @@ impl<'a> Reader<'a> {
         {
             return;
         }
+        let pos = match self.payload_end.take() {
+            Some(end) => end,
+            None => u64::from(h.log_pos()),
+        };
+        if pos == 0 {
+            return;
+        }
         self.committed.file = self.file.clone();
-        self.committed.pos = u64::from(h.log_pos());
+        self.committed.pos = pos;
         self.committed.gtid = self
             .gtid
             .as_ref()
