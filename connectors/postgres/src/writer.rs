@@ -398,8 +398,12 @@ impl SinkWriter for PgWriter {
     }
 
     async fn delete(&mut self, keys: RecordBatch) -> Result<u64> {
-        let statements =
-            fdi_sql_core::insert::delete_statements(Dialect::Postgres, &self.table_sql, &keys, 1000)?;
+        let statements = fdi_sql_core::insert::delete_statements(
+            Dialect::Postgres,
+            &self.table_sql,
+            &keys,
+            1000,
+        )?;
         for sql in statements {
             self.exec(&sql).await?;
         }

@@ -3,6 +3,7 @@
 //! the position stored after each target commit).
 
 pub mod apply;
+pub mod events;
 pub mod mapping;
 mod pipeline;
 

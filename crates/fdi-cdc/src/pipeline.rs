@@ -17,6 +17,7 @@ use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use tokio::sync::mpsc;
 
 use crate::apply::{OpCounts, TableSink};
+use crate::events::{EventSink, event_columns};
 use crate::mapping::MappingStatus;
 use crate::{CdcRequest, Events, TableMapping, reader_name};
 
@@ -151,7 +152,7 @@ impl Trace {
 
 struct Pipeline {
     trace: Trace,
-    sinks: Vec<TableSink>,
+    sinks: Vec<Sink>,
     route: HashMap<TableId, usize>,
     counters: Counters,
     /// The position the next commit stores.
@@ -318,7 +319,7 @@ impl Pipeline {
                         };
                         self.counters.changes_read += 1;
                         self.pending_changes += 1;
-                        if let Err(e) = self.sinks[i].add_change(change) {
+                        if let Err(e) = self.sinks[i].add_change(change, t.commit_ms, &t.position) {
                             r = Err(Failure {
                                 code: StepCode::SOURCE_ERROR,
                                 error: e,
@@ -367,10 +368,10 @@ impl Pipeline {
 
     /// Report a change of a source table's columns: mapping status UPDATE and a log entry.
     async fn report_drift(&mut self, req: &CdcRequest, sink: usize) {
-        let Some(note) = self.sinks[sink].drift.take() else {
+        let Some(note) = self.sinks[sink].take_drift() else {
             return;
         };
-        let source = self.sinks[sink].mapping.source.clone();
+        let source = self.sinks[sink].mapping().source.clone();
         let marked = req
             .mapping_events
             .mark(&source, MappingStatus::Update)
@@ -404,7 +405,7 @@ impl Pipeline {
         let mapped: Vec<TableId> = self
             .sinks
             .iter()
-            .map(|s| s.mapping.source.clone())
+            .map(|s| s.mapping().source.clone())
             .collect();
         let present = |t: &TableId| {
             listed
@@ -462,7 +463,7 @@ impl Pipeline {
             self.counters.rows_written += stats.rows;
             self.counters.bytes_written += stats.bytes;
         }
-        self.counters.skipped = self.sinks.iter().map(|s| s.skipped).sum();
+        self.counters.skipped = self.sinks.iter().map(Sink::skipped).sum();
         self.counters.write_ms += t.elapsed().as_millis() as i64;
         self.pending_changes = 0;
         let _ = self.trace.events.send(RunEvent::Progress {
@@ -510,8 +511,8 @@ impl Pipeline {
         let tables: Vec<String> = self
             .sinks
             .iter()
-            .filter(|s| s.applied.total() > 0 || s.skipped > 0)
-            .map(|s| table_counts(&s.mapping, s.applied, s.skipped))
+            .filter(|s| s.applied().total() > 0 || s.skipped() > 0)
+            .map(|s| table_counts(s.mapping(), s.applied(), s.skipped()))
             .collect();
         let lag = match (pct(0.5), pct(0.99)) {
             (Some(p50), Some(p99)) => format!("lag p50 {p50} ms, p99 {p99} ms"),
@@ -530,7 +531,7 @@ impl Pipeline {
             remarks.push_str("; ");
             remarks.push_str(&tables.join(", "));
         }
-        if let Some(reason) = self.sinks.iter().find_map(|s| s.skip_reason.clone()) {
+        if let Some(reason) = self.sinks.iter().find_map(Sink::skip_reason) {
             remarks.push_str(&format!("; skipped changes, first: {reason}"));
         }
         self.trace.step_counts(
@@ -544,6 +545,85 @@ impl Pipeline {
             ),
             &remarks,
         );
+    }
+}
+
+/// Where one mapped table's changes go: rows of a target table (collapsed per key, upserts and
+/// deletes), or events of a topic (each change, in order).
+enum Sink {
+    Rows(Box<TableSink>),
+    Events(Box<EventSink>),
+}
+
+impl Sink {
+    fn mapping(&self) -> &TableMapping {
+        match self {
+            Sink::Rows(s) => &s.mapping,
+            Sink::Events(s) => &s.mapping,
+        }
+    }
+    fn applied(&self) -> OpCounts {
+        match self {
+            Sink::Rows(s) => s.applied,
+            Sink::Events(s) => s.applied,
+        }
+    }
+    fn skipped(&self) -> u64 {
+        match self {
+            Sink::Rows(s) => s.skipped,
+            Sink::Events(s) => s.skipped,
+        }
+    }
+    fn skip_reason(&self) -> Option<String> {
+        match self {
+            Sink::Rows(s) => s.skip_reason.clone(),
+            Sink::Events(s) => (s.skipped > 0).then(|| "the target refused events".to_string()),
+        }
+    }
+    fn take_drift(&mut self) -> Option<String> {
+        match self {
+            Sink::Rows(s) => s.drift.take(),
+            Sink::Events(_) => None,
+        }
+    }
+    fn add_snapshot_rows(
+        &mut self,
+        table: &fdi_connector::change::ChangeTable,
+        rows: &[Vec<fdi_connector::change::ChangeValue>],
+    ) -> fdi_connector::Result<()> {
+        match self {
+            Sink::Rows(s) => s.add_snapshot_rows(table, rows),
+            Sink::Events(s) => {
+                s.add_snapshot_rows(table, rows);
+                Ok(())
+            }
+        }
+    }
+    fn add_change(
+        &mut self,
+        change: &fdi_connector::change::RowChange,
+        commit_ms: i64,
+        position: &SourcePosition,
+    ) -> fdi_connector::Result<()> {
+        match self {
+            Sink::Rows(s) => s.add_change(change),
+            Sink::Events(s) => {
+                s.add_change(change, commit_ms, position);
+                Ok(())
+            }
+        }
+    }
+    async fn flush(&mut self) -> fdi_connector::Result<fdi_connector::WriteStats> {
+        match self {
+            Sink::Rows(s) => s.flush().await,
+            Sink::Events(s) => s.flush().await,
+        }
+    }
+    async fn discard(&mut self) {
+        match self {
+            Sink::Rows(s) => s.discard().await,
+            Sink::Events(s) => s.discard().await,
+        }
     }
 }
 
@@ -578,7 +658,19 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// The writer of one mapped table: upserts on the target's primary key (plain inserts when it
 /// has none: then only INSERTs can be applied).
-async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<TableSink> {
+async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<Sink> {
+    if req.target.schemaless_target() {
+        let writer = req
+            .target
+            .writer(WriteSpec {
+                table: m.target_table.clone(),
+                columns: event_columns(),
+                mode: WriteMode::Insert,
+                clear_table: false,
+            })
+            .await?;
+        return Ok(Sink::Events(Box::new(EventSink::new(m.clone(), writer))));
+    }
     let all = req.target.columns(&m.target_table).await?;
     let mut columns: Vec<ColumnInfo> = Vec::with_capacity(m.columns.len());
     for (_, t) in &m.columns {
@@ -618,5 +710,10 @@ async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<
             clear_table: false,
         })
         .await?;
-    Ok(TableSink::new(m.clone(), columns, &key, writer))
+    Ok(Sink::Rows(Box::new(TableSink::new(
+        m.clone(),
+        columns,
+        &key,
+        writer,
+    ))))
 }

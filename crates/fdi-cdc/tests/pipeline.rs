@@ -532,3 +532,129 @@ async fn mariadb_changes_land_in_postgres_and_in_mariadb() {
         .await
         .unwrap();
 }
+
+// ---- PostgreSQL -> Kafka (change events) --------------------------------------------------------
+
+/// A new topic of one partition on the broker of `scripts/services.sh up kafka`.
+async fn kafka_topic() -> String {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let name = unique("fdi_cdc_events");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create()
+        .unwrap();
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(&name, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the broker on 127.0.0.1:9092 (scripts/services.sh up kafka)")
+    {
+        r.unwrap();
+    }
+    name
+}
+
+/// The first `n` messages of the topic's partition 0, as JSON.
+fn read_events(topic: &str, n: usize) -> Vec<serde_json::Value> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("group.id", unique("fdi_cdc_read"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            let mut v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            v["message_key"] = json!(key);
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn postgres_changes_become_kafka_events_in_commit_order() {
+    let src_url = pg_cdc_url();
+    let src = pg_pool(&src_url).await;
+    let t = unique("cdc_ev");
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY, name text, raw bytea);
+         INSERT INTO {t} SELECT g, 'n' || g, '\\x0a0b' FROM generate_series(1, 3) g;"
+    )))
+    .await
+    .unwrap();
+    let topic = kafka_topic().await;
+    let kafka = fdi_connector_kafka::Factory
+        .create(&json!({"broker": "127.0.0.1:9092"}))
+        .unwrap();
+    let tables = vec![TableMapping {
+        source: TableId::new("public", &t),
+        target_table: topic.clone(),
+        columns: Vec::new(),
+        source_columns: Vec::new(),
+    }];
+    let task = Task::new(pg(&src_url), kafka, tables);
+    let run = task.start(&[ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete]);
+    eventually("the snapshot is sent", || async {
+        if task.positions.get().is_some() {
+            Ok(())
+        } else {
+            Err("no position yet".into())
+        }
+    })
+    .await;
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "UPDATE {t} SET name = 'changed' WHERE id = 2; DELETE FROM {t} WHERE id = 3;"
+    )))
+    .await
+    .unwrap();
+    let events = tokio::task::spawn_blocking(move || read_events(&topic, 5))
+        .await
+        .unwrap();
+    let o = run.stop().await;
+    assert_eq!(o.status, ExecuteStatus::Cancelled, "{}", o.remarks);
+    let ops: Vec<&str> = events.iter().map(|e| e["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        ["INSERT", "INSERT", "INSERT", "UPDATE", "DELETE"],
+        "{events:?}"
+    );
+    assert_eq!(events[0]["snapshot"], true);
+    assert_eq!(
+        events[0]["after"],
+        json!({"id": "1", "name": "n1", "raw": "0a0b"})
+    );
+    assert_eq!(events[0]["source_table"], format!("public.{t}"));
+    let update = &events[3];
+    assert_eq!(update["snapshot"], false);
+    assert_eq!(update["message_key"], "2");
+    assert_eq!(update["after"]["name"], "changed");
+    assert!(update["commit_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    assert!(
+        update["position"].as_str().unwrap().contains("lsn"),
+        "{update}"
+    );
+    assert_eq!(events[4]["after"], serde_json::Value::Null);
+    assert_eq!(events[4]["before"]["id"], "3");
+    assert_eq!(events[4]["message_key"], "3");
+    task.source
+        .change_log()
+        .unwrap()
+        .drop_reader(&fdi_cdc::reader_name(&task.id))
+        .await
+        .unwrap();
+    src.execute(sqlx::AssertSqlSafe(format!("DROP TABLE {t}")))
+        .await
+        .unwrap();
+}
