@@ -47,6 +47,45 @@ impl OpCounts {
     pub fn total(&self) -> u64 {
         self.inserts + self.updates + self.deletes
     }
+
+    pub fn add(&mut self, o: OpCounts) {
+        self.inserts += o.inserts;
+        self.updates += o.updates;
+        self.deletes += o.deletes;
+    }
+}
+
+/// In one transaction of `writer`: delete the key rows of `deletes`, write `rows`, commit. On
+/// failure the transaction is rolled back and the error names `target`.
+pub(crate) async fn commit_batches(
+    writer: &mut dyn SinkWriter,
+    target: &str,
+    deletes: Option<RecordBatch>,
+    rows: Option<RecordBatch>,
+) -> Result<WriteStats> {
+    let mut stats = WriteStats::default();
+    let r = async {
+        writer.begin().await?;
+        if let Some(keys) = deletes {
+            stats.rows += writer.delete(keys).await?;
+        }
+        if let Some(rows) = rows {
+            let s = writer.write(rows).await?;
+            stats.rows += s.rows;
+            stats.bytes += s.bytes;
+            stats.dirty_rows += s.dirty_rows;
+        }
+        writer.commit().await
+    }
+    .await;
+    if let Err(e) = r {
+        let _ = writer.abort().await;
+        return Err(ConnectorError {
+            message: format!("{target}: {}", e.message),
+            ..e
+        });
+    }
+    Ok(stats)
 }
 
 /// One target table of a running task.
@@ -326,33 +365,22 @@ impl TableSink {
                 None => {}
             }
         }
-        let mut stats = WriteStats::default();
-        let r = async {
-            self.writer.begin().await?;
-            if !deletes.is_empty() {
-                let keys = to_batch(&self.key_schema, &deletes)?;
-                stats.rows += self.writer.delete(keys).await?;
-            }
-            if !upserts.is_empty() {
-                let rows = to_batch(&self.schema, &upserts)?;
-                let s = self.writer.write(rows).await?;
-                stats.rows += s.rows;
-                stats.bytes += s.bytes;
-            }
-            self.writer.commit().await
-        }
-        .await;
-        if let Err(e) = r {
-            let _ = self.writer.abort().await;
-            return Err(ConnectorError {
-                message: format!("{}: {}", self.mapping.target_table, e.message),
-                ..e
-            });
-        }
-        let u = std::mem::take(&mut self.uncommitted);
-        self.applied.inserts += u.inserts;
-        self.applied.updates += u.updates;
-        self.applied.deletes += u.deletes;
+        let deletes = match deletes.is_empty() {
+            true => None,
+            false => Some(to_batch(&self.key_schema, &deletes)?),
+        };
+        let rows = match upserts.is_empty() {
+            true => None,
+            false => Some(to_batch(&self.schema, &upserts)?),
+        };
+        let stats = commit_batches(
+            self.writer.as_mut(),
+            &self.mapping.target_table,
+            deletes,
+            rows,
+        )
+        .await?;
+        self.applied.add(std::mem::take(&mut self.uncommitted));
         Ok(stats)
     }
 

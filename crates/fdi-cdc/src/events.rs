@@ -25,7 +25,7 @@ use fdi_connector::change::{ChangeOp, ChangeTable, ChangeValue, RowChange};
 use fdi_connector::{ColumnInfo, ConnectorError, Result, SinkWriter, SourcePosition, WriteStats};
 
 use crate::TableMapping;
-use crate::apply::OpCounts;
+use crate::apply::{OpCounts, commit_batches};
 
 /// The columns of an event batch besides `before` / `after` (whose fields vary).
 pub fn event_columns() -> Vec<ColumnInfo> {
@@ -157,28 +157,15 @@ impl EventSink {
         }
         let events = std::mem::take(&mut self.pending);
         let batch = to_batch(&self.mapping.source.to_string(), &events)?;
-        let r = async {
-            self.writer.begin().await?;
-            let s = self.writer.write(batch).await?;
-            self.writer.commit().await?;
-            Ok::<_, ConnectorError>(s)
-        }
-        .await;
-        let stats = match r {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self.writer.abort().await;
-                return Err(ConnectorError {
-                    message: format!("{}: {}", self.mapping.target_table, e.message),
-                    ..e
-                });
-            }
-        };
+        let stats = commit_batches(
+            self.writer.as_mut(),
+            &self.mapping.target_table,
+            None,
+            Some(batch),
+        )
+        .await?;
         self.skipped += stats.dirty_rows;
-        let u = std::mem::take(&mut self.uncommitted);
-        self.applied.inserts += u.inserts;
-        self.applied.updates += u.updates;
-        self.applied.deletes += u.deletes;
+        self.applied.add(std::mem::take(&mut self.uncommitted));
         Ok(stats)
     }
 
