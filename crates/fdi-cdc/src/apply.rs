@@ -111,15 +111,20 @@ pub struct TableSink {
     pub skip_reason: Option<String>,
     /// A change of the source table's columns seen and not yet reported.
     pub drift: Option<String>,
+    /// The table is yet to be emptied (by the first commit).
+    clearing: bool,
 }
 
 impl TableSink {
     /// `columns`: the target's mapped columns in mapping order; `key`: the names of its key.
+    /// `clearing`: the writer empties the table in its first transaction (a copy is starting:
+    /// rows the source no longer has must not survive from an earlier, interrupted copy).
     pub fn new(
         mapping: TableMapping,
         columns: Vec<ColumnInfo>,
         key: &[String],
         writer: Box<dyn SinkWriter>,
+        clearing: bool,
     ) -> Self {
         let schema = Arc::new(Schema::new(
             columns
@@ -152,6 +157,7 @@ impl TableSink {
             skipped: 0,
             skip_reason: None,
             drift: None,
+            clearing,
         }
     }
 
@@ -353,7 +359,7 @@ impl TableSink {
 
     /// Write what is pending in one transaction and commit it. Returns rows and bytes written.
     pub async fn flush(&mut self) -> Result<WriteStats> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.clearing {
             return Ok(WriteStats::default());
         }
         let mut upserts = Vec::new();
@@ -380,6 +386,7 @@ impl TableSink {
             rows,
         )
         .await?;
+        self.clearing = false;
         self.applied.add(std::mem::take(&mut self.uncommitted));
         Ok(stats)
     }

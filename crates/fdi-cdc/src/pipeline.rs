@@ -1,5 +1,7 @@
 //! One run of a combination task: open the targets, read the source's change log (snapshot first
-//! when there is no position yet), apply changes per target table in micro-batches, and after
+//! when there is no position yet: each target table is emptied in the transaction of its first
+//! copied rows, so that nothing of an earlier, interrupted copy survives), apply changes per
+//! target table in micro-batches, and after
 //! every commit store the position and acknowledge it to the source. A run lasts until it is
 //! stopped (CANCELLED, what was read before the stop committed) or fails (ERROR, nothing after
 //! the last stored position counts as done: the next run reads it again).
@@ -707,7 +709,7 @@ async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<
             table: m.target_table.clone(),
             columns: columns.clone(),
             mode,
-            clear_table: false,
+            clear_table: req.resume.is_none(),
         })
         .await?;
     Ok(Sink::Rows(Box::new(TableSink::new(
@@ -715,5 +717,6 @@ async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<
         columns,
         &key,
         writer,
+        req.resume.is_none(),
     ))))
 }

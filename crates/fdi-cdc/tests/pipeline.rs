@@ -277,6 +277,12 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
             &["order_id", "line", "qty", "note"],
         ),
     ];
+    // A row left in the target by an earlier, interrupted copy: the copy empties the table.
+    dst.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {orders} (id, customer) VALUES (999999, 'ghost')"
+    )))
+    .await
+    .unwrap();
     let all = [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete];
     let source = pg(&src_url);
     let mut task = Task::new(source.clone(), pg(&dst_url), tables);
@@ -292,11 +298,14 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
         }
         Ok(())
     };
-    eventually("the snapshot lands", equal).await;
-    assert!(
-        task.positions.get().is_some(),
-        "a position is stored after the snapshot"
-    );
+    eventually("the snapshot lands and its position is stored", || async {
+        equal().await?;
+        match task.positions.get() {
+            Some(_) => Ok(()),
+            None => Err("no position stored".to_string()),
+        }
+    })
+    .await;
     // Mixed changes in several transactions: updates, deletes, inserts, a key change.
     src.execute(sqlx::AssertSqlSafe(format!(
         "UPDATE {orders} SET amount = amount * 2, customer = NULL WHERE id % 7 = 0;
