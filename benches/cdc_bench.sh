@@ -79,12 +79,12 @@ trap 'exit 130' INT TERM
 field() { sed -nE "s/(.*[^_a-z])?$1=([^ ]+).*/\\2/p" <<<" $2"; }
 fmt() { if [ -z "$2" ]; then echo "-"; else printf "$1" "$2"; fi; }
 
-declare -A OFFERED APPLIED P50 P99 RSS CPU STATUS NOTE
+declare -A OFFERED GEN APPLIED P50 P99 RSS CPU STATUS NOTE
 STEPS=""
 
 # record KEY LINE: a drive step line's numbers under KEY (route/label).
 record() {
-  OFFERED[$1]=$(field rate "$2"); APPLIED[$1]=$(field applied_rate "$2")
+  OFFERED[$1]=$(field rate "$2"); GEN[$1]=$(field gen_rate "$2"); APPLIED[$1]=$(field applied_rate "$2")
   P50[$1]=$(field lag_p50_ms "$2"); P99[$1]=$(field lag_p99_ms "$2")
 }
 
@@ -138,15 +138,16 @@ run_one() {
   if [ "$mode" = fixed ]; then
     record "$key" "$(tail -1 "$out.drive")"
   else
-    # The last step whose lag stayed flat at the rate it was offered.
+    # The flat step with the most changes/s committed at the source (the last one, unless the
+    # generator fell short of a higher offered rate and still kept the pipeline flat).
     local best last
-    best=$(grep 'flat=1' "$out.drive" | grep 'gen_ok=1' | tail -1 || true)
+    best=$(grep 'flat=1' "$out.drive" | sed -E 's/.* gen_rate=([0-9]+) .*/\1 &/' | sort -n | tail -1 | cut -d' ' -f2- || true)
     last=$(tail -1 "$out.drive")
     [ -n "$best" ] && record "$key" "$best"
     if [ -z "$last" ]; then
       NOTE[$key]="no step finished"
     elif [[ "$last" == *"gen_ok=0"* ]]; then
-      NOTE[$key]="the generator reached only $(field gen_rate "$last")/s of $(field rate "$last")/s offered: source-limited, the ceiling is higher"
+      NOTE[$key]="the generator reached only $(field gen_rate "$last")/s of $(field rate "$last")/s offered ($([[ "$last" == *flat=1* ]] && echo "lag flat" || echo "lag NOT flat")): source-limited on this machine, the pipeline's ceiling may be higher"
     elif [[ "$last" == *"flat=1"* ]]; then
       NOTE[$key]="kept up at every rate up to $(field rate "$last")/s (the top of SEARCH_RATES)"
     else
@@ -172,7 +173,7 @@ LOAD_END=$(loadavg)
 echo
 echo "CDC benchmark: 10 tables ($ROWS rows each to start) + heartbeat; transactions of 10 changes (60% update / 30% insert / 10% delete) + 1 heartbeat update from $WORKERS connections;"
 echo "$SECS s per fixed rate, $STEP_SECS s per search step; $(nproc) cores; load avg at start $LOAD_START, at end $LOAD_END; $(( ($(date +%s) - T0) / 60 )) min"
-printf "%-9s %-6s %10s %11s %10s %10s %12s %11s %16s  %s\n" route rate "offered/s" "applied/s" "lag p50 ms" "lag p99 ms" "peak RSS MB" "pipe CPU s" "applied/native" status
+printf "%-9s %-6s %10s %10s %11s %10s %10s %12s %11s %16s  %s\n" route rate "offered/s" "source/s" "applied/s" "lag p50 ms" "lag p99 ms" "peak RSS MB" "pipe CPU s" "applied/native" status
 FAILED=0
 for route in $ROUTES; do
   for label in $RATES max; do
@@ -184,7 +185,7 @@ for route in $ROUTES; do
     fi
     rss="-"; [ -n "${RSS[$key]:-}" ] && rss=$(printf "%.1f" "$(echo "${RSS[$key]} / 1024" | bc -l)")
     [ "$route" = native ] && rss="n/a"
-    printf "%-9s %-6s %10s %11s %10s %10s %12s %11s %16s  %s\n" "$route" "$label" "${OFFERED[$key]:--}" \
+    printf "%-9s %-6s %10s %10s %11s %10s %10s %12s %11s %16s  %s\n" "$route" "$label" "${OFFERED[$key]:--}" "${GEN[$key]:--}" \
       "${APPLIED[$key]:--}" "${P50[$key]:--}" "${P99[$key]:--}" "$rss" "${CPU[$key]:-n/a}" "$ratio" "${STATUS[$key]}"
     [ "${STATUS[$key]}" = ok ] || FAILED=1
   done
@@ -195,6 +196,7 @@ for route in $ROUTES; do
 done
 printf "search steps (offered->applied, p99 lag):\n%s" "$STEPS"
 echo
+echo "offered/s = the rate asked of the generator; source/s = what it committed (below offered: the source, not the pipeline, was the limit on this machine)"
 echo "applied/native = applied changes/s of the route / applied changes/s of PostgreSQL's logical replication in the same row (higher is faster; max rows: highest flat rates)"
 echo "lag = first 10 ms poll of the target that saw the transaction's heartbeat - the source's clock just before its COMMIT; applied/s counts the 10 changes of each transaction (not the heartbeat)"
 echo "peak RSS = VmHWM of the pipeline process (its own process: copy of the tables included, generator and poller not); pipe CPU s = its user + system CPU over the whole run"

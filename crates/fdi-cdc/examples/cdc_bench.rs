@@ -716,8 +716,13 @@ async fn pipe(args: &[String]) -> Res<()> {
         }
     });
     let mut options = CdcOptions::default();
+    // The pipeline's defaults unless asked otherwise (for experiments).
     if let Ok(ms) = std::env::var("CDC_COMMIT_MS") {
         options.commit_interval = Duration::from_millis(ms.parse().map_err(|_| "CDC_COMMIT_MS")?);
+    }
+    if let Ok(ms) = std::env::var("CDC_PROGRESS_MS") {
+        options.progress_interval =
+            Duration::from_millis(ms.parse().map_err(|_| "CDC_PROGRESS_MS")?);
     }
     let task = task_id(src);
     let req = CdcRequest {
