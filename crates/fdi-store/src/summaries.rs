@@ -147,7 +147,7 @@ impl Store {
         let n = params.len();
         let count_sql = format!("SELECT COUNT(*) {FROM} WHERE {filter}");
         let page_sql = format!(
-            "SELECT t.id, t.name, t.task_type, t.source_ds, t.target_ds, t.description, t.task_tag, \
+            "SELECT t.id, t.kind, t.name, t.task_type, t.source_ds, t.target_ds, t.description, t.task_tag, \
              t.task_detail, t.created, t.updated, \
              COALESCE(sd.name, '') AS s_name, COALESCE(sd.app_id, '') AS s_app, \
              COALESCE(sa.name, '') AS s_app_name, COALESCE(sd.instance_id, '') AS s_inst, \
