@@ -573,11 +573,12 @@ async fn reference_shapes_the_official_sdk_relies_on() {
         "{reading}"
     );
 
-    // Combination tasks: the reference's answer for an operation not offered, not "no route".
+    // Combination tasks (tests/multi_tasks.rs): the reference has no list of them (405), and
+    // init names what is missing.
     let got = s.get("/multi-tasks").await;
-    assert_fdi_error(&got, 501, "FDI.3002", "not supported");
+    assert_fdi_error(&got, 405, "FDI.3002", "multi-tasks");
     let got = s.post("/multi-tasks/init", json!({})).await;
-    assert_fdi_error(&got, 501, "FDI.3002", "not supported");
+    assert_fdi_error(&got, 400, "FDI.3146", "source_datasource_id");
 }
 
 /// 20 concurrent creates with one name: exactly one is stored, on both stores.

@@ -349,3 +349,150 @@ pub async fn check_run_extras(
     }
     Ok(())
 }
+
+// ---- combination (CDC) tasks ---------------------------------------------------------------
+
+/// A combination task's mapping as stored.
+pub type MappingView = fdi_store::MappingRow;
+
+/// Store a combination task's row (a new MULTI_INIT one): its name is its id until
+/// `POST multi-tasks` names it, so a taken name is a taken `task_id`.
+pub async fn multi_insert(s: &AppState, p: &str, i: &str, t: &TaskView) -> Result<()> {
+    s.store
+        .insert_task(scope(p, i), t)
+        .await
+        .map_err(|e| name_error(e, "task_id", &t.name))
+}
+
+/// Store a combination task's new state (kind, name, settings); a taken name names `field`.
+pub async fn multi_update(s: &AppState, p: &str, i: &str, t: &TaskView, field: &str) -> Result<()> {
+    s.store
+        .update_task(scope(p, i), t)
+        .await
+        .map_err(|e| name_error(e, field, &t.name))
+}
+
+/// A task whatever its instance, with its (project, instance): the auto-mapping path names no
+/// instance.
+pub async fn task_by_id(s: &AppState, id: &str) -> Result<Option<(String, String, TaskView)>> {
+    Ok(s.store.task_by_id(id).await?)
+}
+
+pub async fn mappings_page(
+    s: &AppState,
+    task: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<(u64, Vec<MappingView>)> {
+    Ok(s.store.mappings(task, offset, limit).await?)
+}
+
+/// Every mapping of the task, by source table.
+pub async fn mappings_all(s: &AppState, task: &str) -> Result<Vec<MappingView>> {
+    Ok(s.store.mappings(task, 0, i64::MAX).await?.1)
+}
+
+pub async fn mapping_get(s: &AppState, task: &str, id: &str) -> Result<Option<MappingView>> {
+    Ok(s.store.mapping(task, id).await?)
+}
+
+/// Store mappings in one transaction (a source table the task maps already is replaced).
+pub async fn mappings_put(s: &AppState, rows: &[MappingView]) -> Result<()> {
+    Ok(s.store.put_mappings(rows).await?)
+}
+
+/// Whether the mapping existed.
+pub async fn mapping_delete(s: &AppState, task: &str, id: &str) -> Result<bool> {
+    Ok(s.store.delete_mapping(task, id).await?)
+}
+
+/// Whether the task has a stream position (it copied its tables and streams from there).
+pub async fn cdc_position_stored(s: &AppState, task: &str) -> Result<bool> {
+    Ok(s.store.cdc_position(task).await?.is_some())
+}
+
+pub async fn set_cdc_position(s: &AppState, task: &str, position: &str) -> Result<()> {
+    Ok(s.store
+        .set_cdc_position(task, position, fdi_types::now_millis())
+        .await?)
+}
+
+pub async fn clear_cdc_position(s: &AppState, task: &str) -> Result<()> {
+    Ok(s.store.clear_cdc_position(task).await?)
+}
+
+pub async fn is_running(s: &AppState, task: &str) -> Result<bool> {
+    Ok(s.scheduler.is_running(task).await?)
+}
+
+/// A task whose active run was ended by [`pause_run`]: [`resume_run`] starts it again.
+#[must_use = "resume the task with resume_run"]
+pub struct Paused {
+    task_id: String,
+    /// The task was started (batch start): start it again, and the supervisor runs it.
+    started: bool,
+}
+
+/// How long [`pause_run`] waits for the task's run to end.
+const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// End the task's active run (if any) and keep the supervisor from starting another until
+/// [`resume_run`]: a started task is stopped (its run commits what it read and ends), a run of a
+/// task that is not started (a manual run) is terminated. Waits until no run is active (on any
+/// node); 400 FDI.3139 when the run does not end within 30 s (the task is started again then).
+pub async fn pause_run(s: &AppState, t: &TaskView) -> Result<Paused> {
+    let started = s.scheduler.task_status(&t.id).await? == 1;
+    if started {
+        stop_or_start(s, &t.id, "stop").await?;
+    }
+    let paused = Paused {
+        task_id: t.id.clone(),
+        started,
+    };
+    if !started && s.scheduler.is_running(&t.id).await? {
+        match s.scheduler.terminate(&t.id).await {
+            Ok(()) => {}
+            // It ended in between.
+            Err(e) if !s.scheduler.is_running(&t.id).await? => {
+                tracing::debug!(task_id = t.id, error = %e, "run ended before terminate");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let deadline = tokio::time::Instant::now() + PAUSE_WAIT;
+    while s.scheduler.is_running(&t.id).await? {
+        if tokio::time::Instant::now() >= deadline {
+            resume_run(s, paused).await?;
+            return Err(Error::new(
+                fdi_types::ErrorCode::TaskRunning,
+                format!(
+                    "task_id: {} has a run that did not end within {} s; try again",
+                    t.id,
+                    PAUSE_WAIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(paused)
+}
+
+/// Start a task paused by [`pause_run`] again (when it was started).
+pub async fn resume_run(s: &AppState, p: Paused) -> Result<()> {
+    if p.started {
+        stop_or_start(s, &p.task_id, "start").await?;
+    }
+    Ok(())
+}
+
+async fn stop_or_start(s: &AppState, task_id: &str, action: &str) -> Result<()> {
+    let r = s.scheduler.batch(action, &[task_id.to_string()]).await?;
+    match r.failure.into_iter().next() {
+        None => Ok(()),
+        Some(f) => Err(Error::internal(format!(
+            "task_id: {task_id}: cannot {action} the task: {} {}",
+            f.error_code.unwrap_or_default(),
+            f.error_msg.unwrap_or_default()
+        ))),
+    }
+}

@@ -19,15 +19,54 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(ErrorCode::PayloadTooLarge, format!("body: {e}"))
-            } else {
-                Error::field("body", format!("cannot read the request body: {e}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A body sent as JSON or as an HTML form (`application/x-www-form-urlencoded`: every field a
+/// string), for endpoints whose reference lists "FormData" parameters. `multipart/form-data` is
+/// refused naming `body`. Errors as [`JsonBody`]'s.
+pub struct FormOrJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormOrJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("multipart/") {
+            return Err(Error::field(
+                "body",
+                "multipart/form-data is not accepted: send the fields as application/x-www-form-urlencoded or as JSON",
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            let map: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(&bytes)
+                .into_owned()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            let json = serde_json::Value::Object(map).to_string();
+            return parse_json(json.as_bytes()).map(FormOrJson);
+        }
+        parse_json(&bytes).map(FormOrJson)
+    }
+}
+
+/// The body's bytes; a body over the limit is 413, an unreadable one 400 naming `body`.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(ErrorCode::PayloadTooLarge, format!("body: {e}"))
+        } else {
+            Error::field("body", format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 /// Parse a JSON body (an empty body is read as `{}`).

@@ -16,13 +16,14 @@ mod datasources;
 mod discovery;
 mod dispatches;
 mod monitors;
+mod multi_tasks;
 mod tasks;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Uri;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post, put};
 use fdi_connector::ConnectorRegistry;
 use fdi_types::ErrorCode;
 
@@ -140,8 +141,27 @@ fn api_routes(auth: Arc<AuthConfig>) -> Router<AppState> {
             "/v2/{project_id}/instances/{instance_id}/validate-apps",
             get(apps::validate),
         )
-        .route(&f("/multi-tasks"), any(multi_tasks_not_implemented))
-        .route(&f("/multi-tasks/{*rest}"), any(multi_tasks_not_implemented))
+        .route(&f("/multi-tasks"), post(multi_tasks::create))
+        .route(&f("/multi-tasks/init"), post(multi_tasks::init))
+        .route(
+            &f("/multi-tasks/{task_id}"),
+            get(multi_tasks::get)
+                .put(multi_tasks::update)
+                .delete(multi_tasks::delete),
+        )
+        .route(&f("/multi-tasks/{task_id}/reset"), post(multi_tasks::reset))
+        .route(
+            &f("/multi-tasks/{task_id}/mappings"),
+            get(multi_tasks::mappings_list).post(multi_tasks::mapping_create),
+        )
+        .route(
+            &f("/multi-tasks/{task_id}/mappings/{mapping_id}"),
+            put(multi_tasks::mapping_update).delete(multi_tasks::mapping_delete),
+        )
+        .route(
+            "/v2/{project_id}/fdi/multi-tasks/mappings/auto",
+            post(multi_tasks::mappings_auto),
+        )
         .route(
             &format!("{APPS}/{{app_id}}"),
             get(apps::get).put(apps::update).delete(apps::delete),
@@ -213,18 +233,6 @@ fn fdi_error_body(resp: axum::response::Response) -> axum::response::Response {
     let mut e = fdi_types::ApiError::of(code);
     e.status = status.as_u16();
     Error(e).into_response()
-}
-
-/// Combination (CDC) tasks are not implemented yet: 501 with the FDI body, so that SDK clients
-/// see a meaningful answer rather than "no route".
-async fn multi_tasks_not_implemented(uri: Uri) -> Error {
-    Error::new(
-        ErrorCode::NotImplemented,
-        format!(
-            "{}: combination (CDC) tasks are not supported by this engine yet",
-            uri.path()
-        ),
-    )
 }
 
 async fn not_found(uri: Uri) -> Error {

@@ -111,7 +111,8 @@ fn monitor_json(t: &TaskSummary) -> Result<Value> {
         "target_app_id": t.target.app_id,
         "target_app_name": t.target.app_name,
         "target_instance_id": t.target.instance_id,
-        "ext_type": Value::Null,
+        // The reference: "CDC" for a combination task, else null.
+        "ext_type": if t.task.kind.is_multi() { json!("CDC") } else { Value::Null },
         "enterprise_project_id": "0",
     });
     if let Some(tag) = t.task.task_tag.as_deref().filter(|x| !x.is_empty()) {

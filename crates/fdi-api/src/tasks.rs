@@ -257,7 +257,10 @@ pub(crate) async fn load_normal(s: &AppState, p: &PathParams) -> Result<TaskView
     if t.kind != TaskKind::Normal {
         return Err(Error::new(
             ErrorCode::TaskNotFound,
-            format!("task_id: {} is a combination task: see multi-tasks/{}", t.id, t.id),
+            format!(
+                "task_id: {} is a combination task: see multi-tasks/{}",
+                t.id, t.id
+            ),
         ));
     }
     Ok(t)
@@ -349,7 +352,8 @@ fn brief_json(t: &TaskSummary) -> Value {
         "target_app_id": t.target.app_id,
         "source_instance_id": t.source.instance_id,
         "target_instance_id": t.target.instance_id,
-        "ext_type": Value::Null,
+        // The reference: "CDC" for a combination task, else null.
+        "ext_type": if t.task.kind.is_multi() { json!("CDC") } else { Value::Null },
         "enterprise_project_id": "0",
     });
     if let Some(tag) = t.task.task_tag.as_deref().filter(|d| !d.is_empty()) {
@@ -408,7 +412,13 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
             format!("{mode:?} (expected NORMAL, CDC or FLOW)"),
         ));
     }
-    // task_mode NORMAL: normal tasks; any other mode: combination (CDC) tasks; none: both.
+    // task_mode NORMAL: normal tasks; CDC: combination tasks; none: both. There are no FLOW
+    // (orchestration) tasks.
+    if q.str("task_mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("FLOW"))
+    {
+        return Ok(Json(json!({ "total": 0, "size": 0, "entities": [] })));
+    }
     let kind = q.str("task_mode").map(|m| {
         if m.eq_ignore_ascii_case("NORMAL") {
             TaskKind::Normal

@@ -7,6 +7,11 @@ use crate::error::{Error, Result};
 /// Task name: 3-100 characters, starts with a letter or digit, then letters, digits, `.`, `_`, `-`
 /// (FDI.3157).
 pub fn task_name(name: &str) -> Result<()> {
+    task_name_of("task.task_name", name)
+}
+
+/// [`task_name`] for a body that spells the field `field` (combination tasks: `task_name`).
+pub fn task_name_of(field: &str, name: &str) -> Result<()> {
     let ok = (3..=100).contains(&name.chars().count())
         && name
             .chars()
@@ -20,13 +25,20 @@ pub fn task_name(name: &str) -> Result<()> {
     } else {
         Err(Error::new(
             ErrorCode::InvalidTaskName,
-            format!("task.task_name: {name:?}"),
+            format!(
+                "{field}: {name:?} (3-100 letters, digits, . _ or -, starting with a letter or digit)"
+            ),
         ))
     }
 }
 
 /// Task tag: 4-64 letters, digits, `-`, `_` (FDI.3557).
 pub fn task_tag(tag: &str) -> Result<()> {
+    task_tag_of("task.task_tag", tag)
+}
+
+/// [`task_tag`] for a body that spells the field `field`.
+pub fn task_tag_of(field: &str, tag: &str) -> Result<()> {
     let ok = (4..=64).contains(&tag.chars().count())
         && tag
             .chars()
@@ -36,7 +48,7 @@ pub fn task_tag(tag: &str) -> Result<()> {
     } else {
         Err(Error::new(
             ErrorCode::InvalidTaskTag,
-            format!("task.task_tag: {tag:?} (4-64 letters, digits, - or _)"),
+            format!("{field}: {tag:?} (4-64 letters, digits, - or _)"),
         ))
     }
 }
