@@ -1147,3 +1147,42 @@ async fn a_running_task_is_counted_restarted_and_cleaned_up() {
     pg_cdc_exec(&format!("DROP SCHEMA {schema} CASCADE")).await;
     mysql_exec(&format!("DROP TABLE {t}")).await;
 }
+
+/// MariaDB's binlog can go back: reset stores the position of the first change after the time
+/// (the binlog server of `scripts/services.sh up mysql-cdc`, 3307).
+#[tokio::test]
+async fn reset_on_a_binlog_source_stores_a_position() {
+    let s = TestServer::start(StoreKind::under_test()).await;
+    let app = s.create_app().await;
+    let mut content = mysql_content();
+    content["port"] = json!("3307");
+    let my = s.create_datasource(&app, "MYSQL", content).await;
+    let pg = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let id = init_id(&s, &my, &pg).await;
+    create(&s, &id).await;
+    let (_, got) = s.get(&format!("/multi-tasks/{id}")).await;
+    assert_eq!(got["position_stored"], false, "{got}");
+    // Before the oldest binlog: refused, saying what to do instead.
+    let got = s
+        .post(
+            &format!("/multi-tasks/{id}/reset"),
+            json!({"date_from": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_fdi_error(&got, 400, "FDI.3002", "repulling_snapshot");
+    let (_, shown) = s.get(&format!("/multi-tasks/{id}")).await;
+    assert_eq!(shown["position_stored"], false, "{shown}");
+    let just_now = chrono::Utc::now().timestamp_millis() - 2_000;
+    let (st, got) = s
+        .post(
+            &format!("/multi-tasks/{id}/reset"),
+            json!({"date_from": just_now.to_string()}),
+        )
+        .await;
+    assert_eq!((st, &got), (200, &json!({"message": "Reset Success"})));
+    let (_, got) = s.get(&format!("/multi-tasks/{id}")).await;
+    assert_eq!(got["position_stored"], true, "{got}");
+    // Without a time: from now.
+    let (st, got) = s.post(&format!("/multi-tasks/{id}/reset"), json!({})).await;
+    assert_eq!(st, 200, "{got}");
+}
