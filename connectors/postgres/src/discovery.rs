@@ -42,7 +42,7 @@ pub async fn columns(c: &PgConnector, table: &str) -> Result<Vec<ColumnInfo>> {
     let rows = sqlx::query(
         "SELECT column_name::text, data_type::text, udt_name::text, character_maximum_length::int8,
                 numeric_precision::int8, numeric_scale::int8, is_nullable::text = 'YES'
-         FROM information_schema.columns WHERE table_schema::text = $1 AND table_name::text = $2
+         FROM information_schema.columns WHERE table_schema = $1::name AND table_name = $2::name
          ORDER BY ordinal_position",
     )
     .bind(&schema)
