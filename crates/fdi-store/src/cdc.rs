@@ -84,8 +84,9 @@ impl Store {
     }
 
     pub async fn mapping(&self, task_id: &str, id: &str) -> Result<Option<MappingRow>> {
-        let sql =
-            format!("SELECT {MAPPING_COLUMNS} FROM fdi_cdc_mappings WHERE task_id = $1 AND id = $2");
+        let sql = format!(
+            "SELECT {MAPPING_COLUMNS} FROM fdi_cdc_mappings WHERE task_id = $1 AND id = $2"
+        );
         on_pool!(&self.pool, p => {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(task_id).bind(id)
                 .fetch_optional(p).await?;
@@ -120,8 +121,10 @@ impl Store {
     /// Where the task's change stream continues (the source's position, JSON), if it has copied
     /// its tables already.
     pub async fn cdc_position(&self, task_id: &str) -> Result<Option<String>> {
-        Ok(on_pool!(&self.pool, p => sqlx::query_scalar("SELECT position FROM fdi_cdc_positions WHERE task_id = $1")
-            .bind(task_id).fetch_optional(p).await?))
+        Ok(
+            on_pool!(&self.pool, p => sqlx::query_scalar("SELECT position FROM fdi_cdc_positions WHERE task_id = $1")
+            .bind(task_id).fetch_optional(p).await?),
+        )
     }
 
     pub async fn set_cdc_position(&self, task_id: &str, position: &str, now: i64) -> Result<()> {

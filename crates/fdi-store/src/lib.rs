@@ -75,8 +75,8 @@ mod migrate;
 mod runs;
 mod summaries;
 
-pub use cdc::MappingRow;
 pub use catalog::{AppRow, CatalogTable, DatasourceQuery, DatasourceRow, Scope, TaskRow};
+pub use cdc::MappingRow;
 pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
 pub use summaries::{DatasourceBrief, RunBrief, TaskQuery, TaskSummary};
 

@@ -81,7 +81,8 @@ const LAST_STATUS: &str = "COALESCE(lr.last_status, 'UNSTARTED')";
 
 /// The WHERE clause of a query and its string parameters ($1, $2 are the scope).
 fn where_clause(store: &Store, q: &TaskQuery) -> (String, Vec<String>) {
-    let mut sql = String::from("t.project_id = $1 AND t.instance_id = $2 AND t.kind <> 'MULTI_INIT'");
+    let mut sql =
+        String::from("t.project_id = $1 AND t.instance_id = $2 AND t.kind <> 'MULTI_INIT'");
     let mut params: Vec<String> = Vec::new();
     let next = |params: &mut Vec<String>, v: &str| {
         params.push(v.to_string());
