@@ -212,6 +212,9 @@ bars() { # the issue's bars for the fdi routes
     local b1="-" b2="-" b3="-"
     [ -n "$p99" ] && b1="$p99 ms $( [ "$(echo "$p99 < 1000" | bc)" = 1 ] && echo PASS || echo FAIL)"
     [ -n "$mx" ] && [ -n "$nmx" ] && b2="$(printf "%.2fx" "$(echo "$mx / $nmx" | bc -l)") $( [ "$(echo "$mx >= 0.8 * $nmx" | bc)" = 1 ] && echo PASS || echo FAIL)"
+    if [[ "${NOTE[$route/max]:-}" == *source-limited* ]]; then
+      b2+=" (the source, not the pipeline, set this route's max: lag stayed flat at all it produced; compare the sources' rates above)"
+    fi
     [ "$rss_max" -gt 0 ] && b3="$(printf "%.1f" "$(echo "$rss_max / 1024" | bc -l)") MB $( [ "$rss_max" -lt 153600 ] && echo PASS || echo FAIL)"
     echo "bars $route: p99 lag at 10,000/s < 1 s: $b1; max sustained >= 0.8x native: $b2; peak RSS < 150 MB: $b3"
   done

@@ -770,10 +770,11 @@ async fn pipe(args: &[String]) -> Res<()> {
         log(&format!("drop reader: {x}"));
     }
     println!(
-        "status={} changes_read={} rows_written={} peak_rss_kb={rss} cpu_secs={cpu:.2} secs={:.1} remarks={:?}",
+        "status={} changes_read={} rows_written={} write_secs={:.1} peak_rss_kb={rss} cpu_secs={cpu:.2} secs={:.1} remarks={:?}",
         out.status.as_str(),
         out.rows_read,
         out.rows_written,
+        out.write_ms as f64 / 1000.0,
         t0.elapsed().as_secs_f64(),
         out.remarks
     );
