@@ -16,12 +16,16 @@ use fdi_connector::{
 };
 use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::apply::{OpCounts, TableSink};
 use crate::events::{EventSink, event_columns};
 use crate::mapping::MappingStatus;
 use crate::{CdcRequest, Events, TableMapping, reader_name};
+
+/// Target tables written at the same time by one commit.
+const CONCURRENT_FLUSHES: usize = 8;
 
 /// Run a combination task until it is cancelled or fails.
 pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
@@ -339,8 +343,11 @@ impl Pipeline {
                         if let Err(f) = self.commit(&*ack).await {
                             break Err(f);
                         }
-                    } else if deadline.is_none() {
-                        deadline = Some(Instant::now() + req.options.commit_interval);
+                    } else {
+                        // Due within the commit interval, also when a quiet stream's heartbeat
+                        // had set a later deadline.
+                        let due = Instant::now() + req.options.commit_interval;
+                        deadline = Some(deadline.map_or(due, |d| d.min(due)));
                     }
                 }
                 ChangeEvent::Heartbeat { position } => {
@@ -460,8 +467,13 @@ impl Pipeline {
     /// Write every table's pending changes (each table in its own transaction).
     async fn write_pending(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
-        for s in &mut self.sinks {
-            let stats = s.flush().await.map_err(fail(StepCode::TARGET_ERROR))?;
+        // The tables are written side by side (each its own transaction and connection).
+        let results: Vec<_> = futures::stream::iter(self.sinks.iter_mut().map(Sink::flush))
+            .buffer_unordered(CONCURRENT_FLUSHES)
+            .collect()
+            .await;
+        for r in results {
+            let stats = r.map_err(fail(StepCode::TARGET_ERROR))?;
             self.counters.rows_written += stats.rows;
             self.counters.bytes_written += stats.bytes;
         }
