@@ -1818,11 +1818,13 @@ async fn realtime_window_that_fails_is_rolled_back_and_uncounted() {
         move || async move { (pg_count(dstr).await == 20).then_some(()) },
     )
     .await;
-    // A window of 50,000 good rows (several batches written) and one bad row at its end.
-    tb.insert(21, 50_020).await;
+    // A window of 50,000 good rows (several batches written) and one bad row at its end, in one
+    // source transaction (else a window may run between them and commit the good rows alone).
     pg_exec(&format!(
-        "INSERT INTO {} VALUES (60000, 500000, {})",
-        tb.src, tb.now_sql
+        "INSERT INTO {src} SELECT g, g * 1.5, {now} FROM generate_series(21, 50020) g
+         UNION ALL SELECT 60000, 500000, {now}",
+        src = tb.src,
+        now = tb.now_sql
     ))
     .await;
     let (sr, tk) = (&s, task.as_str());
