@@ -258,6 +258,21 @@ class MonitorOverviewResponse(SdkResponse):
             setattr(self, k, kwargs.get(k))
 
 
+class MultiTaskMappingsResponse(SdkResponse):
+    """5.3.18 GET multi-tasks/{task_id}/mappings: the task element's mappings and their count."""
+
+    openapi_types = {
+        "mappings_total_count": "int",
+        "mappings": "list[MultiTaskMappingElement]",
+    }
+    attribute_map = {k: k for k in openapi_types}
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        for k in self.openapi_types:
+            setattr(self, k, kwargs.get(k))
+
+
 def call(client, method, path, response_type, body=None, **path_params):
     path_params.setdefault("instance_id", INSTANCE)
     return client.call_api(
@@ -1185,55 +1200,51 @@ def test_batch_bad_action_is_fdi_3161(client, copy_task):
 # ---- CDC multi-tasks ------------------------------------------------------------------------
 
 
-def _multi_task_calls(client, task_id, src_id, dst_id, app_id):
-    col = [MultiTaskColumnInfo(field_name="id", field_type="INT", field_length="10")]
-    return {
-        "install_multi_tasks": lambda: client.install_multi_tasks(InstallMultiTasksRequest(
-            instance_id=INSTANCE,
-            body=MultiTaskInitBody(source_datasource_id=src_id, target_datasource_id=dst_id, auto_mapping=False))),
-        "create_multi_tasks": lambda: client.create_multi_tasks(CreateMultiTasksRequest(
-            instance_id=INSTANCE,
-            body=MultiTaskRequestBody(task_name=f"sdk_cdc_{SFX}", task_id=task_id, task_type="REALTIME",
-                                      operation_types=["INSERT", "UPDATE", "DELETE"],
-                                      source_app_id=app_id, target_app_id=app_id))),
-        "update_multi_tasks": lambda: client.update_multi_tasks(UpdateMultiTasksRequest(
+def test_multi_tasks_through_the_sdk(client, mysql_ds, pg_ds, app):
+    # 5.3.13-5.3.20 with the platform's own SDK: init -> mapping -> create -> update -> list and
+    # delete mappings -> reset. (The runs themselves are tested in tests/cdc.rs.)
+    init = client.install_multi_tasks(InstallMultiTasksRequest(
+        instance_id=INSTANCE,
+        body=MultiTaskInitBody(source_datasource_id=mysql_ds.datasource_id,
+                               target_datasource_id=pg_ds.datasource_id, auto_mapping=False)))
+    assert len(init.body) == 1, init
+    element = init.body[0]
+    task_id = element.task_id
+    assert task_id and element.source_datasource_id == mysql_ds.datasource_id, element
+    assert element.mappings_total_count == 0, element
+    mapping = client.create_multi_task_mappings(CreateMultiTaskMappingsRequest(
+        instance_id=INSTANCE, task_id=task_id,
+        body=MultiTaskMappingCreateBody(
+            source_datasource_id=mysql_ds.datasource_id, target_datasource_id=pg_ds.datasource_id,
+            source_table=MY_TABLE, target_table=PG_TABLE,
+            mapping_columns=[MappingInfo(source_column="id", target_column="id")])))
+    assert mapping.mapping_id, mapping
+    created = client.create_multi_tasks(CreateMultiTasksRequest(
+        instance_id=INSTANCE,
+        body=MultiTaskRequestBody(task_name=f"sdk_cdc_{SFX}", task_id=task_id, task_type="REALTIME",
+                                  operation_types=["INSERT", "UPDATE", "DELETE"])))
+    assert created.task_id == task_id, created
+    client.update_multi_tasks(UpdateMultiTasksRequest(
+        instance_id=INSTANCE, task_id=task_id,
+        body=MultiTaskUpdateBody(operation_types=["INSERT"], repulling_snapshot=False)))
+    # 5.3.18 has no SDK method: through call_api; the one mapping is listed.
+    listed = call(client, "GET", FDI_PREFIX + "/multi-tasks/{task_id}/mappings",
+                  MultiTaskMappingsResponse, task_id=task_id)
+    assert listed.mappings_total_count == 1, listed
+    assert [m.id for m in listed.mappings] == [mapping.mapping_id], listed
+    assert [(p.source_column, p.target_column) for p in listed.mappings[0].mapping] == [("id", "id")], listed
+    expect_error_status(lambda: client.delete_multi_task_mapping(DeleteMultiTaskMappingRequest(
+        instance_id=INSTANCE, task_id=task_id, mapping_id="no-such-mapping")), 404)
+    client.delete_multi_task_mapping(DeleteMultiTaskMappingRequest(
+        instance_id=INSTANCE, task_id=task_id, mapping_id=mapping.mapping_id))
+    # Reset: the machine's MariaDB keeps no binlog, so there is no position to go back to: an FDI
+    # error naming date_from, never a 5xx.
+    with pytest.raises(ClientRequestException) as ei:
+        client.reset_multi_task_offset(ResetMultiTaskOffsetRequest(
             instance_id=INSTANCE, task_id=task_id,
-            body=MultiTaskUpdateBody(operation_types=["INSERT"], repulling_snapshot=False))),
-        "reset_multi_task_offset": lambda: client.reset_multi_task_offset(ResetMultiTaskOffsetRequest(
-            instance_id=INSTANCE, task_id=task_id, body=MultiTaskResetBody(date_from=int(time.time() * 1000)))),
-        "create_multi_task_mappings": lambda: client.create_multi_task_mappings(CreateMultiTaskMappingsRequest(
-            instance_id=INSTANCE, task_id=task_id,
-            body=MultiTaskMappingCreateBody(
-                source_datasource_id=src_id, target_datasource_id=dst_id,
-                source_table=MY_TABLE, target_table=PG_TABLE, source_columns=col, target_columns=col,
-                mapping_columns=[MappingInfo(source_column="id", target_column="id")]))),
-        "delete_multi_task_mapping": lambda: client.delete_multi_task_mapping(DeleteMultiTaskMappingRequest(
-            instance_id=INSTANCE, task_id=task_id, mapping_id="sdk-mapping")),
-        # 5.3.18 has no SDK method: through call_api
-        "call_api_list_multi_task_mappings": lambda: call(client, "GET", FDI_PREFIX + "/multi-tasks/{task_id}/mappings",
-                                               "ListDatasourceColumnsResponse", task_id=task_id),
-    }
-
-
-MULTI_TASK_CALLS = list(_multi_task_calls(None, None, None, None, None))
-
-
-@pytest.mark.parametrize("method", MULTI_TASK_CALLS)
-def test_multi_tasks_answer_an_fdi_error_not_missing_route(client, copy_task, mysql_ds, pg_ds, app, method):
-    # CDC multi-tasks (5.3.13-5.3.20) are not implemented yet: the routes exist and refuse with
-    # the FDI error body and 501 (reference §11.3: the server does not support the requested
-    # function), not 404 "no route". docs/api-decisions.md, "Combination (CDC) tasks".
-    fn = _multi_task_calls(client, copy_task.task.task_id, mysql_ds.datasource_id, pg_ds.datasource_id,
-                           app.id)[method]
-    # ServiceResponseException: the base of ClientRequestException (4xx) and
-    # ServerResponseException (5xx), so a 5xx answer fails on the status assert with its body.
-    with pytest.raises(ServiceResponseException) as ei:
-        fn()
-    e = ei.value
-    assert e.error_code and e.error_code.startswith("FDI."), str(e)
-    assert e.status_code == 501, str(e)
-    assert "not supported" in (e.error_msg or ""), str(e)
-    assert "no route" not in (e.error_msg or ""), str(e)
+            body=MultiTaskResetBody(date_from=int(time.time() * 1000) - 60_000)))
+    assert ei.value.status_code == 400 and ei.value.error_code.startswith("FDI."), str(ei.value)
+    assert "date_from" in (ei.value.error_msg or ""), str(ei.value)
 
 
 # ---- auth -----------------------------------------------------------------------------------
