@@ -3,6 +3,7 @@
 //! acknowledged (`XACK`) by the engine after the target commit. A stream read as a table is a
 //! snapshot (`XRANGE`) without a group.
 
+use fdi_connector::stream::cancellable;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
@@ -30,18 +31,6 @@ const BLOCK_MS: usize = 200;
 const CONSUMER: &str = "fdi";
 /// Entry ids per `XACK`.
 const ACK_CHUNK: usize = 10_000;
-
-/// Run `f` unless `cancel` fires first.
-async fn cancellable<T>(
-    cancel: &CancellationToken,
-    f: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-        r = f => r,
-    }
-}
 
 fn payload(object: &Map<String, Json>) -> Vec<u8> {
     serde_json::to_vec(object).unwrap_or_default()

@@ -68,6 +68,18 @@ pub trait Acknowledger: Send + Sync {
     async fn ack(&self, up_to: &SourcePosition) -> Result<()>;
 }
 
+/// Run `f` unless `cancel` fires first (then `ErrorKind::Cancelled`).
+pub async fn cancellable<T>(
+    cancel: &tokio_util::sync::CancellationToken,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
+        r = f => r,
+    }
+}
+
 /// Send a batch to the engine, giving up when the run is cancelled or the receiver is gone: the
 /// one way every reader hands over its batches.
 pub async fn send_batch(

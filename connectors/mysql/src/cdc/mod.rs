@@ -441,11 +441,7 @@ impl ChangeSource for MySqlChangeSource {
         out: mpsc::Sender<ChangeEvent>,
         cancel: CancellationToken,
     ) -> Result<()> {
-        let result = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-            r = self.run_inner(&out) => r,
-        };
+        let result = fdi_connector::stream::cancellable(&cancel, self.run_inner(&out)).await;
         match result {
             Err(_) if cancel.is_cancelled() => Err(ConnectorError::cancelled()),
             r => r,

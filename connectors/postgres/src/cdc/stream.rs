@@ -1,6 +1,7 @@
 //! One reader of a task's change log: connect, (re)create the slot and copy the tables under its
 //! snapshot, then decode pgoutput into transactions and heartbeats.
 
+use fdi_connector::stream::cancellable;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// take an event (the server ends a walsender silent for `wal_sender_timeout`, 60 s by default).
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
+/// Milliseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_MS: i64 = 946_684_800_000;
 
 pub struct PgChangeSource {
@@ -330,18 +331,6 @@ fn snapshot_row(shape: &TableShape, row: &sqlx::postgres::PgRow) -> Result<Vec<C
         });
     }
     Ok(values)
-}
-
-/// Run `f` unless `cancel` fires first.
-async fn cancellable<T>(
-    cancel: &CancellationToken,
-    f: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(ConnectorError::cancelled()),
-        r = f => r,
-    }
 }
 
 /// Hand an event to the pipeline, waiting for room (the replication connection is idle here).
