@@ -710,10 +710,20 @@ pub async fn create(
         ))
     }
     .await;
+    store_mapping(&s, src, dst, r).await
+}
+
+/// Close both sides, then store the mapping made with them and answer its id.
+async fn store_mapping(
+    s: &AppState,
+    src: &Side,
+    dst: &Side,
+    made: Result<MappingView>,
+) -> Result<Json<Value>> {
     src.close().await;
     dst.close().await;
-    let row = r?;
-    backend::mappings_put(&s, std::slice::from_ref(&row)).await?;
+    let row = made?;
+    backend::mappings_put(s, std::slice::from_ref(&row)).await?;
     Ok(Json(json!({ "mapping_id": row.id })))
 }
 
@@ -787,11 +797,7 @@ pub async fn update(
         ))
     }
     .await;
-    src.close().await;
-    dst.close().await;
-    let row = r?;
-    backend::mappings_put(&s, std::slice::from_ref(&row)).await?;
-    Ok(Json(json!({ "mapping_id": row.id })))
+    store_mapping(&s, src, dst, r).await
 }
 
 pub async fn delete(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
