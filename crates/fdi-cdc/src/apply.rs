@@ -55,6 +55,16 @@ impl OpCounts {
     }
 }
 
+/// Append `bytes` as lowercase hex (one allocation-free pass; binary keys and event values).
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+}
+
 /// In one transaction of `writer`: delete the key rows of `deletes`, write `rows`, commit. On
 /// failure the transaction is rolled back and the error names `target`.
 pub(crate) async fn commit_batches(
@@ -244,7 +254,7 @@ impl TableSink {
                     s.push('B');
                     s.push_str(&b.len().to_string());
                     s.push(':');
-                    s.extend(b.iter().map(|x| format!("{x:02x}")));
+                    push_hex(&mut s, b);
                 }
             }
         }

@@ -25,7 +25,7 @@ use fdi_connector::change::{ChangeOp, ChangeTable, ChangeValue, RowChange};
 use fdi_connector::{ColumnInfo, ConnectorError, Result, SinkWriter, SourcePosition, WriteStats};
 
 use crate::TableMapping;
-use crate::apply::{OpCounts, commit_batches};
+use crate::apply::{OpCounts, commit_batches, push_hex};
 
 /// The columns of an event batch besides `before` / `after` (whose fields vary).
 pub fn event_columns() -> Vec<ColumnInfo> {
@@ -180,7 +180,11 @@ fn text(v: &ChangeValue) -> Option<String> {
     match v {
         ChangeValue::Null | ChangeValue::Unchanged => None,
         ChangeValue::Text(s) => Some(s.clone()),
-        ChangeValue::Bytes(b) => Some(b.iter().map(|x| format!("{x:02x}")).collect()),
+        ChangeValue::Bytes(b) => {
+            let mut s = String::new();
+            push_hex(&mut s, b);
+            Some(s)
+        }
     }
 }
 
