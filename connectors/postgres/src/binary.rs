@@ -1,4 +1,5 @@
-//! PostgreSQL's binary COPY format, for the writer's fast path.
+//! PostgreSQL's binary COPY format: the writer's encoder (here) and the reader's decoder
+//! ([`decode`]), sharing the header, epochs and the [`Kind`] mapping.
 //!
 //! Only column types whose binary wire form is fixed and whose receive function does what the
 //! text input would (lengths, typmods, rounding) are encoded here; a batch with any other column
@@ -15,6 +16,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use fdi_sql_core::ReadKind;
+
+pub mod decode;
 
 /// The stream header: signature, flags, header extension length.
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -65,6 +69,26 @@ impl Kind {
             "timestamp without time zone" | "timestamp" => Kind::Timestamp,
             "timestamp with time zone" | "timestamptz" => Kind::TimestampTz,
             _ => return None,
+        })
+    }
+
+    /// The binary kind a reader's column arrives as when the SELECT returns it as `read` says
+    /// (`TextAs` columns are cast to text by the SELECT). None: no binary decoder (`Int8`, which
+    /// PostgreSQL has no type for).
+    pub fn of_read(read: &ReadKind) -> Option<Kind> {
+        Some(match read {
+            ReadKind::Bool => Kind::Bool,
+            ReadKind::Int16 => Kind::Int2,
+            ReadKind::Int32 => Kind::Int4,
+            ReadKind::Int64 => Kind::Int8,
+            ReadKind::Float32 => Kind::Float4,
+            ReadKind::Float64 => Kind::Float8,
+            ReadKind::Utf8 | ReadKind::TextAs(_) => Kind::Text,
+            ReadKind::Binary => Kind::Bytea,
+            ReadKind::Date32 => Kind::Date,
+            ReadKind::Timestamp => Kind::Timestamp,
+            ReadKind::TimestampTz => Kind::TimestampTz,
+            ReadKind::Int8 => return None,
         })
     }
 
