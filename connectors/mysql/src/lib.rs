@@ -132,6 +132,13 @@ impl Connector for MySqlConnector {
         Ok(Box::new(writer::MySqlWriter::new(self.pool.clone(), spec)))
     }
 
+    async fn table_set_writer(
+        &self,
+        specs: Vec<WriteSpec>,
+    ) -> Result<Option<Box<dyn fdi_connector::TableSetWriter>>> {
+        Ok(Some(writer::table_set(self.pool.clone(), specs)))
+    }
+
     fn change_log(&self) -> Option<&dyn fdi_connector::change::ChangeLog> {
         Some(&self.change_log)
     }

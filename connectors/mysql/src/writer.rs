@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use fdi_connector::{ConnectorError, Result, SinkWriter, WriteMode, WriteSpec, WriteStats};
+use fdi_connector::{
+    ConnectorError, Result, SinkWriter, TableSetWriter, WriteMode, WriteSpec, WriteStats,
+};
 use fdi_sql_core::insert::{insert_prefix, insert_statements, upsert_suffix};
+use fdi_sql_core::table_set::{LendableWriter, TableSet};
 use fdi_sql_core::{Dialect, map_sqlx_error};
 use sqlx::{MySql, MySqlPool, Row, Transaction};
 use tokio::sync::mpsc;
@@ -141,6 +144,28 @@ impl MySqlWriter {
         Ok(())
     }
 
+    /// The first statements of a transaction: the statement size bound from the server's
+    /// `max_allowed_packet`, and clearing the table when asked.
+    async fn setup(&mut self, tx: &mut Tx) -> Result<()> {
+        let packet: i64 = sqlx::query("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+            .fetch_one(&mut **tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| map_sqlx_error("begin", e))?;
+        self.max_statement = MAX_STATEMENT_BYTES.min((packet.max(64 << 10) as usize) / 2);
+        if self.spec.clear_table {
+            // DELETE, not TRUNCATE: TRUNCATE would commit implicitly.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {}",
+                Dialect::MySql.quote_table(&self.spec.table)
+            )))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| map_sqlx_error("write", e))?;
+        }
+        Ok(())
+    }
+
     /// Join the executing task, keeping the transaction; a failure poisons the writer.
     async fn join(&mut self) -> Result<()> {
         let Some(exec) = self.exec.take() else {
@@ -161,30 +186,8 @@ impl SinkWriter for MySqlWriter {
         if self.exec.is_some() || self.tx.is_some() {
             return Err(ConnectorError::internal("begin called twice"));
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| map_sqlx_error("begin", e))?;
-        let packet: i64 = sqlx::query("SELECT CAST(@@max_allowed_packet AS SIGNED)")
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| map_sqlx_error("begin", e))?;
-        self.max_statement = MAX_STATEMENT_BYTES.min((packet.max(64 << 10) as usize) / 2);
-        if self.spec.clear_table {
-            // DELETE, not TRUNCATE: TRUNCATE would commit implicitly.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {}",
-                Dialect::MySql.quote_table(&self.spec.table)
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_sqlx_error("write", e))?;
-        }
-        self.failed = None;
-        self.exec = Some(Executor::spawn(tx));
-        Ok(())
+        let tx = self.open_tx().await?;
+        self.adopt(tx, true).await
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<WriteStats> {
@@ -217,9 +220,8 @@ impl SinkWriter for MySqlWriter {
             .tx
             .take()
             .ok_or_else(|| ConnectorError::internal("transaction lost"))?;
-        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))?;
-        // The table is emptied by the first transaction only (a streaming run commits again).
-        self.spec.clear_table = false;
+        Self::commit_tx(tx).await?;
+        self.committed();
         Ok(())
     }
 
@@ -239,14 +241,64 @@ impl SinkWriter for MySqlWriter {
         let _ = self.join().await;
         self.failed = None;
         match self.tx.take() {
-            Some(tx) => tx
-                .rollback()
-                .await
-                .map_err(|e| map_sqlx_error("rollback", e)),
+            Some(tx) => Self::rollback_tx(tx, true).await,
             // No transaction, or its task died and dropping it rolled back.
             None => Ok(()),
         }
     }
+}
+
+#[async_trait]
+impl LendableWriter for MySqlWriter {
+    type Tx = Tx;
+
+    async fn open_tx(&self) -> Result<Tx> {
+        self.pool
+            .begin()
+            .await
+            .map_err(|e| map_sqlx_error("begin", e))
+    }
+
+    async fn adopt(&mut self, mut tx: Tx, first: bool) -> Result<()> {
+        self.failed = None;
+        if first && let Err(e) = self.setup(&mut tx).await {
+            self.tx = Some(tx);
+            return Err(e);
+        }
+        self.exec = Some(Executor::spawn(tx));
+        Ok(())
+    }
+
+    async fn give_back(&mut self) -> (Option<Tx>, Result<()>) {
+        let r = self.join().await;
+        self.failed = None;
+        (self.tx.take(), r)
+    }
+
+    async fn commit_tx(tx: Tx) -> Result<()> {
+        tx.commit().await.map_err(|e| map_sqlx_error("commit", e))
+    }
+
+    async fn rollback_tx(tx: Tx, _reusable: bool) -> Result<()> {
+        // sqlx pools the connection again only after a clean rollback.
+        tx.rollback()
+            .await
+            .map_err(|e| map_sqlx_error("rollback", e))
+    }
+
+    fn committed(&mut self) {
+        // The table is emptied by the first transaction only (a streaming run commits again).
+        self.spec.clear_table = false;
+    }
+}
+
+/// Writers of several tables in one transaction on one connection.
+pub fn table_set(pool: MySqlPool, specs: Vec<WriteSpec>) -> Box<dyn TableSetWriter> {
+    let writers = specs
+        .into_iter()
+        .map(|spec| MySqlWriter::new(pool.clone(), spec))
+        .collect();
+    Box::new(TableSet::new(writers))
 }
 
 #[cfg(test)]
@@ -372,5 +424,103 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
+    }
+
+    /// A table set commits every table in one transaction: nothing is visible before `commit`,
+    /// a failure in one table leaves every table as it was, and the set can go on afterwards
+    /// (clearing a table in the first transaction only).
+    #[tokio::test]
+    async fn table_set_commits_all_tables_at_once_or_none() {
+        let (a, b) = (unique("c_set_a"), unique("c_set_b"));
+        let count = |t: String| async move { scalar(&format!("SELECT count(*) FROM {t}")).await };
+        let create = |sql: String| async move {
+            let pool = MySqlPool::connect(URL).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        };
+        let rows = batch;
+        for t in [&a, &b] {
+            create(format!(
+                "CREATE TABLE {t} (id bigint PRIMARY KEY, note varchar(300))"
+            ))
+            .await;
+        }
+        let c: Arc<dyn Connector> = crate::Factory
+            .create(&serde_json::json!({"host": "127.0.0.1", "port": 3306, "user": "root", "database": "test"}))
+            .unwrap();
+        let mut seed = c
+            .table_set_writer(vec![WriteSpec {
+                table: a.clone(),
+                columns: c.columns(&a).await.unwrap(),
+                mode: WriteMode::Insert,
+                clear_table: false,
+            }])
+            .await
+            .unwrap()
+            .expect("a table set");
+        seed.begin().await.unwrap();
+        seed.write(0, rows(0..10)).await.unwrap();
+        seed.commit().await.unwrap();
+        assert_eq!(count(a.clone()).await, 10);
+
+        let specs = vec![
+            WriteSpec {
+                table: a.clone(),
+                columns: c.columns(&a).await.unwrap(),
+                mode: WriteMode::Upsert {
+                    keys: vec!["id".into()],
+                    part_update: false,
+                },
+                clear_table: false,
+            },
+            WriteSpec {
+                table: b.clone(),
+                columns: c.columns(&b).await.unwrap(),
+                mode: WriteMode::Insert,
+                clear_table: true,
+            },
+        ];
+        let mut set = c
+            .table_set_writer(specs)
+            .await
+            .unwrap()
+            .expect("a table set");
+        set.begin().await.unwrap();
+        set.write(0, rows(5..15)).await.unwrap();
+        let keys = rows(0..2).project(&[0]).unwrap();
+        assert_eq!(set.delete(0, keys).await.unwrap(), 2);
+        set.write(1, rows(0..100)).await.unwrap();
+        set.write(0, rows(20..25)).await.unwrap();
+        assert_eq!(
+            (count(a.clone()).await, count(b.clone()).await),
+            (10, 0),
+            "nothing visible before commit"
+        );
+        set.commit().await.unwrap();
+        assert_eq!((count(a.clone()).await, count(b.clone()).await), (18, 100));
+
+        // A duplicate key in b: neither table changes.
+        set.begin().await.unwrap();
+        set.write(0, rows(100..110)).await.unwrap();
+        let failed = match set.write(1, rows(50..51)).await {
+            Err(_) => true,
+            Ok(_) => set.commit().await.is_err(),
+        };
+        assert!(failed, "a duplicate key must fail the set");
+        assert!(set.commit().await.is_err(), "a failed set must not commit");
+        set.abort().await.unwrap();
+        assert_eq!((count(a.clone()).await, count(b.clone()).await), (18, 100));
+
+        // The set goes on; b is not cleared again.
+        set.begin().await.unwrap();
+        set.prepare(1).await.unwrap();
+        set.write(0, rows(100..110)).await.unwrap();
+        set.commit().await.unwrap();
+        assert_eq!((count(a.clone()).await, count(b.clone()).await), (28, 100));
+        for t in [&a, &b] {
+            create(format!("DROP TABLE {t}")).await;
+        }
     }
 }

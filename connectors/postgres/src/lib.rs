@@ -156,6 +156,17 @@ impl Connector for PgConnector {
         )))
     }
 
+    async fn table_set_writer(
+        &self,
+        specs: Vec<WriteSpec>,
+    ) -> Result<Option<Box<dyn fdi_connector::TableSetWriter>>> {
+        let tables = specs
+            .into_iter()
+            .map(|spec| (self.qualify(&spec.table), spec))
+            .collect();
+        Ok(Some(writer::table_set(self.pool.clone(), tables)))
+    }
+
     fn change_log(&self) -> Option<&dyn fdi_connector::change::ChangeLog> {
         Some(&self.cdc)
     }

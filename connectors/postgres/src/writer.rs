@@ -15,9 +15,12 @@
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use fdi_connector::{ConnectorError, Result, SinkWriter, WriteMode, WriteSpec, WriteStats};
+use fdi_connector::{
+    ConnectorError, Result, SinkWriter, TableSetWriter, WriteMode, WriteSpec, WriteStats,
+};
 use fdi_sql_core::insert::{formatters, push_copy_line, upsert_suffix};
 use fdi_sql_core::literal::Output;
+use fdi_sql_core::table_set::{LendableWriter, TableSet};
 use fdi_sql_core::{Dialect, map_sqlx_error};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnection;
@@ -27,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::binary;
 
+/// The staging table of an upsert (one per table of a [`TableSet`], which suffixes it).
 const STAGE: &str = "fdi_stage";
 
 /// An insert COPY is finished and a new one started after this many bytes.
@@ -37,7 +41,7 @@ const COPY_QUEUE: usize = 2;
 
 /// A pooled connection inside the writer's transaction. Dropped, it is closed rather than
 /// pooled, unless [`TxConn::release`]d after the transaction ended cleanly.
-struct TxConn(Option<PoolConnection<Postgres>>);
+pub struct TxConn(Option<PoolConnection<Postgres>>);
 
 impl TxConn {
     fn conn(&mut self) -> &mut PgConnection {
@@ -138,6 +142,8 @@ pub struct PgWriter {
     table_sql: String,
     columns: Vec<String>,
     spec: WriteSpec,
+    /// This writer's staging table (upserts).
+    stage: String,
     /// Binary kinds of the target columns, when they all have one.
     binary_kinds: Option<Vec<binary::Kind>>,
     /// The connection, inside `BEGIN` between `begin` and `commit`/`abort`, when no COPY has it.
@@ -170,6 +176,7 @@ impl PgWriter {
             table_sql,
             columns,
             spec,
+            stage: STAGE.to_string(),
             binary_kinds,
             conn: None,
             copy: None,
@@ -316,17 +323,18 @@ impl PgWriter {
     /// Upsert: COPY the batch into the staging table, then merge it.
     async fn upsert(&mut self, batch: &RecordBatch, keys: &[String], part: bool) -> Result<u64> {
         let binary = self.is_binary(batch);
-        self.open_copy(STAGE, binary)?;
+        let stage = self.stage.clone();
+        self.open_copy(&stage, binary)?;
         let bytes = self.send(batch).await?;
         self.finish_copy().await?;
         let cols = self.column_list();
         let suffix = upsert_suffix(Dialect::Postgres, &self.columns, keys, part);
         self.exec(&format!(
-            "INSERT INTO {} AS fdi_t ({cols}) SELECT {cols} FROM {STAGE}{suffix}",
+            "INSERT INTO {} AS fdi_t ({cols}) SELECT {cols} FROM {stage}{suffix}",
             self.table_sql
         ))
         .await?;
-        self.exec(&format!("TRUNCATE {STAGE}")).await?;
+        self.exec(&format!("TRUNCATE {stage}")).await?;
         Ok(bytes)
     }
 }
@@ -337,27 +345,8 @@ impl SinkWriter for PgWriter {
         if self.conn.is_some() || self.copy.is_some() {
             return Err(ConnectorError::internal("begin called twice"));
         }
-        let conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| map_sqlx_error("begin", e))?;
-        self.failed = false;
-        self.conn = Some(TxConn(Some(conn)));
-        self.exec("BEGIN").await?;
-        if self.spec.clear_table {
-            self.exec(&format!("TRUNCATE TABLE {}", self.table_sql))
-                .await?;
-        }
-        if matches!(self.spec.mode, WriteMode::Upsert { .. }) {
-            self.exec(&format!(
-                "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
-                self.column_list(),
-                self.table_sql
-            ))
-            .await?;
-        }
-        Ok(())
+        let tx = self.open_tx().await?;
+        self.adopt(tx, true).await
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<WriteStats> {
@@ -383,16 +372,10 @@ impl SinkWriter for PgWriter {
             return Err(ConnectorError::internal("commit without begin"));
         }
         self.finish_copy().await?;
-        let mut conn = self.take_conn()?;
-        let r = sqlx::raw_sql("COMMIT")
-            .execute(conn.conn())
-            .await
-            .map(|_| ())
-            .map_err(|e| map_sqlx_error("commit", e));
+        let conn = self.take_conn()?;
+        let r = Self::commit_tx(conn).await;
         if r.is_ok() {
-            conn.release();
-            // The table is emptied by the first transaction only (a streaming run commits again).
-            self.spec.clear_table = false;
+            self.committed();
         }
         self.check(r)
     }
@@ -423,19 +406,100 @@ impl SinkWriter for PgWriter {
             }
         }
         self.failed = false;
-        let Some(mut conn) = self.conn.take() else {
-            return Ok(());
-        };
-        let r = sqlx::raw_sql("ROLLBACK")
-            .execute(conn.conn())
-            .await
-            .map(|_| ())
-            .map_err(|e| map_sqlx_error("rollback", e));
-        if r.is_ok() && reusable {
-            conn.release();
+        match self.conn.take() {
+            Some(conn) => Self::rollback_tx(conn, reusable).await,
+            None => Ok(()),
         }
-        r
     }
+}
+
+/// Run `sql` on a connection outside any writer.
+async fn exec_on(conn: &mut TxConn, sql: &str, what: &str) -> Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(conn.conn())
+        .await
+        .map(|_| ())
+        .map_err(|e| map_sqlx_error(what, e))
+}
+
+#[async_trait]
+impl LendableWriter for PgWriter {
+    type Tx = TxConn;
+
+    async fn open_tx(&self) -> Result<TxConn> {
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| map_sqlx_error("begin", e))?;
+        let mut conn = TxConn(Some(conn));
+        exec_on(&mut conn, "BEGIN", "begin").await?;
+        Ok(conn)
+    }
+
+    async fn adopt(&mut self, tx: TxConn, first: bool) -> Result<()> {
+        self.failed = false;
+        self.conn = Some(tx);
+        if !first {
+            return Ok(());
+        }
+        if self.spec.clear_table {
+            self.exec(&format!("TRUNCATE TABLE {}", self.table_sql))
+                .await?;
+        }
+        if matches!(self.spec.mode, WriteMode::Upsert { .. }) {
+            self.exec(&format!(
+                "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+                self.stage,
+                self.column_list(),
+                self.table_sql
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn give_back(&mut self) -> (Option<TxConn>, Result<()>) {
+        let r = self.finish_copy().await;
+        self.failed = false;
+        (self.conn.take(), r)
+    }
+
+    async fn commit_tx(mut tx: TxConn) -> Result<()> {
+        exec_on(&mut tx, "COMMIT", "commit").await?;
+        tx.release();
+        Ok(())
+    }
+
+    async fn rollback_tx(mut tx: TxConn, reusable: bool) -> Result<()> {
+        exec_on(&mut tx, "ROLLBACK", "rollback").await?;
+        if reusable {
+            tx.release();
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        // The table is emptied by the first transaction only (a streaming run commits again).
+        self.spec.clear_table = false;
+    }
+}
+
+/// Writers of several tables in one transaction on one connection.
+pub fn table_set(
+    pool: PgPool,
+    tables: Vec<((String, String), WriteSpec)>,
+) -> Box<dyn TableSetWriter> {
+    let writers = tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, (table, spec))| {
+            let mut w = PgWriter::new(pool.clone(), table, spec);
+            w.stage = format!("{STAGE}_{i}");
+            w
+        })
+        .collect();
+    Box::new(TableSet::new(writers))
 }
 
 #[cfg(test)]
@@ -716,5 +780,99 @@ mod tests {
             "20160"
         );
         exec(&format!("DROP TABLE {t}")).await;
+    }
+
+    /// A table set commits every table in one transaction: nothing is visible before `commit`,
+    /// a failure in one table leaves every table as it was, and the set can go on afterwards
+    /// (clearing a table in the first transaction only).
+    #[tokio::test]
+    async fn table_set_commits_all_tables_at_once_or_none() {
+        let (a, b) = (unique("c_set_a"), unique("c_set_b"));
+        let count = |t: String| async move {
+            scalar(&format!("SELECT count(*)::text FROM {t}"))
+                .await
+                .parse::<i64>()
+                .unwrap()
+        };
+        let create = |sql: String| async move { exec(&sql).await };
+        let rows = |r: std::ops::Range<i64>| batch(r, |i| format!("v{i}"));
+        for t in [&a, &b] {
+            create(format!(
+                "CREATE TABLE {t} (id bigint PRIMARY KEY, note varchar(300))"
+            ))
+            .await;
+        }
+        let c: Arc<dyn Connector> = crate::Factory
+            .create(&serde_json::json!({"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}))
+            .unwrap();
+        let mut seed = c
+            .table_set_writer(vec![WriteSpec {
+                table: a.clone(),
+                columns: c.columns(&a).await.unwrap(),
+                mode: WriteMode::Insert,
+                clear_table: false,
+            }])
+            .await
+            .unwrap()
+            .expect("a table set");
+        seed.begin().await.unwrap();
+        seed.write(0, rows(0..10)).await.unwrap();
+        seed.commit().await.unwrap();
+        assert_eq!(count(a.clone()).await, 10);
+
+        let specs = vec![
+            WriteSpec {
+                table: a.clone(),
+                columns: c.columns(&a).await.unwrap(),
+                mode: WriteMode::Upsert {
+                    keys: vec!["id".into()],
+                    part_update: false,
+                },
+                clear_table: false,
+            },
+            WriteSpec {
+                table: b.clone(),
+                columns: c.columns(&b).await.unwrap(),
+                mode: WriteMode::Insert,
+                clear_table: true,
+            },
+        ];
+        let mut set = c
+            .table_set_writer(specs)
+            .await
+            .unwrap()
+            .expect("a table set");
+        set.begin().await.unwrap();
+        set.write(0, rows(5..15)).await.unwrap();
+        let keys = rows(0..2).project(&[0]).unwrap();
+        assert_eq!(set.delete(0, keys).await.unwrap(), 2);
+        set.write(1, rows(0..100)).await.unwrap();
+        set.write(0, rows(20..25)).await.unwrap();
+        // (b is being cleared: TRUNCATE locks it until the commit.)
+        assert_eq!(count(a.clone()).await, 10, "nothing visible before commit");
+        set.commit().await.unwrap();
+        assert_eq!((count(a.clone()).await, count(b.clone()).await), (18, 100));
+
+        // A duplicate key in b: neither table changes.
+        set.begin().await.unwrap();
+        set.write(0, rows(100..110)).await.unwrap();
+        let failed = match set.write(1, rows(50..51)).await {
+            Err(_) => true,
+            Ok(_) => set.commit().await.is_err(),
+        };
+        assert!(failed, "a duplicate key must fail the set");
+        assert!(set.commit().await.is_err(), "a failed set must not commit");
+        set.abort().await.unwrap();
+        assert_eq!((count(a.clone()).await, count(b.clone()).await), (18, 100));
+
+        // The set goes on; b is not cleared again.
+        set.begin().await.unwrap();
+        set.prepare(1).await.unwrap();
+        set.write(0, rows(100..110)).await.unwrap();
+        set.commit().await.unwrap();
+        assert_eq!((count(a.clone()).await, count(b.clone()).await), (28, 100));
+        for t in [&a, &b] {
+            create(format!("DROP TABLE {t}")).await;
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod reader;
 pub mod rows;
 pub mod select;
 pub mod statement_log;
+pub mod table_set;
 pub mod types;
 pub mod window;
 

@@ -13,7 +13,7 @@ use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use fdi_connector::change::{ChangeOp, ChangeTable, ChangeValue, RowChange};
-use fdi_connector::{ColumnInfo, ConnectorError, Result, SinkWriter, WriteStats};
+use fdi_connector::{ColumnInfo, ConnectorError, Result, SinkWriter, TableSetWriter, WriteStats};
 
 use crate::TableMapping;
 
@@ -98,6 +98,57 @@ pub(crate) async fn commit_batches(
     Ok(stats)
 }
 
+/// One table's pending work: keys to delete, then rows to upsert.
+pub struct PendingBatches {
+    pub deletes: Option<RecordBatch>,
+    pub rows: Option<RecordBatch>,
+}
+
+/// In one transaction of `set`, every table's pending work (and the first transaction's
+/// clearing), then commit: the target shows all of it or none. `sinks[i]` is table `i` of the
+/// set. On failure the transaction is rolled back and the error names the table.
+pub(crate) async fn commit_table_set(
+    set: &mut dyn TableSetWriter,
+    sinks: &mut [&mut TableSink],
+) -> Result<WriteStats> {
+    let mut stats = WriteStats::default();
+    let r = async {
+        set.begin().await?;
+        for (i, sink) in sinks.iter_mut().enumerate() {
+            let target = sink.mapping.target_table.clone();
+            let named = |e: ConnectorError| ConnectorError {
+                message: format!("{target}: {}", e.message),
+                ..e
+            };
+            if sink.clearing() {
+                set.prepare(i).await.map_err(named)?;
+            }
+            let Some(b) = sink.take_batches()? else {
+                continue;
+            };
+            if let Some(keys) = b.deletes {
+                stats.rows += set.delete(i, keys).await.map_err(named)?;
+            }
+            if let Some(rows) = b.rows {
+                let s = set.write(i, rows).await.map_err(named)?;
+                stats.rows += s.rows;
+                stats.bytes += s.bytes;
+                stats.dirty_rows += s.dirty_rows;
+            }
+        }
+        set.commit().await
+    }
+    .await;
+    if let Err(e) = r {
+        let _ = set.abort().await;
+        return Err(e);
+    }
+    for sink in sinks.iter_mut() {
+        sink.committed();
+    }
+    Ok(stats)
+}
+
 /// One target table of a running task.
 pub struct TableSink {
     pub mapping: TableMapping,
@@ -107,7 +158,8 @@ pub struct TableSink {
     /// Indexes into `columns` of the target's key.
     key_at: Vec<usize>,
     key_schema: SchemaRef,
-    writer: Box<dyn SinkWriter>,
+    /// None for a table written through the task's [`TableSetWriter`].
+    writer: Option<Box<dyn SinkWriter>>,
     layout: Option<SourceLayout>,
     /// Pending keys in first-seen order, and their last state.
     order: Vec<String>,
@@ -133,7 +185,7 @@ impl TableSink {
         mapping: TableMapping,
         columns: Vec<ColumnInfo>,
         key: &[String],
-        writer: Box<dyn SinkWriter>,
+        writer: Option<Box<dyn SinkWriter>>,
         clearing: bool,
     ) -> Self {
         let schema = Arc::new(Schema::new(
@@ -367,10 +419,16 @@ impl TableSink {
         Ok(())
     }
 
-    /// Write what is pending in one transaction and commit it. Returns rows and bytes written.
-    pub async fn flush(&mut self) -> Result<WriteStats> {
+    /// The table is yet to be emptied by the first commit.
+    pub fn clearing(&self) -> bool {
+        self.clearing
+    }
+
+    /// What is pending as batches: the keys to delete and the rows to upsert (None when there
+    /// is nothing to do). Counted as applied once [`TableSink::committed`].
+    pub fn take_batches(&mut self) -> Result<Option<PendingBatches>> {
         if self.pending.is_empty() && !self.clearing {
-            return Ok(WriteStats::default());
+            return Ok(None);
         }
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
@@ -381,23 +439,42 @@ impl TableSink {
                 None => {}
             }
         }
-        let deletes = match deletes.is_empty() {
-            true => None,
-            false => Some(to_batch(&self.key_schema, &deletes)?),
-        };
-        let rows = match upserts.is_empty() {
-            true => None,
-            false => Some(to_batch(&self.schema, &upserts)?),
-        };
-        let stats = commit_batches(
-            self.writer.as_mut(),
-            &self.mapping.target_table,
-            deletes,
-            rows,
-        )
-        .await?;
+        Ok(Some(PendingBatches {
+            deletes: match deletes.is_empty() {
+                true => None,
+                false => Some(to_batch(&self.key_schema, &deletes)?),
+            },
+            rows: match upserts.is_empty() {
+                true => None,
+                false => Some(to_batch(&self.schema, &upserts)?),
+            },
+        }))
+    }
+
+    /// The batches taken last were committed.
+    pub fn committed(&mut self) {
         self.clearing = false;
         self.applied.add(std::mem::take(&mut self.uncommitted));
+    }
+
+    /// Write what is pending in one transaction of this table's own writer and commit it.
+    /// Returns rows and bytes written.
+    pub async fn flush(&mut self) -> Result<WriteStats> {
+        let Some(batches) = self.take_batches()? else {
+            return Ok(WriteStats::default());
+        };
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| ConnectorError::internal("a table of a table set flushed on its own"))?;
+        let stats = commit_batches(
+            writer.as_mut(),
+            &self.mapping.target_table,
+            batches.deletes,
+            batches.rows,
+        )
+        .await?;
+        self.committed();
         Ok(stats)
     }
 
@@ -406,7 +483,9 @@ impl TableSink {
         self.order.clear();
         self.pending.clear();
         self.uncommitted = OpCounts::default();
-        let _ = self.writer.abort().await;
+        if let Some(w) = self.writer.as_mut() {
+            let _ = w.abort().await;
+        }
     }
 
     pub fn target_columns(&self) -> &[ColumnInfo] {

@@ -12,14 +12,15 @@ use std::time::Instant;
 
 use fdi_connector::change::{ChangeEvent, ChangeSpec, TableId};
 use fdi_connector::{
-    Acknowledger, ColumnInfo, ConnectorError, ErrorKind, SourcePosition, WriteMode, WriteSpec,
+    Acknowledger, ColumnInfo, ConnectorError, ErrorKind, SourcePosition, TableSetWriter, WriteMode,
+    WriteSpec,
 };
 use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::apply::{OpCounts, TableSink};
+use crate::apply::{OpCounts, TableSink, commit_table_set};
 use crate::events::{EventSink, event_columns};
 use crate::mapping::MappingStatus;
 use crate::{CdcRequest, Events, TableMapping, reader_name};
@@ -45,6 +46,7 @@ pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
             writer_stage,
         },
         sinks: Vec::new(),
+        table_set: None,
         route: HashMap::new(),
         counters: Counters::default(),
         pending_position: None,
@@ -58,6 +60,9 @@ pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
     let r = p.execute(&req).await;
     for s in &mut p.sinks {
         s.discard().await;
+    }
+    if let Some(set) = p.table_set.as_mut() {
+        let _ = set.abort().await;
     }
     let c = &p.counters;
     let (status, position, pos_status, code, remarks) = match r {
@@ -159,6 +164,9 @@ impl Trace {
 struct Pipeline {
     trace: Trace,
     sinks: Vec<Sink>,
+    /// The target's writer of every table in one transaction (then `sinks` are all rows, table
+    /// `i` of the set being `sinks[i]`); None: each table commits on its own.
+    table_set: Option<Box<dyn TableSetWriter>>,
     route: HashMap<TableId, usize>,
     counters: Counters,
     /// The position the next commit stores.
@@ -186,13 +194,14 @@ impl Pipeline {
         log.check()
             .await
             .map_err(fail(StepCode::READER_NOT_STARTED))?;
-        for m in &req.tables {
-            let sink = open_sink(req, m)
-                .await
-                .map_err(fail(StepCode::WRITER_NOT_STARTED))?;
-            self.route.insert(m.source.clone(), self.sinks.len());
-            self.sinks.push(sink);
+        let (sinks, set) = open_sinks(req)
+            .await
+            .map_err(fail(StepCode::WRITER_NOT_STARTED))?;
+        for (i, m) in req.tables.iter().enumerate() {
+            self.route.insert(m.source.clone(), i);
         }
+        self.sinks = sinks;
+        self.table_set = set;
         let tables: Vec<TableId> = req.tables.iter().map(|m| m.source.clone()).collect();
         let spec = ChangeSpec {
             reader_name: reader_name(&req.task_id),
@@ -464,14 +473,30 @@ impl Pipeline {
         }
     }
 
-    /// Write every table's pending changes (each table in its own transaction).
+    /// Write every table's pending changes: in one transaction where the target has a table
+    /// set writer, else each table in its own.
     async fn write_pending(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
-        // The tables are written side by side (each its own transaction and connection).
-        let results: Vec<_> = futures::stream::iter(self.sinks.iter_mut().map(Sink::flush))
-            .buffer_unordered(CONCURRENT_FLUSHES)
-            .collect()
-            .await;
+        let results: Vec<_> = match self.table_set.as_mut() {
+            Some(set) => {
+                let mut tables: Vec<&mut TableSink> = self
+                    .sinks
+                    .iter_mut()
+                    .filter_map(|s| match s {
+                        Sink::Rows(s) => Some(s.as_mut()),
+                        Sink::Events(_) => None,
+                    })
+                    .collect();
+                vec![commit_table_set(set.as_mut(), &mut tables).await]
+            }
+            // The tables are written side by side (each its own transaction and connection).
+            None => {
+                futures::stream::iter(self.sinks.iter_mut().map(Sink::flush))
+                    .buffer_unordered(CONCURRENT_FLUSHES)
+                    .collect()
+                    .await
+            }
+        };
         for r in results {
             let stats = r.map_err(fail(StepCode::TARGET_ERROR))?;
             self.counters.rows_written += stats.rows;
@@ -670,21 +695,62 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// The writer of one mapped table: upserts on the target's primary key (plain inserts when it
-/// has none: then only INSERTs can be applied).
-async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<Sink> {
+/// The writers of the mapped tables, in mapping order: one per table, or, where the target
+/// can, one table set writing every table in one transaction.
+async fn open_sinks(
+    req: &CdcRequest,
+) -> fdi_connector::Result<(Vec<Sink>, Option<Box<dyn TableSetWriter>>)> {
     if req.target.schemaless_target() {
-        let writer = req
-            .target
-            .writer(WriteSpec {
-                table: m.target_table.clone(),
-                columns: event_columns(),
-                mode: WriteMode::Insert,
-                clear_table: false,
-            })
-            .await?;
-        return Ok(Sink::Events(Box::new(EventSink::new(m.clone(), writer))));
+        let mut sinks = Vec::with_capacity(req.tables.len());
+        for m in &req.tables {
+            let writer = req
+                .target
+                .writer(WriteSpec {
+                    table: m.target_table.clone(),
+                    columns: event_columns(),
+                    mode: WriteMode::Insert,
+                    clear_table: false,
+                })
+                .await?;
+            sinks.push(Sink::Events(Box::new(EventSink::new(m.clone(), writer))));
+        }
+        return Ok((sinks, None));
     }
+    let mut plans = Vec::with_capacity(req.tables.len());
+    for m in &req.tables {
+        plans.push(plan_rows(req, m).await?);
+    }
+    let specs: Vec<WriteSpec> = plans.iter().map(|p| p.spec.clone()).collect();
+    let set = match specs.is_empty() {
+        true => None,
+        false => req.target.table_set_writer(specs).await?,
+    };
+    let mut sinks = Vec::with_capacity(plans.len());
+    for (m, plan) in req.tables.iter().zip(plans) {
+        let writer = match set {
+            Some(_) => None,
+            None => Some(req.target.writer(plan.spec).await?),
+        };
+        sinks.push(Sink::Rows(Box::new(TableSink::new(
+            m.clone(),
+            plan.columns,
+            &plan.key,
+            writer,
+            req.resume.is_none(),
+        ))));
+    }
+    Ok((sinks, set))
+}
+
+/// How one mapped table is written: upserts on the target's primary key (plain inserts when it
+/// has none: then only INSERTs can be applied).
+struct RowsPlan {
+    spec: WriteSpec,
+    columns: Vec<ColumnInfo>,
+    key: Vec<String>,
+}
+
+async fn plan_rows(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<RowsPlan> {
     let all = req.target.columns(&m.target_table).await?;
     let mut columns: Vec<ColumnInfo> = Vec::with_capacity(m.columns.len());
     for (_, t) in &m.columns {
@@ -715,20 +781,14 @@ async fn open_sink(req: &CdcRequest, m: &TableMapping) -> fdi_connector::Result<
             part_update: false,
         }
     };
-    let writer = req
-        .target
-        .writer(WriteSpec {
+    Ok(RowsPlan {
+        spec: WriteSpec {
             table: m.target_table.clone(),
             columns: columns.clone(),
             mode,
             clear_table: req.resume.is_none(),
-        })
-        .await?;
-    Ok(Sink::Rows(Box::new(TableSink::new(
-        m.clone(),
+        },
         columns,
-        &key,
-        writer,
-        req.resume.is_none(),
-    ))))
+        key,
+    })
 }

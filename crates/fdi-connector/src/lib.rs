@@ -237,6 +237,27 @@ pub trait SinkWriter: Send {
     }
 }
 
+/// Writers of several tables that share one transaction: what `commit` makes visible, it makes
+/// visible in every table at once (a change stream's micro-batch spanning tables never shows
+/// half of a source transaction). Tables are addressed by their index in the specs the writer
+/// was opened with; the specs' `clear_table` applies to the first transaction only.
+#[async_trait]
+pub trait TableSetWriter: Send {
+    /// Open the transaction. Called before any other call of a micro-batch.
+    async fn begin(&mut self) -> Result<()>;
+    /// Run table `table`'s setup for this transaction (clearing it in the first one) even when
+    /// nothing is written to it.
+    async fn prepare(&mut self, table: usize) -> Result<()>;
+    /// Write one batch into table `table` inside the transaction.
+    async fn write(&mut self, table: usize, batch: RecordBatch) -> Result<WriteStats>;
+    /// Delete table `table`'s rows whose key equals a row of `keys` (see [`SinkWriter::delete`]).
+    async fn delete(&mut self, table: usize, keys: RecordBatch) -> Result<u64>;
+    /// Make everything written since `begin` visible, in every table at once.
+    async fn commit(&mut self) -> Result<()>;
+    /// Discard everything written since `begin`. Idempotent.
+    async fn abort(&mut self) -> Result<()>;
+}
+
 /// One configured datasource.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -262,6 +283,15 @@ pub trait Connector: Send + Sync {
         None
     }
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>>;
+    /// One writer for several tables committing in one transaction; None (the default) where
+    /// the target cannot (then each table gets its own [`Connector::writer`]).
+    async fn table_set_writer(
+        &self,
+        specs: Vec<WriteSpec>,
+    ) -> Result<Option<Box<dyn TableSetWriter>>> {
+        let _ = specs;
+        Ok(None)
+    }
     /// The database's change log, for combination (CDC) tasks; None where there is none.
     fn change_log(&self) -> Option<&dyn change::ChangeLog> {
         None
