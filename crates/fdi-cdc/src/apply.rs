@@ -493,6 +493,15 @@ impl TableSink {
     }
 }
 
+/// `true`/`false` (and PostgreSQL's `t`/`f`) as 1/0; any other text as it is.
+fn boolean_as_integer(s: &str) -> &str {
+    match s {
+        "true" | "t" => "1",
+        "false" | "f" => "0",
+        s => s,
+    }
+}
+
 /// Rows of change values as a batch of `schema`'s types: text parsed by Arrow's casts, bytes
 /// kept as they are for binary columns.
 pub fn to_batch(schema: &SchemaRef, rows: &[Vec<ChangeValue>]) -> Result<RecordBatch> {
@@ -523,8 +532,11 @@ pub fn to_batch(schema: &SchemaRef, rows: &[Vec<ChangeValue>]) -> Result<RecordB
             }
             t => {
                 let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+                // A boolean source column into an integer target (MySQL's BOOLEAN is TINYINT).
+                let integer = t.is_integer();
                 for r in rows {
                     match &r[j] {
+                        ChangeValue::Text(s) if integer => b.append_value(boolean_as_integer(s)),
                         ChangeValue::Text(s) => b.append_value(s),
                         ChangeValue::Bytes(v) => b.append_value(String::from_utf8_lossy(v)),
                         ChangeValue::Null | ChangeValue::Unchanged => b.append_null(),

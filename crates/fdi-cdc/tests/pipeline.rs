@@ -667,3 +667,465 @@ async fn postgres_changes_become_kafka_events_in_commit_order() {
         .await
         .unwrap();
 }
+
+// ---- The matrix: both sources into both targets, five tables, mixed load ---------------------
+
+/// The two SQL dialects of the matrix: DDL, literals and a checksum text that is equal on both
+/// servers for equal rows.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Sql {
+    Pg,
+    My,
+}
+
+/// The tables of the matrix: one with every type, one with a composite key, three plain.
+const MATRIX_TABLES: [&str; 5] = ["types", "comp", "k1", "k2", "k3"];
+const TYPES_COLS: [&str; 13] = [
+    "id", "i", "s", "big", "dbl", "flag", "name", "body", "d", "tm", "ts", "tz", "raw",
+];
+
+impl Sql {
+    fn ddl(self, kind: &str) -> &'static str {
+        match (self, kind) {
+            (Sql::Pg, "types") => {
+                "id bigint PRIMARY KEY, i int, s smallint, big numeric(38,10), dbl double precision, \
+                flag boolean, name varchar(100), body text, d date, tm time(6), ts timestamp(6), tz timestamptz, raw bytea"
+            }
+            (Sql::My, "types") => {
+                "id BIGINT PRIMARY KEY, i INT, s SMALLINT, big DECIMAL(38,10), dbl DOUBLE, \
+                flag BOOLEAN, name VARCHAR(100), body TEXT, d DATE, tm TIME(6), ts DATETIME(6), tz TIMESTAMP(6) NULL, raw VARBINARY(64)"
+            }
+            (Sql::Pg, "comp") => {
+                "a int, b varchar(20), c bigint, note varchar(50), PRIMARY KEY (a, b)"
+            }
+            (Sql::My, "comp") => {
+                "a INT, b VARCHAR(20), c BIGINT, note VARCHAR(50), PRIMARY KEY (a, b)"
+            }
+            (Sql::Pg, _) => "id int PRIMARY KEY, v varchar(100), n numeric(12,2)",
+            (Sql::My, _) => "id INT PRIMARY KEY, v VARCHAR(100), n DECIMAL(12,2)",
+        }
+    }
+
+    fn create(self, table: &str, kind: &str) -> String {
+        match self {
+            Sql::Pg => format!("CREATE TABLE {table} ({})", self.ddl(kind)),
+            Sql::My => format!(
+                "CREATE TABLE {table} ({}) DEFAULT CHARSET=utf8mb4",
+                self.ddl(kind)
+            ),
+        }
+    }
+
+    fn text(self, s: &str) -> String {
+        match self {
+            Sql::Pg => format!("'{}'", s.replace('\'', "''")),
+            Sql::My => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+        }
+    }
+
+    fn bytes(self, hex: &str) -> String {
+        match self {
+            Sql::Pg => format!("'\\x{hex}'::bytea"),
+            Sql::My => format!("X'{hex}'"),
+        }
+    }
+
+    fn instant(self, s: &str) -> String {
+        match self {
+            Sql::Pg => format!("'{s}+00'"),
+            // The session runs in UTC (see `session`).
+            Sql::My => format!("'{s}'"),
+        }
+    }
+
+    /// What every load session runs first.
+    fn session(self) -> &'static str {
+        match self {
+            Sql::Pg => "SET TIME ZONE 'UTC'",
+            Sql::My => "SET time_zone = '+00:00'",
+        }
+    }
+
+    /// The values of a `types` row (`version` changes every non-key column).
+    fn types_row(self, id: i64, version: i64) -> String {
+        let null = id % 7 == 0;
+        let or_null = |v: String| if null { "NULL".to_string() } else { v };
+        let x = id + version * 1000;
+        let big = format!(
+            "{}{}.{:010}",
+            if x % 3 == 0 { "-" } else { "" },
+            (x as u128 * 1_234_567_890_123_456_789) % 10u128.pow(27),
+            (x * 7919) % 10_000_000_000
+        );
+        let date = format!("{}-{:02}-{:02}", 2000 + x % 37, 1 + x % 12, 1 + x % 28);
+        let time = format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            x % 24,
+            x % 60,
+            (x * 7) % 60,
+            (x * 13) % 1_000_000
+        );
+        let flag = match self {
+            Sql::Pg => (x % 2 == 0).to_string(),
+            Sql::My => ((x % 2 == 0) as i32).to_string(),
+        };
+        [
+            id.to_string(),
+            ((x * 48271) % 2_000_000_000 - 1_000_000_000).to_string(),
+            ((x % 60000) - 30000).to_string(),
+            or_null(big),
+            format!("{}", x as f64 * 0.25 - 100.0),
+            or_null(flag),
+            or_null(self.text(&format!("name {x} ü名🚀 'q'"))),
+            or_null(self.text(&format!(
+                "body {x}\n\ttab \\ back \"dq\" {}",
+                "é".repeat((x % 9) as usize)
+            ))),
+            or_null(format!("'{date}'")),
+            or_null(format!("'{time}'")),
+            or_null(format!("'{date} {time}'")),
+            or_null(self.instant(&format!("{date} {time}"))),
+            or_null(self.bytes(&format!("00090a5c{:08x}", x))),
+        ]
+        .join(", ")
+    }
+
+    /// `SELECT COUNT(*), md5 of every row in key order` of a matrix table.
+    fn checksum(self, table: &str, kind: &str) -> String {
+        // (PostgreSQL, MySQL) expressions giving the same text for the same value.
+        let cols: Vec<(String, String)> = match kind {
+            "types" => vec![
+                ("id::text".into(), "CAST(id AS CHAR)".into()),
+                ("i::text".into(), "CAST(i AS CHAR)".into()),
+                ("s::text".into(), "CAST(s AS CHAR)".into()),
+                ("big::text".into(), "CAST(big AS CHAR)".into()),
+                ("dbl::text".into(), "CAST(dbl AS CHAR)".into()),
+                ("flag::int::text".into(), "CAST(flag AS CHAR)".into()),
+                ("name".into(), "name".into()),
+                ("body".into(), "body".into()),
+                ("d::text".into(), "CAST(d AS CHAR)".into()),
+                (
+                    "((extract(epoch from tm) * 1000000)::bigint)::text".into(),
+                    "CAST(CAST(TIME_TO_SEC(tm) * 1000000 AS SIGNED) AS CHAR)".into(),
+                ),
+                (
+                    "((extract(epoch from ts) * 1000000)::bigint)::text".into(),
+                    "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', ts) AS CHAR)".into(),
+                ),
+                (
+                    "((extract(epoch from tz) * 1000000)::bigint)::text".into(),
+                    "CAST(CAST(UNIX_TIMESTAMP(tz) * 1000000 AS SIGNED) AS CHAR)".into(),
+                ),
+                ("encode(raw, 'hex')".into(), "LOWER(HEX(raw))".into()),
+            ],
+            "comp" => ["a", "b", "c", "note"]
+                .iter()
+                .map(|c| (format!("{c}::text"), format!("CAST({c} AS CHAR)")))
+                .collect(),
+            _ => ["id", "v", "n"]
+                .iter()
+                .map(|c| (format!("{c}::text"), format!("CAST({c} AS CHAR)")))
+                .collect(),
+        };
+        let order = if kind == "comp" { "a, b" } else { "id" };
+        match self {
+            Sql::Pg => {
+                let row: Vec<String> = cols
+                    .iter()
+                    .map(|(p, _)| format!("coalesce({p}, '~')"))
+                    .collect();
+                format!(
+                    "SELECT COUNT(*), md5(string_agg(concat_ws('|', {}), ',' ORDER BY {order})) FROM {table}",
+                    row.join(", ")
+                )
+            }
+            Sql::My => {
+                let row: Vec<String> = cols
+                    .iter()
+                    .map(|(_, m)| format!("COALESCE({m}, '~')"))
+                    .collect();
+                format!(
+                    "SET STATEMENT group_concat_max_len = 1000000000 FOR SELECT COUNT(*), MD5(GROUP_CONCAT(CONCAT_WS('|', {}) ORDER BY {order} SEPARATOR ',')) FROM {table}",
+                    row.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// A connection to one server of the matrix.
+#[derive(Clone)]
+enum Db {
+    Pg(sqlx::PgPool),
+    My(sqlx::MySqlPool),
+}
+
+impl Db {
+    async fn connect(sql: Sql, url: &str) -> Db {
+        match sql {
+            Sql::Pg => Db::Pg(pg_pool(url).await),
+            Sql::My => Db::My(
+                sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(2)
+                    .connect(url)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn sql(&self) -> Sql {
+        match self {
+            Db::Pg(_) => Sql::Pg,
+            Db::My(_) => Sql::My,
+        }
+    }
+
+    /// Run statements (one transaction when they say so), in the UTC session.
+    async fn exec(&self, sql: &str) {
+        let sql = format!("{}; {sql}", self.sql().session());
+        let r = match self {
+            Db::Pg(p) => p
+                .execute(sqlx::AssertSqlSafe(sql.clone()))
+                .await
+                .map(|_| ()),
+            Db::My(p) => p
+                .execute(sqlx::AssertSqlSafe(sql.clone()))
+                .await
+                .map(|_| ()),
+        };
+        r.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn sum(&self, table: &str, kind: &str) -> String {
+        let sql = self.sql().checksum(table, kind);
+        let (n, s): (i64, Option<String>) = match self {
+            Db::Pg(p) => {
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(p)
+                    .await
+                    .unwrap();
+                (r.get(0), r.get(1))
+            }
+            Db::My(p) => {
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(p)
+                    .await
+                    .unwrap();
+                (r.get(0), r.get(1))
+            }
+        };
+        format!("{n} rows, {}", s.unwrap_or_default())
+    }
+}
+
+/// Deterministic pseudo-random numbers for the load.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// One transaction of the mixed load (60% update, 30% insert, 10% delete) over the tables.
+fn mixed_transaction(
+    sql: Sql,
+    names: &[String; 5],
+    rng: &mut Lcg,
+    next: &mut i64,
+    version: i64,
+) -> String {
+    let mut stmts = vec![match sql {
+        Sql::Pg => "BEGIN".to_string(),
+        Sql::My => "START TRANSACTION".to_string(),
+    }];
+    for _ in 0..3 {
+        let t = rng.below(5) as usize;
+        let (name, kind) = (&names[t], MATRIX_TABLES[t]);
+        let r = rng.below(100);
+        let k = rng.below(1200) as i64 + 1;
+        let s = match (kind, r) {
+            ("types", 0..60) => {
+                let row = sql.types_row(k, version);
+                let sets: Vec<String> = TYPES_COLS
+                    .iter()
+                    .zip(row.split(", ").collect::<Vec<_>>())
+                    .skip(1)
+                    .map(|(c, v)| format!("{c} = {v}"))
+                    .collect();
+                format!("UPDATE {name} SET {} WHERE id = {k}", sets.join(", "))
+            }
+            ("types", 60..90) => {
+                *next += 1;
+                format!(
+                    "INSERT INTO {name} VALUES ({})",
+                    sql.types_row(*next, version)
+                )
+            }
+            ("types", _) => format!("DELETE FROM {name} WHERE id = {k}"),
+            ("comp", 0..60) => format!(
+                "UPDATE {name} SET c = c + 1, note = 'u{version}' WHERE a = {}",
+                k % 200
+            ),
+            ("comp", 60..90) => {
+                *next += 1;
+                format!(
+                    "INSERT INTO {name} VALUES ({}, 'n{}', {}, NULL)",
+                    *next,
+                    *next,
+                    *next * 3
+                )
+            }
+            ("comp", _) => format!(
+                "DELETE FROM {name} WHERE a = {} AND b = 'b{}'",
+                k % 200,
+                k % 5
+            ),
+            (_, 0..60) => {
+                format!("UPDATE {name} SET v = 'v{version} ü', n = n + 1.25 WHERE id = {k}")
+            }
+            (_, 60..90) => {
+                *next += 1;
+                format!(
+                    "INSERT INTO {name} VALUES ({}, NULL, -{}.50)",
+                    *next,
+                    *next % 1000
+                )
+            }
+            (_, _) => format!("DELETE FROM {name} WHERE id = {k}"),
+        };
+        stmts.push(s);
+    }
+    stmts.push("COMMIT".to_string());
+    stmts.join("; ")
+}
+
+/// Both sources (logical-replication PostgreSQL, binlog MariaDB) into both targets (PostgreSQL,
+/// MariaDB), five tables each (one with every type, one with a composite key), under a mixed
+/// load that starts while the copy runs: every target table ends equal to its source.
+#[tokio::test]
+async fn both_sources_into_both_targets_under_mixed_load() {
+    let targets = [
+        (Sql::Pg, PG_TARGET.to_string(), pg(PG_TARGET)),
+        (Sql::My, MYSQL_TARGET.to_string(), mysql(MYSQL_TARGET)),
+    ];
+    let sources = [
+        (Sql::Pg, pg_cdc_url(), "public"),
+        (Sql::My, mysql_cdc_url(), "test"),
+    ];
+    let all = [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete];
+    let mut runs = Vec::new();
+    let mut loads = Vec::new();
+    let mut checks = Vec::new();
+    for (si, (src_sql, src_url, schema)) in sources.iter().enumerate() {
+        let src = Db::connect(*src_sql, src_url).await;
+        let names: [String; 5] = MATRIX_TABLES.map(|k| unique(&format!("mx{si}_{k}")));
+        for (name, kind) in names.iter().zip(MATRIX_TABLES) {
+            let mut sql = vec![src_sql.create(name, kind)];
+            if kind == "types" {
+                let rows: Vec<String> = (1..=600)
+                    .map(|id| format!("({})", src_sql.types_row(id, 0)))
+                    .collect();
+                sql.push(format!("INSERT INTO {name} VALUES {}", rows.join(", ")));
+            } else if kind == "comp" {
+                let rows: Vec<String> = (0..1000)
+                    .map(|g| format!("({}, 'b{}', {}, 'c{g}')", g / 5, g % 5, g * 7))
+                    .collect();
+                sql.push(format!("INSERT INTO {name} VALUES {}", rows.join(", ")));
+            } else {
+                let rows: Vec<String> = (1..=1200)
+                    .map(|g| format!("({g}, 'v{g}', {g}.25)"))
+                    .collect();
+                sql.push(format!("INSERT INTO {name} VALUES {}", rows.join(", ")));
+            }
+            src.exec(&sql.join("; ")).await;
+            for (dst_sql, dst_url, _) in &targets {
+                Db::connect(*dst_sql, dst_url)
+                    .await
+                    .exec(&dst_sql.create(name, kind))
+                    .await;
+            }
+        }
+        let tables: Vec<TableMapping> = names
+            .iter()
+            .zip(MATRIX_TABLES)
+            .map(|(name, kind)| {
+                let cols: &[&str] = match kind {
+                    "types" => &TYPES_COLS,
+                    "comp" => &["a", "b", "c", "note"],
+                    _ => &["id", "v", "n"],
+                };
+                same_columns(TableId::new(*schema, name), name, cols)
+            })
+            .collect();
+        let source = match src_sql {
+            Sql::Pg => pg(src_url),
+            Sql::My => mysql(src_url),
+        };
+        for (dst_sql, dst_url, target) in &targets {
+            let task = Task::new(source.clone(), target.clone(), tables.clone());
+            let run = task.start(&all);
+            runs.push((format!("{src_sql:?} -> {dst_sql:?}"), task, run));
+            checks.push((
+                src.clone(),
+                Db::connect(*dst_sql, dst_url).await,
+                names.clone(),
+            ));
+        }
+        // The load starts while the copies run.
+        let (sql, load_db, names) = (*src_sql, src.clone(), names.clone());
+        loads.push(tokio::spawn(async move {
+            let mut rng = Lcg(42 + si as u64);
+            let mut next = 100_000i64;
+            for version in 1..=1000 {
+                let tx = mixed_transaction(sql, &names, &mut rng, &mut next, version);
+                load_db.exec(&tx).await;
+            }
+        }));
+    }
+    for l in loads {
+        l.await.unwrap();
+    }
+    for (src, dst, names) in &checks {
+        eventually("every target table equals its source", || async {
+            for (name, kind) in names.iter().zip(MATRIX_TABLES) {
+                let (a, b) = (src.sum(name, kind).await, dst.sum(name, kind).await);
+                if a != b {
+                    return Err(format!(
+                        "{name} ({:?} -> {:?}): source {a}, target {b}",
+                        src.sql(),
+                        dst.sql()
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+    for (route, task, r) in runs {
+        let o = r.stop().await;
+        assert_eq!(o.status, ExecuteStatus::Cancelled, "{route}: {}", o.remarks);
+        assert_eq!(o.dirty_rows, 0, "{route}: nothing skipped: {}", o.remarks);
+        task.source
+            .change_log()
+            .unwrap()
+            .drop_reader(&fdi_cdc::reader_name(&task.id))
+            .await
+            .unwrap();
+    }
+    for (_, dst, names) in &checks {
+        for name in names {
+            dst.exec(&format!("DROP TABLE {name}")).await;
+        }
+    }
+    for (src, _, names) in checks.iter().step_by(2) {
+        for name in names {
+            src.exec(&format!("DROP TABLE {name}")).await;
+        }
+    }
+}
