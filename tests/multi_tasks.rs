@@ -498,6 +498,23 @@ async fn mappings_by_hand_are_checked_against_the_live_columns() {
     // Without a target table: the source's name in the target's database, which has none.
     let got = s.post(&path, json!({"source_table": c})).await;
     assert_fdi_error(&got, 400, "FDI.3037", "target_table");
+    // A target table without a primary key: mapped, and the mapping says what that means.
+    let tn = unique("tn");
+    mysql_exec(&format!("CREATE TABLE {tn} (id INT, extra INT)")).await;
+    let (st, got) = s
+        .post(&path, json!({"source_table": c, "target_table": tn}))
+        .await;
+    assert_eq!(st, 200, "{got}");
+    let mn = got["mapping_id"].as_str().unwrap().to_string();
+    let (_, list) = s.get(&format!("{path}?source_table={c}")).await;
+    let notes = list["entities"][0]["mismatches"].to_string();
+    assert!(
+        notes.contains("no primary key") && notes.contains("only INSERT"),
+        "{list}"
+    );
+    let (st, _) = s.delete(&format!("{path}/{mn}")).await;
+    assert_eq!(st, 200);
+    mysql_exec(&format!("DROP TABLE {tn}")).await;
 
     let (st, list) = s.get(&path).await;
     assert_eq!(st, 200, "{list}");

@@ -125,11 +125,35 @@ pub fn auto_map(source: &[ColumnInfo], target: &[ColumnInfo]) -> AutoMapped {
     } else {
         (pairs.len() * 100 / source.len()) as i32
     };
+    mismatches.extend(key_notes(target, &pairs));
     AutoMapped {
         pairs,
         percent,
         mismatches,
     }
+}
+
+/// What the target table's key means for the changes a task can apply: a target without a
+/// primary key takes INSERTs only (UPDATE and DELETE changes are skipped and counted dirty);
+/// a key column left unmapped keeps the task from starting.
+pub fn key_notes(target: &[ColumnInfo], pairs: &[ColumnPair]) -> Vec<String> {
+    let key: Vec<&ColumnInfo> = target.iter().filter(|c| c.primary).collect();
+    if key.is_empty() {
+        return vec![
+            "the target table has no primary key: only INSERT changes are applied, UPDATE and \
+             DELETE changes are skipped and counted as dirty rows"
+                .to_string(),
+        ];
+    }
+    key.iter()
+        .filter(|k| !pairs.iter().any(|p| p.target_column == k.name))
+        .map(|k| {
+            format!(
+                "{}: the target's key column is not mapped: the task cannot start until it is",
+                k.name
+            )
+        })
+        .collect()
 }
 
 /// Whether values of `source` can land in `target` without loss of meaning: same family
@@ -274,9 +298,28 @@ mod tests {
             .collect();
         assert_eq!(names, [("id", "id"), ("Name", "name"), ("flag", "flag")]);
         assert_eq!(m.percent, 60);
-        assert_eq!(m.mismatches.len(), 2);
+        assert_eq!(m.mismatches.len(), 3);
         assert!(m.mismatches[0].starts_with("price: the target's date"));
         assert!(m.mismatches[1].starts_with("extra: no target column"));
+        assert!(
+            m.mismatches[2].starts_with("the target table has no primary key"),
+            "{:?}",
+            m.mismatches
+        );
+
+        // A keyed target: nothing to say; its key unmapped: said.
+        let mut keyed = target.to_vec();
+        keyed[0].primary = true;
+        assert_eq!(auto_map(&source, &keyed).mismatches.len(), 2);
+        keyed[0].name = "code".into();
+        let m = auto_map(&source, &keyed);
+        assert!(
+            m.mismatches
+                .iter()
+                .any(|n| n.starts_with("code: the target's key column is not mapped")),
+            "{:?}",
+            m.mismatches
+        );
     }
 
     #[test]

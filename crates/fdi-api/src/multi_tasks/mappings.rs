@@ -580,11 +580,12 @@ async fn manual_body(
                 });
             }
             let paired: HashSet<&str> = out.iter().map(|p| p.source_column.as_str()).collect();
-            let mismatches = s_cols
+            let mut mismatches: Vec<String> = s_cols
                 .iter()
                 .filter(|c| !paired.contains(c.name.as_str()))
                 .map(|c| format!("{}: not mapped", c.name))
                 .collect();
+            mismatches.extend(fdi_cdc::mapping::key_notes(&t_cols, &out));
             (out, mismatches)
         }
     };
