@@ -1,9 +1,12 @@
 //! MySQL / MariaDB connector: discovery over information_schema, a streaming reader (sqlx
-//! `fetch`), a transactional writer using multi-row INSERT (upsert: `ON DUPLICATE KEY UPDATE`)
-//! and the binlog change log for combination (CDC) tasks ([`cdc`]).
+//! `fetch`), a transactional writer streaming `LOAD DATA LOCAL INFILE` on `mysql_async` (upsert:
+//! through a temporary table and `ON DUPLICATE KEY UPDATE`; multi-row INSERT where the server
+//! refuses local files; see `load.rs`), table sets of CDC tasks writing multi-row INSERTs
+//! (`writer.rs`), and the binlog change log for combination (CDC) tasks ([`cdc`]).
 
 pub mod cdc;
 mod discovery;
+mod load;
 mod reader;
 mod writer;
 
@@ -62,7 +65,12 @@ impl ConnectorFactory for Factory {
             })
             .connect_lazy_with(options);
         let change_log = cdc::MySqlChangeLog::new(&c);
-        Ok(Arc::new(MySqlConnector { pool, change_log }))
+        let load = Arc::new(load::LoadPool::new(&c));
+        Ok(Arc::new(MySqlConnector {
+            pool,
+            load,
+            change_log,
+        }))
     }
 }
 
@@ -91,6 +99,8 @@ fn connect_options(c: &ServerContent) -> Result<MySqlConnectOptions> {
 /// One configured MySQL datasource.
 pub struct MySqlConnector {
     pool: MySqlPool,
+    /// Connections of the LOAD DATA writers.
+    load: Arc<load::LoadPool>,
     change_log: cdc::MySqlChangeLog,
 }
 
@@ -129,7 +139,11 @@ impl Connector for MySqlConnector {
     }
 
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(writer::MySqlWriter::new(self.pool.clone(), spec)))
+        Ok(Box::new(load::LoadWriter::new(
+            self.load.clone(),
+            self.pool.clone(),
+            spec,
+        )))
     }
 
     async fn table_set_writer(
@@ -145,5 +159,6 @@ impl Connector for MySqlConnector {
 
     async fn close(&self) {
         self.pool.close().await;
+        self.load.close().await;
     }
 }

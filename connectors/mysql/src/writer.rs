@@ -1,5 +1,7 @@
 //! Transactional MySQL writer: multi-row INSERT statements with escaped literals, sized to the
-//! server's `max_allowed_packet`; upserts with `ON DUPLICATE KEY UPDATE`.
+//! server's `max_allowed_packet`; upserts with `ON DUPLICATE KEY UPDATE`. It writes the table
+//! sets of combination (CDC) tasks, and single-table runs where the server refuses
+//! `LOAD DATA LOCAL` (their writer, `load.rs`, falls back to it).
 //!
 //! Statements run on a task of their own that owns the transaction, so the writer builds the
 //! statements for batch n+1 while the server executes those of batch n. The first failed

@@ -25,6 +25,11 @@ pub enum Output {
     Literal(Dialect),
     /// A field of PostgreSQL's COPY text format.
     CopyText,
+    /// A field of MySQL's `LOAD DATA` text (`FIELDS TERMINATED BY '\t' ESCAPED BY '\\'`, lines
+    /// ending in `\n`): `\N` is NULL, text escaped with backslashes (NUL kept as `\0`),
+    /// booleans `1`/`0`, binary values as bare hex digits (the statement loads them through
+    /// `UNHEX`), timestamps without zone (the session's zone is UTC), non-finite floats NULL.
+    LoadData,
 }
 
 enum Values<'a> {
@@ -101,6 +106,26 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+fn push_load_text(out: &mut String, s: &str) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 0))
+    {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+}
+
 fn push_copy_text(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -153,7 +178,7 @@ impl<'a> ColumnFormatter<'a> {
     fn push_null(&self, out: &mut String) {
         match self.output {
             Output::Literal(_) => out.push_str("NULL"),
-            Output::CopyText => out.push_str("\\N"),
+            Output::CopyText | Output::LoadData => out.push_str("\\N"),
         }
     }
 
@@ -162,6 +187,7 @@ impl<'a> ColumnFormatter<'a> {
         match self.output {
             Output::Literal(d) => d.push_string_literal(out, s),
             Output::CopyText => push_copy_text(out, s),
+            Output::LoadData => push_load_text(out, s),
         }
     }
 
@@ -195,6 +221,7 @@ impl<'a> ColumnFormatter<'a> {
                 let _ = write!(out, "'{word}'");
             }
             Output::Literal(_) => out.push_str("NULL"),
+            Output::LoadData => out.push_str("\\N"),
         }
     }
 
@@ -257,6 +284,7 @@ impl<'a> ColumnFormatter<'a> {
                         push_hex(out, bytes);
                         out.push('\'');
                     }
+                    Output::LoadData => push_hex(out, bytes),
                     Output::Literal(_) => {
                         out.push_str("X'");
                         push_hex(out, bytes);
@@ -338,5 +366,38 @@ mod tests {
         let mut s = String::new();
         f.push(&mut s, 0);
         assert_eq!(s, "a\\tb\\\\c");
+    }
+
+    #[test]
+    fn formats_load_data_fields() {
+        let t: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("a\tb\\c\nd\0e\r"),
+            Some(""),
+            None,
+            Some("plain ü"),
+        ]));
+        let f = ColumnFormatter::new(&t, Output::LoadData).unwrap();
+        let got: Vec<String> = (0..4)
+            .map(|i| {
+                let mut s = String::new();
+                f.push(&mut s, i);
+                s
+            })
+            .collect();
+        assert_eq!(got, ["a\\tb\\\\c\\nd\\0e\\r", "", "\\N", "plain ü"]);
+        let b: ArrayRef = Arc::new(BinaryArray::from(vec![Some(&[0u8, 9, 10, 0x5c][..]), None]));
+        let f = ColumnFormatter::new(&b, Output::LoadData).unwrap();
+        let mut s = String::new();
+        f.push(&mut s, 0);
+        s.push('|');
+        f.push(&mut s, 1);
+        assert_eq!(s, "00090a5c|\\N");
+        let ts: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(vec![1_709_214_330_123_456]).with_timezone("UTC"),
+        );
+        let f = ColumnFormatter::new(&ts, Output::LoadData).unwrap();
+        let mut s = String::new();
+        f.push(&mut s, 0);
+        assert_eq!(s, "2024-02-29 13:45:30.123456");
     }
 }
