@@ -106,8 +106,10 @@ pub trait PositionStore: Send + Sync {
 pub struct CdcOptions {
     /// Commit at least this often while changes arrive ...
     pub commit_interval: Duration,
-    /// ... or once this many changes are pending.
+    /// ... or once this many changes are pending ...
     pub commit_changes: usize,
+    /// ... or once their values hold this many bytes (wide rows keep memory flat).
+    pub commit_bytes: usize,
     /// A progress entry in the monitor log at most this often.
     pub progress_interval: Duration,
     pub snapshot_batch_rows: usize,
@@ -120,6 +122,7 @@ impl Default for CdcOptions {
         Self {
             commit_interval: Duration::from_millis(200),
             commit_changes: 20_000,
+            commit_bytes: 32 << 20,
             progress_interval: Duration::from_secs(5),
             snapshot_batch_rows: 5_000,
             drift_interval: Duration::from_secs(30),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fdi_connector::change::{ChangeEvent, ChangeSpec, TableId};
+use fdi_connector::change::{ChangeEvent, ChangeSpec, TableId, row_size};
 use fdi_connector::{
     Acknowledger, ColumnInfo, ConnectorError, ErrorKind, SourcePosition, TableSetWriter, WriteMode,
     WriteSpec,
@@ -51,6 +51,7 @@ pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
         counters: Counters::default(),
         pending_position: None,
         pending_changes: 0,
+        pending_bytes: 0,
         uncommitted_commits: Vec::new(),
         lags: Vec::new(),
         positions: req.positions.clone(),
@@ -172,6 +173,8 @@ struct Pipeline {
     /// The position the next commit stores.
     pending_position: Option<SourcePosition>,
     pending_changes: usize,
+    /// Bytes of the values of the pending changes.
+    pending_bytes: usize,
     /// Source commit times of the transactions read since the last commit.
     uncommitted_commits: Vec<i64>,
     /// Source commit -> target commit, ms, of the transactions committed since the last entry.
@@ -300,7 +303,8 @@ impl Pipeline {
                     snapshot_rows += n as u64;
                     self.counters.changes_read += n as u64;
                     self.pending_changes += n;
-                    if self.pending_changes >= req.options.commit_changes
+                    self.pending_bytes += rows.iter().map(|r| row_size(r)).sum::<usize>();
+                    if self.batch_full(&req.options)
                         && let Err(f) = self.write_pending().await
                     {
                         break Err(f);
@@ -334,6 +338,8 @@ impl Pipeline {
                         };
                         self.counters.changes_read += 1;
                         self.pending_changes += 1;
+                        self.pending_bytes += change.before.as_deref().map_or(0, row_size)
+                            + change.after.as_deref().map_or(0, row_size);
                         if let Err(e) = self.sinks[i].add_change(change, t.commit_ms, &t.position) {
                             r = Err(Failure {
                                 code: StepCode::SOURCE_ERROR,
@@ -348,7 +354,7 @@ impl Pipeline {
                     }
                     self.pending_position = Some(t.position);
                     self.uncommitted_commits.push(t.commit_ms);
-                    if self.pending_changes >= req.options.commit_changes {
+                    if self.batch_full(&req.options) {
                         if let Err(f) = self.commit(&*ack).await {
                             break Err(f);
                         }
@@ -473,6 +479,11 @@ impl Pipeline {
         }
     }
 
+    /// Enough is pending to write it now: by count or by bytes.
+    fn batch_full(&self, o: &crate::CdcOptions) -> bool {
+        self.pending_changes >= o.commit_changes || self.pending_bytes >= o.commit_bytes
+    }
+
     /// Write every table's pending changes: in one transaction where the target has a table
     /// set writer, else each table in its own.
     async fn write_pending(&mut self) -> Result<(), Failure> {
@@ -505,6 +516,7 @@ impl Pipeline {
         self.counters.skipped = self.sinks.iter().map(Sink::skipped).sum();
         self.counters.write_ms += t.elapsed().as_millis() as i64;
         self.pending_changes = 0;
+        self.pending_bytes = 0;
         let _ = self.trace.events.send(RunEvent::Progress {
             position: Position::Writer,
             rows_read: self.counters.changes_read,

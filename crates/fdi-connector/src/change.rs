@@ -93,6 +93,62 @@ pub enum ChangeValue {
     Unchanged,
 }
 
+impl ChangeValue {
+    /// Bytes the value holds (what batches are bounded by).
+    pub fn size(&self) -> usize {
+        match self {
+            ChangeValue::Text(t) => t.len(),
+            ChangeValue::Bytes(b) => b.len(),
+            ChangeValue::Null | ChangeValue::Unchanged => 0,
+        }
+    }
+}
+
+/// Bytes of a row's values, plus a small per-value overhead.
+pub fn row_size(row: &[ChangeValue]) -> usize {
+    row.iter().map(|v| v.size() + 8).sum()
+}
+
+/// A snapshot batch is cut at this many bytes of values even before its row count is reached:
+/// wide rows keep memory flat.
+pub const SNAPSHOT_BATCH_BYTES: usize = 8 << 20;
+
+/// Rows of a table's copy, cut into batches of at most `max_rows` rows or about
+/// [`SNAPSHOT_BATCH_BYTES`].
+pub struct SnapshotBatcher {
+    rows: Vec<Vec<ChangeValue>>,
+    bytes: usize,
+    max_rows: usize,
+}
+
+impl SnapshotBatcher {
+    pub fn new(max_rows: usize) -> Self {
+        Self {
+            rows: Vec::with_capacity(max_rows.clamp(1, 4096)),
+            bytes: 0,
+            max_rows: max_rows.max(1),
+        }
+    }
+
+    /// Add a row; a full batch comes back to be sent.
+    pub fn push(&mut self, row: Vec<ChangeValue>) -> Option<Vec<Vec<ChangeValue>>> {
+        self.bytes += row_size(&row);
+        self.rows.push(row);
+        (self.rows.len() >= self.max_rows || self.bytes >= SNAPSHOT_BATCH_BYTES)
+            .then(|| self.take())
+    }
+
+    /// What is left (possibly nothing).
+    pub fn take(&mut self) -> Vec<Vec<ChangeValue>> {
+        self.bytes = 0;
+        std::mem::replace(&mut self.rows, Vec::with_capacity(self.max_rows.min(4096)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ChangeOp {
@@ -195,4 +251,29 @@ pub trait ChangeSource: Send {
     /// How the pipeline confirms a position once the targets committed everything up to it
     /// (taken before `run` starts).
     fn acknowledger(&self) -> Arc<dyn Acknowledger>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_batches_are_cut_by_rows_and_by_bytes() {
+        let mut b = SnapshotBatcher::new(3);
+        let small = || vec![ChangeValue::Text("x".into()), ChangeValue::Null];
+        assert!(b.push(small()).is_none());
+        assert!(b.push(small()).is_none());
+        assert_eq!(b.push(small()).map(|r| r.len()), Some(3));
+        assert!(b.is_empty());
+
+        // 3 MB rows: the third passes 8 MB, long before 1,000 rows.
+        let mut b = SnapshotBatcher::new(1000);
+        let wide = || vec![ChangeValue::Bytes(vec![7; 3 << 20])];
+        assert!(b.push(wide()).is_none());
+        assert!(b.push(wide()).is_none());
+        assert_eq!(b.push(wide()).map(|r| r.len()), Some(3));
+        assert!(b.push(wide()).is_none());
+        assert_eq!(b.take().len(), 1);
+        assert!(b.take().is_empty());
+    }
 }

@@ -1,7 +1,7 @@
 //! The initial copy: every table read in one consistent-snapshot transaction whose binlog
 //! position is known exactly.
 
-use fdi_connector::change::{ChangeEvent, ChangeValue};
+use fdi_connector::change::{ChangeEvent, SnapshotBatcher};
 use fdi_connector::{ConnectorError, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -126,18 +126,17 @@ async fn copy_table(
         .exec_iter(sql.as_str(), ())
         .await
         .map_err(|e| map_err(&context, e))?;
-    let mut rows: Vec<Vec<ChangeValue>> = Vec::with_capacity(batch_rows.min(4096));
+    let mut batcher = SnapshotBatcher::new(batch_rows);
     while let Some(row) = result.next().await.map_err(|e| map_err(&context, e))? {
         let values = row.unwrap_raw();
-        rows.push(
+        let full = batcher.push(
             values
                 .into_iter()
                 .zip(&t.kinds)
                 .map(|(v, k)| convert(k, v.unwrap_or(mysql_async::Value::NULL), Origin::Snapshot))
                 .collect(),
         );
-        if rows.len() >= batch_rows {
-            let batch = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows.min(4096)));
+        if let Some(batch) = full {
             send(
                 out,
                 ChangeEvent::SnapshotRows {
@@ -148,6 +147,7 @@ async fn copy_table(
             .await?;
         }
     }
+    let rows = batcher.take();
     if !rows.is_empty() {
         send(
             out,

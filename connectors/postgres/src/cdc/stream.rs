@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fdi_connector::change::{
     ChangeColumn, ChangeEvent, ChangeOp, ChangeSource, ChangeTable, ChangeTransaction, ChangeValue,
-    RowChange, TableId,
+    RowChange, SnapshotBatcher, TableId,
 };
 use fdi_connector::{Acknowledger, ConnectorError, Result};
 use fdi_sql_core::{Dialect, map_sqlx_error};
@@ -208,7 +208,7 @@ impl PgChangeSource {
             let mut rows = sqlx::query(AssertSqlSafe(select))
                 .persistent(false)
                 .fetch(&mut c);
-            let mut batch = Vec::with_capacity(self.batch_rows.min(4096));
+            let mut batcher = SnapshotBatcher::new(self.batch_rows);
             let mut sent_any = false;
             loop {
                 let row = tokio::select! {
@@ -218,12 +218,7 @@ impl PgChangeSource {
                 };
                 let Some(row) = row else { break };
                 let row = row.map_err(|e| map_sqlx_error(&format!("copy of {t}"), e))?;
-                batch.push(snapshot_row(&shape, &row)?);
-                if batch.len() >= self.batch_rows {
-                    let rows = std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(self.batch_rows.min(4096)),
-                    );
+                if let Some(rows) = batcher.push(snapshot_row(&shape, &row)?) {
                     deliver(
                         out,
                         ChangeEvent::SnapshotRows {
@@ -236,6 +231,7 @@ impl PgChangeSource {
                     sent_any = true;
                 }
             }
+            let batch = batcher.take();
             if !batch.is_empty() || !sent_any {
                 deliver(
                     out,
