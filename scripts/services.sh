@@ -76,7 +76,7 @@ up_kafka() {
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --storage-engine "sqlite://tansu.db" \
-      >"$STATE/tansu.log" 2>&1 & echo $! >"$STATE/tansu.pid")
+      >"$STATE/tansu.log" 2>&1 9>&- & echo $! >"$STATE/tansu.pid")
   fi
   wait_port Kafka "$KAFKA_PORT" 30
 }
