@@ -39,6 +39,12 @@ impl ConnectorFactory for Factory {
         SERVER_CONTENT_FIELDS
     }
 
+    /// Runs of one datasource share its pool: a run after the first finds idle connections
+    /// (no TCP and TLS handshakes, no authentication).
+    fn reusable_across_runs(&self) -> bool {
+        true
+    }
+
     fn validate(&self, content: &serde_json::Value) -> Result<()> {
         let c = ServerContent::parse(content, &["postgres", "postgresql"])?;
         connect_options(&c).map(|_| ())

@@ -4,6 +4,8 @@
 //! the CDC pipeline all go through it; it sits below them. Errors are domain errors
 //! ([`CatalogError`]); which HTTP status they become is the API's business.
 
+pub mod connector_cache;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -124,11 +126,17 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 pub struct Catalog {
     store: Store,
     connectors: Arc<ConnectorRegistry>,
+    /// Connectors of runs, kept between runs where their factory allows it.
+    run_connectors: Arc<connector_cache::ConnectorCache>,
 }
 
 impl Catalog {
     pub fn new(store: Store, connectors: Arc<ConnectorRegistry>) -> Self {
-        Self { store, connectors }
+        Self {
+            store,
+            connectors,
+            run_connectors: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -159,14 +167,23 @@ impl Catalog {
         factory.create(content).map_err(CatalogError::Content)
     }
 
-    /// A datasource's endpoint for a run or a plan check: its type and connector.
+    /// A datasource's endpoint for a run or a plan check: its type and connector, the one an
+    /// earlier run of the same content used where the connector type allows it. Shared: never
+    /// `close()` it (its pools close when the cache drops it and the last run ends).
     pub fn endpoint(&self, d: &DatasourceView) -> Result<Endpoint> {
         let t = self
             .parse_type(&d.datasource_type)
             .map_err(CatalogError::UnknownType)?;
+        let factory = self.connectors.get(t).ok_or(CatalogError::NoConnector(t))?;
+        let connector = if factory.reusable_across_runs() {
+            self.run_connectors
+                .get_or_build(t, &d.content, || self.open_connector(t, &d.content))?
+        } else {
+            self.open_connector(t, &d.content)?
+        };
         Ok(Endpoint {
             datasource_type: t,
-            connector: self.open_connector(t, &d.content)?,
+            connector,
         })
     }
 

@@ -318,6 +318,13 @@ pub trait ConnectorFactory: Send + Sync {
 #[derive(Default, Clone)]
 pub struct ConnectorRegistry {
     factories: Vec<Arc<dyn ConnectorFactory>>,
+    /// Whether one connector built from a content may serve every run of that content (its
+    /// pools then keep their idle connections between runs, within their idle timeout). False for
+    /// connectors whose resources must not outlive a run (a file that may be replaced between
+    /// runs, say).
+    fn reusable_across_runs(&self) -> bool {
+        false
+    }
     files: Option<FilesRoot>,
 }
 
