@@ -68,6 +68,8 @@ impl AppState {
 pub fn router(state: AppState, auth: Arc<AuthConfig>) -> Router {
     Router::new()
         .route("/health", get(health))
+        // The web console (`/` and `/console/*`): public; its API calls carry the token.
+        .merge(fdi_console::router())
         .merge(api_routes(auth))
         .with_state(state)
         .layer(axum::middleware::map_response(fdi_error_bodies))

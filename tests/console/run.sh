@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Browser tests of the web console (tests/console/console.test.mjs) against a built fdi binary,
+# in headless Debian chromium driven by playwright-core, then the console's first-render benchmark
+# over 10,000 tasks.
+#
+#   cargo build --bin fdi && tests/console/run.sh
+#
+# FDI_BIN           the binary to test (default target/debug/fdi)
+# CONSOLE_ROWS      rows of the PostgreSQL source table the long run copies (default 3000000)
+# CONSOLE_BENCH_TASKS  tasks created for the benchmark (default 10000; 0 skips it)
+# Screenshots of every page go to target/console-artifacts/.
+# Needs PostgreSQL (127.0.0.1:5432, postgres, trust, database test) and psql, as .ci/run starts.
+# Installs Debian's chromium (apt-get, as root) when /usr/bin/chromium is missing, and
+# playwright-core (pinned in package-lock.json) into tests/console/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+log() { echo "[console] $*"; }
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  log "installing Debian's chromium"
+  t0=$(date +%s)
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  log "chromium installed in $(( $(date +%s) - t0 )) s"
+fi
+
+DIR=tests/console
+STAMP="$DIR/node_modules/.package-lock.sha256"
+want=$(sha256sum "$DIR/package-lock.json" | cut -d' ' -f1)
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
+  log "npm ci (playwright-core)"
+  t0=$(date +%s)
+  (cd "$DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$STAMP"
+  log "npm ci took $(( $(date +%s) - t0 )) s"
+fi
+
+FDI_BIN=${FDI_BIN:-target/debug/fdi}
+[[ "$FDI_BIN" = /* ]] || FDI_BIN="$PWD/$FDI_BIN"
+if [[ ! -x "$FDI_BIN" ]]; then
+  echo "[console] $FDI_BIN not found: build it first (cargo build --bin fdi)" >&2
+  exit 2
+fi
+export FDI_BIN
+export CONSOLE_ARTIFACTS=${CONSOLE_ARTIFACTS:-$PWD/target/console-artifacts}
+mkdir -p "$CONSOLE_ARTIFACTS"
+exec node "$DIR/console.test.mjs" "$@"
