@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the FDI HTTP API.
     Serve(ServeArgs),
+    /// The client commands: `ds`, `task`, `run` (crates/fdi-cli).
+    #[command(flatten)]
+    Client(fdi_cli::ClientCommand),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -80,9 +83,10 @@ pub enum LogFormat {
 
 /// Parse the command line and run.
 pub fn cli_main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = fdi_cli::parse_args();
     match &cli.command {
         Command::Serve(args) => init_tracing(args.log_format),
+        Command::Client(_) => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,6 +94,7 @@ pub fn cli_main() -> anyhow::Result<()> {
         .context("start the tokio runtime")?;
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(args)),
+        Command::Client(c) => std::process::exit(rt.block_on(fdi_cli::run(c))),
     }
 }
 
