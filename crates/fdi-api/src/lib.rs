@@ -17,6 +17,7 @@ mod discovery;
 mod dispatches;
 mod monitors;
 mod multi_tasks;
+pub mod openapi;
 mod tasks;
 
 use std::sync::Arc;
@@ -68,6 +69,8 @@ impl AppState {
 pub fn router(state: AppState, auth: Arc<AuthConfig>) -> Router {
     Router::new()
         .route("/health", get(health))
+        // The OpenAPI 3.1 document of every route (no token).
+        .route("/v2/openapi.json", get(openapi::serve))
         // The web console (`/` and `/console/*`): public; its API calls carry the token.
         .merge(fdi_console::router())
         .merge(api_routes(auth))
