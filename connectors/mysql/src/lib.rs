@@ -144,6 +144,10 @@ impl Connector for MySqlConnector {
         Ok(Box::new(reader::MySqlReader::open(self, spec).await?))
     }
 
+    async fn estimate_rows(&self, query: &fdi_connector::SourceQuery) -> Result<Option<u64>> {
+        discovery::estimate_rows(&self.pool, query).await
+    }
+
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(load::LoadWriter::new(
             self.load.clone(),

@@ -1,6 +1,6 @@
 //! Tables and columns from PostgreSQL's catalogs; result columns of a custom query.
 
-use fdi_connector::{ColumnInfo, ConnectorError, Result};
+use fdi_connector::{ColumnInfo, ConnectorError, Result, SourceQuery};
 use fdi_sql_core::describe::ResultColumns;
 use fdi_sql_core::{Dialect, arrow_mapping, map_sqlx_error, select};
 use sqlx::{Executor, Row, SqlSafeStr, Statement};
@@ -133,4 +133,81 @@ pub async fn describe_query(c: &PgConnector, sql: &str) -> Result<Vec<ColumnInfo
         }
     }
     Ok(described.into_columns())
+}
+
+/// Rows reading `query` would return, as PostgreSQL estimates them without reading them: a whole
+/// table's `pg_class.reltuples` (kept by ANALYZE and autovacuum); a filtered table, a custom
+/// query, or a table never analysed: the planner's row estimate of the SELECT (`EXPLAIN`).
+pub async fn estimate_rows(c: &PgConnector, query: &SourceQuery) -> Result<Option<u64>> {
+    match query {
+        SourceQuery::Table { table, filters, .. } if filters.is_empty() => {
+            match table_rows(c, table).await? {
+                Some(n) => Ok(Some(n)),
+                None => {
+                    planned_rows(
+                        c,
+                        &select::table_select(Dialect::Postgres, table, &[], &[], None),
+                    )
+                    .await
+                }
+            }
+        }
+        SourceQuery::Table { table, filters, .. } => {
+            planned_rows(
+                c,
+                &select::table_select(Dialect::Postgres, table, &[], filters, None),
+            )
+            .await
+        }
+        SourceQuery::Sql(q) => planned_rows(c, select::trim_query(q)).await,
+        SourceQuery::Messages { .. } => Ok(None),
+    }
+}
+
+/// `reltuples` of a table; None when it was never analysed (-1, or 0 before PostgreSQL 14).
+async fn table_rows(c: &PgConnector, table: &str) -> Result<Option<u64>> {
+    let (schema, name) = c.qualify(table);
+    let regclass = format!(
+        "{}.{}",
+        Dialect::Postgres.quote_ident(&schema),
+        Dialect::Postgres.quote_ident(&name)
+    );
+    let reltuples: Option<f64> =
+        sqlx::query_scalar("SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)")
+            .bind(&regclass)
+            .fetch_optional(&c.pool)
+            .await
+            .map_err(|e| map_sqlx_error("row estimate", e))?;
+    Ok(reltuples.filter(|n| *n > 0.0).map(|n| n.round() as u64))
+}
+
+/// The planner's estimate of the rows `sql` returns: "Plan Rows" of its top plan node.
+async fn planned_rows(c: &PgConnector, sql: &str) -> Result<Option<u64>> {
+    let explain = format!("EXPLAIN (FORMAT JSON) {sql}");
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+        .fetch_one(&c.pool)
+        .await
+        .map_err(|e| map_sqlx_error("row estimate", e))?;
+    Ok(plan_rows(&plan))
+}
+
+/// "Plan Rows" of the top node of an `EXPLAIN (FORMAT JSON)` result.
+fn plan_rows(plan: &serde_json::Value) -> Option<u64> {
+    plan.get(0)?
+        .get("Plan")?
+        .get("Plan Rows")?
+        .as_f64()
+        .filter(|n| *n >= 0.0)
+        .map(|n| n.round() as u64)
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    #[test]
+    fn plan_rows_of_the_top_node() {
+        let plan = serde_json::json!([{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1000000,
+            "Plans": [{"Plan Rows": 3}]}}]);
+        assert_eq!(super::plan_rows(&plan), Some(1_000_000));
+        assert_eq!(super::plan_rows(&serde_json::json!([{}])), None);
+    }
 }

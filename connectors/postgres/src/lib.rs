@@ -154,6 +154,10 @@ impl Connector for PgConnector {
         Ok(Box::new(reader::PgReader::open(self, spec).await?))
     }
 
+    async fn estimate_rows(&self, query: &fdi_connector::SourceQuery) -> Result<Option<u64>> {
+        discovery::estimate_rows(self, query).await
+    }
+
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(writer::PgWriter::new(
             self.pool.clone(),

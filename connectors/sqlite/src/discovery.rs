@@ -1,6 +1,6 @@
 //! Tables and columns from SQLite's PRAGMAs; result columns of a custom query.
 
-use fdi_connector::{ColumnInfo, ConnectorError, Result};
+use fdi_connector::{ColumnInfo, ConnectorError, Result, SourceQuery};
 use fdi_sql_core::describe::ResultColumns;
 use fdi_sql_core::{Dialect, arrow_mapping, map_sqlx_error, select};
 use sqlx::{Executor, Row, SqlSafeStr, SqlitePool, Statement};
@@ -104,4 +104,35 @@ pub async fn describe_query(pool: &SqlitePool, sql: &str) -> Result<Vec<ColumnIn
         }
     }
     Ok(described.into_columns())
+}
+
+/// Rows reading `query` would return, as SQLite knows them without reading them: a whole table's
+/// row count in `sqlite_stat1` (written by `ANALYZE`); None for a table never analysed, a
+/// filtered table or a custom query (SQLite's planner gives no row estimates).
+pub async fn estimate_rows(pool: &SqlitePool, query: &SourceQuery) -> Result<Option<u64>> {
+    let SourceQuery::Table { table, filters, .. } = query else {
+        return Ok(None);
+    };
+    if !filters.is_empty() {
+        return Ok(None);
+    }
+    let analysed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| map_sqlx_error("row estimate", e))?;
+    if analysed == 0 {
+        return Ok(None);
+    }
+    // `stat` starts with the table's row count ("10000 1" for an index, "10000" for the table).
+    let stats: Vec<String> = sqlx::query_scalar("SELECT stat FROM sqlite_stat1 WHERE tbl = ?")
+        .bind(table)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| map_sqlx_error("row estimate", e))?;
+    Ok(stats
+        .iter()
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .max())
 }

@@ -146,6 +146,11 @@ impl Connector for SqliteConnector {
         Ok(Box::new(reader::SqliteReader::open(self, spec).await?))
     }
 
+    async fn estimate_rows(&self, query: &fdi_connector::SourceQuery) -> Result<Option<u64>> {
+        self.check_file()?;
+        discovery::estimate_rows(&self.pool, query).await
+    }
+
     async fn writer(&self, spec: WriteSpec) -> Result<Box<dyn SinkWriter>> {
         self.check_file()?;
         Ok(Box::new(writer::SqliteWriter::new(self.pool.clone(), spec)))

@@ -523,6 +523,8 @@ impl Pipeline {
             rows_written: self.counters.rows_written,
             dirty_rows: self.counters.skipped,
             bytes_written: self.counters.bytes_written,
+            // A change stream has no end to measure progress against.
+            total_estimate: None,
         });
         Ok(())
     }

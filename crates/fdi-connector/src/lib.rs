@@ -272,6 +272,13 @@ pub trait Connector: Send + Sync {
     /// Prepare/describe a query without fetching all of it; returns its result columns.
     async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>>;
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>>;
+    /// How many rows reading `query` would return, as the source's statistics or query planner
+    /// estimate it cheaply (never by reading the rows): the total that a run's progress is
+    /// measured against. None (the default) when the source has no such estimate.
+    async fn estimate_rows(&self, query: &SourceQuery) -> Result<Option<u64>> {
+        let _ = query;
+        Ok(None)
+    }
     /// A target that takes rows of any columns (a queue, a topic): a task writes the source's
     /// columns to it under their own names (or the mapping's target names).
     fn schemaless_target(&self) -> bool {
@@ -311,13 +318,6 @@ pub trait ConnectorFactory: Send + Sync {
     /// Every field `content` may hold, with the secrets and password-bearing URLs marked
     /// (masked in responses). Keys not listed are neither stored nor echoed.
     fn content_fields(&self) -> &'static [ContentField];
-}
-
-/// All factories the binary was built with, and the files root that file paths of datasources
-/// and tasks are confined to.
-#[derive(Default, Clone)]
-pub struct ConnectorRegistry {
-    factories: Vec<Arc<dyn ConnectorFactory>>,
     /// Whether one connector built from a content may serve every run of that content (its
     /// pools then keep their idle connections between runs, within their idle timeout). False for
     /// connectors whose resources must not outlive a run (a file that may be replaced between
@@ -325,6 +325,13 @@ pub struct ConnectorRegistry {
     fn reusable_across_runs(&self) -> bool {
         false
     }
+}
+
+/// All factories the binary was built with, and the files root that file paths of datasources
+/// and tasks are confined to.
+#[derive(Default, Clone)]
+pub struct ConnectorRegistry {
+    factories: Vec<Arc<dyn ConnectorFactory>>,
     files: Option<FilesRoot>,
 }
 

@@ -64,7 +64,7 @@ impl Default for EngineOptions {
         Self {
             batch_rows: 8192,
             channel_batches: 4,
-            progress_interval: std::time::Duration::from_secs(2),
+            progress_interval: std::time::Duration::from_secs(1),
             commit_rows: 50_000,
             commit_interval: std::time::Duration::from_millis(100),
             follow: false,

@@ -28,6 +28,8 @@ struct Counters {
     bytes_committed: u64,
     read_ms: i64,
     write_ms: i64,
+    /// The source's estimate of the rows this run reads (None: unknown).
+    total_estimate: Option<u64>,
 }
 
 /// Emits steps with the run's stage names.
@@ -70,6 +72,7 @@ impl Trace {
             rows_written: c.rows_written,
             dirty_rows: c.dirty_rows,
             bytes_written: c.bytes_written,
+            total_estimate: c.total_estimate,
         });
     }
 }
@@ -206,6 +209,59 @@ struct AbortOnDrop<T>(JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// How long the source may take to estimate a run's rows; past it the total stays unknown.
+const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The source's row estimate for what the run reads, asked alongside the read (it never delays
+/// it): the receiver gets the estimate, or None when the source has none, fails, or takes longer
+/// than [`ESTIMATE_TIMEOUT`].
+fn spawn_estimate(
+    connector: std::sync::Arc<dyn fdi_connector::Connector>,
+    query: fdi_connector::SourceQuery,
+) -> (tokio::sync::oneshot::Receiver<Option<u64>>, AbortOnDrop<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let estimate =
+                match tokio::time::timeout(ESTIMATE_TIMEOUT, connector.estimate_rows(&query)).await
+                {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "no row estimate from the source");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!("the source's row estimate timed out");
+                        None
+                    }
+                };
+            tracing::debug!(?estimate, "row estimate");
+            let _ = tx.send(estimate);
+        },
+        tracing::Span::current(),
+    ));
+    (rx, AbortOnDrop(task))
+}
+
+/// Take the row estimate once it has arrived.
+fn take_estimate(
+    pending: &mut Option<(tokio::sync::oneshot::Receiver<Option<u64>>, AbortOnDrop<()>)>,
+    c: &mut Counters,
+) {
+    use tokio::sync::oneshot::error::TryRecvError;
+    let Some((rx, _)) = pending.as_mut() else {
+        return;
+    };
+    match rx.try_recv() {
+        Ok(estimate) => {
+            c.total_estimate = estimate;
+            *pending = None;
+        }
+        Err(TryRecvError::Empty) => {}
+        Err(TryRecvError::Closed) => *pending = None,
     }
 }
 
@@ -514,6 +570,9 @@ pub(crate) async fn execute(
         read_begin,
         reader_start,
     );
+    // The total to measure progress against (not for message sources: they have no end).
+    let mut estimate = (!matches!(plan.read.query, fdi_connector::SourceQuery::Messages { .. }))
+        .then(|| spawn_estimate(source.connector.clone(), plan.read.query.clone()));
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),
@@ -616,6 +675,7 @@ pub(crate) async fn execute(
             _ = graceful.cancelled(), if options.stop.is_some() => break Some(Stop::Stopped),
             _ = ticker.tick() => {
                 c.rows_read = rows_received;
+                take_estimate(&mut estimate, &mut c);
                 if last_progress.elapsed() >= options.progress_interval {
                     last_progress = Instant::now();
                     trace.progress(&c);

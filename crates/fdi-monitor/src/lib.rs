@@ -3,6 +3,8 @@
 //! queries behind `task-monitors`, `monitor-logs`, `monitor-logs/{tracking_id}` and
 //! `monitor-overview`.
 
+pub mod progress;
+
 use fdi_store::{Store, StoreError};
 use fdi_types::run_event::{RunEvent, RunOutcome};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode};
@@ -25,6 +27,9 @@ pub trait RunRecord {
     fn add_step(&mut self, code: StepCode, ps: PositionStatus, remarks: &str);
     /// Fold one engine event into the run.
     fn apply(&mut self, ev: RunEvent);
+    /// Note the rows read so far (at `at_ms`) and the source's estimate, if any: the run's
+    /// percent done, rows per second over the interval since the last note, time left.
+    fn note_progress(&mut self, rows_read: u64, total_estimate: Option<u64>, at_ms: i64);
     /// Record the engine's outcome as the run's end.
     fn finish(&mut self, o: RunOutcome);
     /// End the run as ERROR with `code` (915 after a crash, 913 when it could not be dispatched).
@@ -60,6 +65,12 @@ impl RunRecord for RunView {
             trigger,
             node_id: node_id.to_string(),
             window: None,
+            read_count: 0,
+            total_count: None,
+            progress: None,
+            rows_per_second: 0.0,
+            remaining_ms: None,
+            rate_sample: None,
             stored_steps: 0,
         };
         push_step(
@@ -99,17 +110,49 @@ impl RunRecord for RunView {
             }
             RunEvent::Progress {
                 position,
+                rows_read,
                 rows_written,
                 dirty_rows,
                 bytes_written,
-                ..
+                total_estimate,
             } => {
                 self.position = position;
                 self.data_count = rows_written;
                 self.dirty_data_count = dirty_rows;
                 self.data_bytes = bytes_written;
+                self.note_progress(rows_read, total_estimate, fdi_types::now_millis());
             }
         }
+    }
+
+    fn note_progress(&mut self, rows_read: u64, total_estimate: Option<u64>, at_ms: i64) {
+        use progress::Sample;
+        self.read_count = rows_read;
+        if total_estimate.is_some() {
+            self.total_count = total_estimate;
+        }
+        // Never backwards (a retried attempt reads again from the start).
+        let pct = progress::running_percent(rows_read, self.total_count);
+        self.progress = self.progress.max(pct);
+        let now = Sample { rows_read, at_ms };
+        match self.rate_sample {
+            None => {
+                self.rate_sample = Some((rows_read, at_ms));
+                self.rows_per_second = progress::average_rate(rows_read, at_ms - self.start_ms);
+            }
+            Some((rows, at)) => {
+                let previous = Sample {
+                    rows_read: rows,
+                    at_ms: at,
+                };
+                if let Some(rate) = progress::rate(previous, now) {
+                    self.rows_per_second = rate;
+                    self.rate_sample = Some((rows_read, at_ms));
+                }
+            }
+        }
+        self.remaining_ms =
+            progress::remaining_ms(rows_read, self.total_count, self.rows_per_second);
     }
 
     fn finish(&mut self, o: RunOutcome) {
@@ -126,6 +169,14 @@ impl RunRecord for RunView {
         self.data_bytes = o.bytes_committed;
         self.read_ms = o.read_ms;
         self.write_ms = o.write_ms;
+        self.read_count = o.rows_read;
+        self.rows_per_second = progress::average_rate(o.rows_read, o.read_ms);
+        if success {
+            self.progress = Some(100);
+            self.remaining_ms = Some(0);
+        } else {
+            self.remaining_ms = None;
+        }
         self.remarks = if success {
             o.remarks
         } else if o.rows_committed == 0 {
@@ -149,6 +200,7 @@ impl RunRecord for RunView {
         self.status_code = code.0;
         self.end_ms = Some(now);
         self.remarks = remarks.to_string();
+        self.remaining_ms = None;
         push_step(self, code, PositionStatus::InternalErr, remarks, now);
     }
 }

@@ -291,7 +291,12 @@ impl Scheduler {
         with_steps: bool,
     ) {
         let mut last_save = std::time::Instant::now();
-        let base = (run.data_count, run.dirty_data_count, run.data_bytes);
+        let base = (
+            run.data_count,
+            run.dirty_data_count,
+            run.data_bytes,
+            run.read_count,
+        );
         // The run's record is written at most every 500 ms while it runs (and once at its end):
         // short runs cost the store two writes, long runs still show live progress, and what a
         // quiet stream reported last is saved within 500 ms too.
@@ -316,15 +321,18 @@ impl Scheduler {
             if with_steps {
                 run.apply(ev);
             } else if let fdi_engine::RunEvent::Progress {
+                rows_read,
                 rows_written,
                 dirty_rows,
                 bytes_written,
+                total_estimate,
                 ..
             } = ev
             {
                 run.data_count = base.0 + rows_written;
                 run.dirty_data_count = base.1 + dirty_rows;
                 run.data_bytes = base.2 + bytes_written;
+                run.note_progress(base.3 + rows_read, total_estimate, fdi_types::now_millis());
             }
             if last_save.elapsed() > SAVE_EVERY {
                 last_save = std::time::Instant::now();

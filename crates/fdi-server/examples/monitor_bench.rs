@@ -101,6 +101,12 @@ fn finished_run(task_id: &str, start_ms: i64, ok: bool) -> RunView {
         trigger: Trigger::Plan,
         node_id: "bench-node".into(),
         window: None,
+        read_count: 0,
+        total_count: None,
+        progress: None,
+        rows_per_second: 0.0,
+        remaining_ms: None,
+        rate_sample: None,
         stored_steps: 0,
     }
 }

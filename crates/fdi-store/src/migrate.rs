@@ -143,6 +143,20 @@ const V7_COMBINATION_TASKS: &[&str] = &[
         task_id TEXT PRIMARY KEY, position TEXT NOT NULL, updated BIGINT NOT NULL)",
 ];
 
+const V8_RUN_PROGRESS: &[&str] = &[
+    // A run's live progress, kept after its end: rows read, the source's row estimate (NULL:
+    // none), percent done (NULL: unknown), rows per second, the time left in ms (NULL: unknown).
+    "ALTER TABLE fdi_runs ADD COLUMN read_count BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE fdi_runs ADD COLUMN total_count BIGINT",
+    "ALTER TABLE fdi_runs ADD COLUMN progress INTEGER",
+    "ALTER TABLE fdi_runs ADD COLUMN rows_per_second DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "ALTER TABLE fdi_runs ADD COLUMN remaining_ms BIGINT",
+    // Runs that ended before this version: what they read is what they wrote, and a success is
+    // done.
+    "UPDATE fdi_runs SET read_count = data_count + dirty_count",
+    "UPDATE fdi_runs SET progress = 100 WHERE exec_status = 'SUCCESS'",
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -184,6 +198,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "combination (CDC) tasks: kind, mappings, stream positions",
         statements: V7_COMBINATION_TASKS,
+        data: DataStep::None,
+    },
+    Migration {
+        version: 8,
+        name: "live progress of runs",
+        statements: V8_RUN_PROGRESS,
         data: DataStep::None,
     },
 ];

@@ -86,6 +86,25 @@ pub struct RunView {
     /// The incremental window the run read, if any.
     #[serde(default)]
     pub window: Option<IncrementalWindow>,
+    /// Live progress (kept after the end): rows read so far.
+    #[serde(default)]
+    pub read_count: u64,
+    /// The source's estimate of the rows the run reads; None when it gave none.
+    #[serde(default)]
+    pub total_count: Option<u64>,
+    /// Percent done (0..=100): read / estimate while running, at most 99 until the run ends,
+    /// 100 at SUCCESS; None when there is no estimate.
+    #[serde(default)]
+    pub progress: Option<u8>,
+    /// Rows read per second over the last progress interval (over the whole run once ended).
+    #[serde(default)]
+    pub rows_per_second: f64,
+    /// Estimated time left in ms; None without an estimate or a rate.
+    #[serde(default)]
+    pub remaining_ms: Option<i64>,
+    /// The last progress sample (rows read, at ms) the rate is measured from; not stored.
+    #[serde(skip)]
+    pub rate_sample: Option<(u64, i64)>,
     /// How many steps of this run the store holds before `steps` (whose first element is step
     /// number `stored_steps`). Saving stores `steps` and moves them into this count.
     #[serde(skip)]
@@ -112,7 +131,8 @@ pub struct RunCounts {
 
 pub(crate) const RUN_COLUMNS: &str = "id, task_id, start_ms, dispatch_ms, end_ms, exec_status, pos, pos_status, \
      status_code, data_count, dirty_count, data_bytes, read_ms, write_ms, remarks, run_trigger, \
-     node_id, window_begin, window_end, window_nulls";
+     node_id, window_begin, window_end, window_nulls, read_count, total_count, progress, \
+     rows_per_second, remaining_ms";
 
 /// Add to a task's run total (negative to take off).
 pub(crate) const ADD_TO_TOTAL: &str = "INSERT INTO fdi_task_run_totals (task_id, runs) VALUES ($1, $2) \
@@ -211,6 +231,16 @@ macro_rules! run_from_row {
             trigger: Trigger::parse(&r.try_get::<String, _>("run_trigger")?),
             node_id: r.try_get("node_id")?,
             window,
+            read_count: r.try_get::<i64, _>("read_count")?.max(0) as u64,
+            total_count: r
+                .try_get::<Option<i64>, _>("total_count")?
+                .map(|n| n.max(0) as u64),
+            progress: r
+                .try_get::<Option<i32>, _>("progress")?
+                .map(|p| p.clamp(0, 100) as u8),
+            rows_per_second: r.try_get("rows_per_second")?,
+            remaining_ms: r.try_get("remaining_ms")?,
+            rate_sample: None,
             stored_steps: 0,
         })
     }};
@@ -316,7 +346,12 @@ macro_rules! insert_runs {
                     .push_bind(r.node_id.clone())
                     .push_bind(r.window.map(|w| w.begin_ms))
                     .push_bind(r.window.map(|w| w.end_ms))
-                    .push_bind(i32::from(r.window.is_some_and(|w| w.include_nulls)));
+                    .push_bind(i32::from(r.window.is_some_and(|w| w.include_nulls)))
+                    .push_bind(r.read_count as i64)
+                    .push_bind(r.total_count.map(|n| n as i64))
+                    .push_bind(r.progress.map(i32::from))
+                    .push_bind(r.rows_per_second)
+                    .push_bind(r.remaining_ms);
             });
             qb.build().execute(&mut *$conn).await?;
             $crate::runs::insert_step_rows!(
@@ -388,7 +423,8 @@ impl Store {
         let sql = "UPDATE fdi_runs SET end_ms = $1, exec_status = $2, pos = $3, pos_status = $4, \
              status_code = $5, data_count = $6, dirty_count = $7, data_bytes = $8, read_ms = $9, \
              write_ms = $10, remarks = $11, window_begin = $12, window_end = $13, \
-             window_nulls = $14 WHERE id = $15";
+             window_nulls = $14, read_count = $15, total_count = $16, progress = $17, \
+             rows_per_second = $18, remaining_ms = $19 WHERE id = $20";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             sqlx::query(sql)
@@ -406,6 +442,11 @@ impl Store {
                 .bind(run.window.map(|w| w.begin_ms))
                 .bind(run.window.map(|w| w.end_ms))
                 .bind(i32::from(run.window.is_some_and(|w| w.include_nulls)))
+                .bind(run.read_count as i64)
+                .bind(run.total_count.map(|n| n as i64))
+                .bind(run.progress.map(i32::from))
+                .bind(run.rows_per_second)
+                .bind(run.remaining_ms)
                 .bind(&run.id)
                 .execute(&mut *tx)
                 .await?;

@@ -47,6 +47,12 @@ fn run(task: &str, id: &str, start_ms: i64) -> RunView {
             end_ms: 20,
             include_nulls: true,
         }),
+        read_count: 0,
+        total_count: None,
+        progress: None,
+        rows_per_second: 0.0,
+        remaining_ms: None,
+        rate_sample: None,
         stored_steps: 0,
     }
 }
@@ -59,7 +65,28 @@ async fn saves_write_only_what_changed(b: &Backend) {
     r.steps.push(step(99, "start"));
     r.steps.push(step(102, "reading"));
     r.data_count = 7;
+    r.read_count = 9;
+    r.total_count = Some(40);
+    r.progress = Some(22);
+    r.rows_per_second = 1234.5;
+    r.remaining_ms = Some(25);
     s.save_run(&mut r).await.unwrap();
+    let live = s.run_row("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            live.read_count,
+            live.total_count,
+            live.progress,
+            live.rows_per_second,
+            live.remaining_ms
+        ),
+        (9, Some(40), Some(22), 1234.5, Some(25)),
+        "live progress of a running run, {}",
+        b.name
+    );
+    r.total_count = None;
+    r.progress = Some(100);
+    r.remaining_ms = None;
     r.execute_status = ExecuteStatus::Success;
     r.end_ms = Some(2_000);
     r.steps.push(step(901, "done"));
@@ -69,6 +96,15 @@ async fn saves_write_only_what_changed(b: &Backend) {
     let codes: Vec<u16> = got.steps.iter().map(|s| s.code).collect();
     assert_eq!(codes, [900, 99, 102, 901], "{}", b.name);
     assert_eq!(got.data_count, 7);
+    assert_eq!(
+        (
+            got.read_count,
+            got.total_count,
+            got.progress,
+            got.remaining_ms
+        ),
+        (9, None, Some(100), None)
+    );
     assert_eq!(got.execute_status, ExecuteStatus::Success);
     assert_eq!(got.window, r.window, "the window with its NULL-cursor flag");
     assert_eq!(got.trigger, Trigger::Plan);

@@ -30,6 +30,10 @@ pub enum RunEvent {
         rows_written: u64,
         dirty_rows: u64,
         bytes_written: u64,
+        /// Rows the source estimated the run will read (its statistics or query plan, taken once
+        /// at the run's start), or None when the source gave none: progress is then unknown,
+        /// never invented.
+        total_estimate: Option<u64>,
     },
 }
 
