@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod listener;
+pub mod metrics_page;
 pub mod validate;
 
 mod apps;
@@ -69,6 +70,8 @@ impl AppState {
 pub fn router(state: AppState, auth: Arc<AuthConfig>) -> Router {
     Router::new()
         .route("/health", get(health))
+        // Prometheus metrics: open on loopback or with --metrics-public, else the token.
+        .merge(metrics_page::routes(Arc::clone(&auth)))
         // The OpenAPI 3.1 document of every route (no token).
         .route("/v2/openapi.json", get(openapi::serve))
         // The web console (`/` and `/console/*`): public; its API calls carry the token.

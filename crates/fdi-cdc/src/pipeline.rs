@@ -54,6 +54,7 @@ pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
         pending_bytes: 0,
         uncommitted_commits: Vec::new(),
         lags: Vec::new(),
+        lag_gauge: fdi_metrics::LagGauge::cdc(&req.task_id),
         positions: req.positions.clone(),
         last_entry: Instant::now(),
         acked: None,
@@ -179,6 +180,8 @@ struct Pipeline {
     uncommitted_commits: Vec<i64>,
     /// Source commit -> target commit, ms, of the transactions committed since the last entry.
     lags: Vec<i64>,
+    /// `fdi_cdc_lag_seconds` of this task: the lag of the newest change committed.
+    lag_gauge: fdi_metrics::LagGauge,
     positions: Arc<dyn crate::PositionStore>,
     last_entry: Instant,
     acked: Option<SourcePosition>,
@@ -244,7 +247,10 @@ impl Pipeline {
         let (tx, mut rx) = mpsc::channel::<ChangeEvent>(16);
         let source_cancel = req.cancel.child_token();
         let token = source_cancel.clone();
-        let reader = tokio::spawn(async move { source.run(tx, token).await });
+        // In the run's span: the connector's log lines carry the task and run ids.
+        let reader = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            source.run(tx, token).await
+        }));
         let mut snapshot_rows = 0u64;
         let snapshot_begin = now_millis();
         let mut deadline: Option<Instant> = None;
@@ -533,6 +539,9 @@ impl Pipeline {
     async fn commit(&mut self, ack: &dyn Acknowledger) -> Result<(), Failure> {
         self.write_pending().await?;
         let now = now_millis();
+        if let Some(newest) = self.uncommitted_commits.iter().max() {
+            self.lag_gauge.set_ms(now - newest);
+        }
         self.lags
             .extend(self.uncommitted_commits.drain(..).map(|c| (now - c).max(0)));
         let Some(position) = self.pending_position.take() else {

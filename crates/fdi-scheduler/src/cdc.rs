@@ -215,12 +215,13 @@ impl Scheduler {
             options: CdcOptions::default(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let pipeline = tokio::spawn(fdi_cdc::run(req, tx));
+        let pipeline = tokio::spawn(tracing::Instrument::in_current_span(fdi_cdc::run(req, tx)));
         self.fold_events(rx, run, true).await;
         ending.cancel();
         let _ = stopped.await;
         match pipeline.await {
             Ok(mut o) => {
+                crate::run_end::record_moved(&run.task_id, &o);
                 if o.status == ExecuteStatus::Cancelled
                     && stop.is_cancelled()
                     && !cancel.is_cancelled()

@@ -153,6 +153,12 @@ fn plan_mode(body: &serde_json::Map<String, Value>) -> Result<Option<bool>, ApiE
     }
 }
 
+/// Record in the metrics how late a planned fire's run started (now minus its planned instant).
+pub(crate) fn record_dispatch_lag(planned_ms: i64) {
+    let lag_ms = (fdi_types::now_millis() - planned_ms).max(0) as u64;
+    fdi_metrics::dispatch_lag(std::time::Duration::from_millis(lag_ms));
+}
+
 /// The first planned instant strictly after `after_ms`.
 pub fn next_fire(plan: &DispatchPlan, after_ms: i64) -> Option<i64> {
     let after: DateTime<Utc> = Utc.timestamp_millis_opt(after_ms).single()?;

@@ -161,6 +161,7 @@ impl Scheduler {
         let mut last_progress = fdi_types::now_millis();
         let mut windows = 0u64;
         let mut rows_in_period = 0u64;
+        let lag = fdi_metrics::LagGauge::realtime(&task.task_id);
         loop {
             let window = match self.next_window(&task.task_id, &detail).await {
                 Ok(Some(w)) => w,
@@ -208,6 +209,7 @@ impl Scheduler {
                             );
                             return;
                         }
+                        lag.set_ms(now - window.end_ms);
                     }
                     ExecuteStatus::Cancelled => {
                         let rolled_back = run.data_count.saturating_sub(before);

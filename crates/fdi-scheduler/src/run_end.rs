@@ -15,6 +15,7 @@ use arrow::record_batch::RecordBatch;
 use fdi_catalog::RunEndTarget;
 use fdi_connector::{ColumnInfo, ConnectorError, WriteMode, WriteSpec};
 use fdi_monitor::RunView;
+use fdi_types::run_event::RunOutcome;
 
 /// The message of one ended run, as a one-row batch and its columns.
 fn message(run: &RunView, content: Option<&str>) -> (Vec<ColumnInfo>, RecordBatch) {
@@ -51,6 +52,27 @@ fn message(run: &RunView, content: Option<&str>) -> (Vec<ColumnInfo>, RecordBatc
     ));
     let batch = RecordBatch::try_new(schema, arrays).expect("columns match their arrays");
     (columns, batch)
+}
+
+/// Count the ended run in the metrics: runs by status, its duration, one active run less.
+pub(crate) fn record_metrics(run: &RunView) {
+    let end_ms = run.end_ms.unwrap_or_else(fdi_types::now_millis);
+    let duration = std::time::Duration::from_millis((end_ms - run.start_ms).max(0) as u64);
+    fdi_metrics::run_ended(&run.task_id, run.execute_status.as_str(), duration);
+}
+
+/// Add what one engine run (a window of a realtime run, a CDC run) read and committed to the
+/// task's counters. Written rows and bytes are the committed ones: a window rolled back adds none.
+pub(crate) fn record_moved(task_id: &str, outcome: &RunOutcome) {
+    fdi_metrics::data_moved(
+        task_id,
+        fdi_metrics::Moved {
+            rows_read: outcome.rows_read,
+            rows_written: outcome.rows_committed,
+            bytes_written: outcome.bytes_committed,
+            dirty_rows: outcome.dirty_rows,
+        },
+    );
 }
 
 /// Publish the run-end message of `run` and wait for the broker to confirm it.

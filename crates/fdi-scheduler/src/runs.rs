@@ -81,6 +81,7 @@ impl Scheduler {
                 realtime,
             },
         );
+        fdi_metrics::run_started();
         let this = Arc::clone(self);
         let task_id = task.task_id.clone();
         let span = tracing::info_span!("run", task_id = %task_id, run_id = %run_id);
@@ -172,6 +173,7 @@ impl Scheduler {
             tracing::error!(task_id = run.task_id, run_id = run.id, error = %e, "cannot release the run's claim");
         }
         self.active.lock().unwrap().remove(&run.task_id);
+        crate::run_end::record_metrics(run);
         tracing::info!(
             task_id = run.task_id,
             run_id = run.id,
@@ -275,7 +277,10 @@ impl Scheduler {
         let engine = tokio::spawn(fdi_engine::run(req, tx));
         self.fold_events(rx, run, with_steps).await;
         match engine.await {
-            Ok(o) => Some(o),
+            Ok(o) => {
+                crate::run_end::record_moved(&run.task_id, &o);
+                Some(o)
+            }
             Err(e) => {
                 run.fail(StepCode::ABNORMAL, &format!("the run panicked: {e}"));
                 None
@@ -568,6 +573,7 @@ impl Scheduler {
         };
         match self.launch(task, Trigger::Plan, dispatch_ms, held_up).await {
             Ok(Launch::Started(run_id)) => {
+                plans::record_dispatch_lag(dispatch_ms);
                 tracing::info!(
                     task_id = row.task_id,
                     run_id,

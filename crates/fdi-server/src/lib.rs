@@ -72,6 +72,21 @@ pub struct ServeArgs {
     /// Log lines as human-readable text (no colours unless stderr is a terminal) or JSON.
     #[arg(long, env = "FDI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Record Prometheus metrics and serve them at `GET /metrics`; `off` does neither (the
+    /// overhead benchmark compares the two).
+    #[arg(long, env = "FDI_METRICS", value_enum, default_value_t = MetricsMode::On)]
+    pub metrics: MetricsMode,
+    /// Serve `/metrics` without a token even when listening beyond loopback (on a loopback
+    /// address it is always open; otherwise it needs `X-Auth-Token` unless this is set).
+    #[arg(long, env = "FDI_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+}
+
+/// Whether metrics are recorded and served.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsMode {
+    On,
+    Off,
 }
 
 /// How log lines are written.
@@ -228,6 +243,27 @@ pub fn files_root(args: &ServeArgs) -> anyhow::Result<fdi_connector::FilesRoot> 
     Ok(files)
 }
 
+/// Install the metrics recorder (unless `--metrics off`) with its upkeep, and decide whether
+/// `/metrics` needs a token.
+fn start_metrics(args: &ServeArgs) -> anyhow::Result<()> {
+    let public = args.metrics_public || args.listen.ip().is_loopback();
+    fdi_api::metrics_page::set_public(public);
+    if args.metrics == MetricsMode::Off {
+        tracing::info!("metrics are off: nothing is recorded and /metrics answers 404");
+        return Ok(());
+    }
+    let exporter = fdi_metrics::install().context("install the metrics recorder")?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            exporter.run_upkeep();
+        }
+    });
+    tracing::info!(token_needed = !public, "metrics are served at /metrics");
+    Ok(())
+}
+
 /// Every connector this binary was built with; file-backed ones confined to `files`.
 pub fn connector_registry(files: fdi_connector::FilesRoot) -> fdi_connector::ConnectorRegistry {
     let mut r = fdi_connector::ConnectorRegistry::new().with_files_root(files.clone());
@@ -243,6 +279,7 @@ pub fn connector_registry(files: fdi_connector::FilesRoot) -> fdi_connector::Con
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
+    start_metrics(&args)?;
     let auth = Arc::new(resolve_auth(&args)?);
     let url = store_url(&args);
     let files = files_root(&args)?;
@@ -296,6 +333,8 @@ mod tests {
             log_format: LogFormat::Text,
             run_retention_days: 30,
             run_retention_per_task: 10_000,
+            metrics: MetricsMode::On,
+            metrics_public: false,
         }
     }
 

@@ -59,14 +59,18 @@ enum Pool {
     Pg(sqlx::PgPool),
 }
 
-/// Run the same query builder against whichever pool the store has.
+/// Run the same query builder against whichever pool the store has; its latency goes to the
+/// store-query histogram (`fdi_store_query_duration_seconds`, one sample per use of this macro).
 macro_rules! on_pool {
-    ($pool:expr, $p:ident => $body:expr) => {
-        match $pool {
+    ($pool:expr, $p:ident => $body:expr) => {{
+        let started = std::time::Instant::now();
+        let result = match $pool {
             Pool::Sqlite($p) => $body,
             Pool::Pg($p) => $body,
-        }
-    };
+        };
+        fdi_metrics::store_query(started.elapsed());
+        result
+    }};
 }
 
 mod catalog;
