@@ -184,6 +184,7 @@ export function renderProgress(box, entry, measuredRate) {
     class: `bar ${percent === null ? 'indeterminate' : ''} ${active ? 'active' : 'done'}`,
     role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100',
     'aria-valuenow': percent === null ? null : String(percent), id: 'progress-bar',
+    dataset: { status: entry.execute_status ?? '' },
   }, fill);
   box.dataset.progress = percent === null ? '' : String(percent);
   box.dataset.readCount = String(entry.read_count ?? '');

@@ -202,6 +202,20 @@ mod tests {
     }
 
     #[test]
+    fn every_file_the_page_links_is_embedded() {
+        let html = std::str::from_utf8(asset("index.html").unwrap().body).unwrap();
+        let linked: Vec<&str> = html
+            .split("\"/console/")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert!(linked.contains(&"app.js"), "{linked:?}");
+        for name in linked {
+            assert!(asset(name).is_some(), "index.html links {name}");
+        }
+    }
+
+    #[test]
     fn every_module_the_app_imports_is_embedded() {
         for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
             let text = std::str::from_utf8(a.body).unwrap();
