@@ -141,6 +141,10 @@ fn api_routes(auth: Arc<AuthConfig>) -> Router<AppState> {
             get(monitors::monitor_log),
         )
         .route(
+            &f("/tasks/{task_id}/monitor-logs/{tracking_id}/events"),
+            get(monitors::monitor_events),
+        )
+        .route(
             &f("/tasks/{task_id}/monitor-overview"),
             get(monitors::overview),
         )

@@ -1,9 +1,14 @@
 //! Task monitoring (reference 5.2.1-5.2.4): task-monitors, monitor-logs, one run's steps,
-//! overview.
+//! overview; a run's live progress as Server-Sent Events.
+
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use fdi_types::ErrorCode;
+use futures::Stream;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -44,9 +49,35 @@ fn step_json(st: &StepView) -> Value {
     })
 }
 
+/// The step a run is at (its last one) as `{status, stage, remarks}`; null before any step.
+fn current_step_json(r: &RunView) -> Value {
+    r.steps.last().map_or(
+        Value::Null,
+        |st| json!({ "status": st.code, "stage": st.stage, "remarks": st.remarks }),
+    )
+}
+
+/// A run's live progress fields (see docs/api-decisions.md, "Live progress of a run"), added to
+/// its monitor-log entry and its detail.
+fn add_progress(v: &mut Value, r: &RunView) {
+    v["progress"] = json!(r.progress);
+    v["read_count"] = json!(r.read_count);
+    v["total_count"] = json!(r.total_count);
+    v["rows_per_second"] = json!((r.rows_per_second * 10.0).round() / 10.0);
+    v["remaining_time"] = json!(r.remaining_ms);
+    v["current_step"] = current_step_json(r);
+}
+
 /// TaskMonitorLog (table 5-91), with the example's spellings (`execute_status`,
-/// `position_status`).
+/// `position_status`), and the run's live progress.
 fn run_json(r: &RunView) -> Value {
+    let mut v = reference_run_json(r);
+    add_progress(&mut v, r);
+    v
+}
+
+/// TaskMonitorLog (table 5-91) as the reference has it.
+fn reference_run_json(r: &RunView) -> Value {
     let (data_size, unit) = size(r.data_bytes);
     let end = r.end_ms;
     let spend = end.unwrap_or_else(fdi_types::now_millis) - r.start_ms;
@@ -167,24 +198,118 @@ pub async fn monitor_logs(
     })))
 }
 
-/// One run's steps (table 5-98).
-pub async fn monitor_log(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
-    let t = tasks::load(&s, &p).await?;
-    let tracking = p.get("tracking_id");
-    let r = backend::get_run(&s, &t.id, tracking)
+/// The task's run `tracking_id` with its steps (404 naming `tracking_id` when there is none).
+async fn load_run(s: &AppState, task_id: &str, tracking: &str) -> Result<RunView> {
+    backend::get_run(s, task_id, tracking)
         .await?
         .ok_or_else(|| {
             Error::new(
                 ErrorCode::NotFound,
-                format!("tracking_id: no run {tracking} for task {}", t.id),
+                format!("tracking_id: no run {tracking} for task {task_id}"),
             )
-        })?;
-    Ok(Json(json!({
+        })
+}
+
+/// One run's steps (table 5-98), and its live progress.
+pub async fn monitor_log(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+    let t = tasks::load(&s, &p).await?;
+    let r = load_run(&s, &t.id, p.get("tracking_id")).await?;
+    let mut v = json!({
         "id": r.id,
         "execute_status": r.execute_status.as_str(),
         "dirty_data_count": r.dirty_data_count,
         "detail_logs": r.steps.iter().map(step_json).collect::<Vec<_>>(),
-    })))
+    });
+    add_progress(&mut v, &r);
+    Ok(Json(v))
+}
+
+/// How often the event stream reads the run from the store.
+const EVENTS_POLL: Duration = Duration::from_millis(500);
+/// A comment line this often keeps proxies from closing a quiet stream.
+const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// A run's monitor-log entry as Server-Sent Events: `progress` whenever it changed (read from
+/// the store every 500 ms, so a run on any node of the store is followed), then `end` with the
+/// final entry once the run has ended, then the stream closes. `id` counts the events from 1.
+pub async fn monitor_events(
+    State(s): State<AppState>,
+    p: PathParams,
+) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
+    let t = tasks::load(&s, &p).await?;
+    let first = load_run(&s, &t.id, p.get("tracking_id")).await?;
+    let events = RunEvents {
+        state: s,
+        task_id: t.id,
+        run_id: first.id.clone(),
+        next: Some(first),
+        last: None,
+        seq: 0,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(events, |mut e| async move {
+        let event = e.next_event().await?;
+        Some((Ok(event), e))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(EVENTS_KEEP_ALIVE)))
+}
+
+/// Where an event stream of one run is.
+struct RunEvents {
+    state: AppState,
+    task_id: String,
+    run_id: String,
+    /// The run as read already and not yet looked at.
+    next: Option<RunView>,
+    /// The last entry sent (without its ever-growing `spend_time`).
+    last: Option<Value>,
+    seq: u64,
+    ended: bool,
+}
+
+impl RunEvents {
+    /// The next event: the entry when it changed, `end` once the run ended; None after `end`,
+    /// or when the run is gone (its task was deleted).
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            let run = match self.next.take() {
+                Some(r) => r,
+                None => {
+                    tokio::time::sleep(EVENTS_POLL).await;
+                    let id = &self.run_id;
+                    match backend::get_run(&self.state, &self.task_id, id).await {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return None,
+                        // The store is briefly unreachable: try again at the next poll.
+                        Err(e) => {
+                            tracing::warn!(task_id = %self.task_id, run_id = %id, error = ?e, "run events: cannot read the run");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let entry = run_json(&run);
+            let mut compared = entry.clone();
+            if let Some(o) = compared.as_object_mut() {
+                o.remove("spend_time");
+            }
+            let ended = !run.execute_status.is_active();
+            if !ended && self.last.as_ref() == Some(&compared) {
+                continue;
+            }
+            self.last = Some(compared);
+            self.ended = ended;
+            self.seq += 1;
+            let event = Event::default()
+                .event(if ended { "end" } else { "progress" })
+                .id(self.seq.to_string())
+                .data(entry.to_string());
+            return Some(event);
+        }
+    }
 }
 
 /// Totals of the task's runs by outcome (table 5-105).
