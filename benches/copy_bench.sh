@@ -11,6 +11,7 @@
 #   env ROUTES="pg-pg mysql-pg mysql-mysql"
 #   env CARGO_TARGET_DIR=...          where the release example is built (default: target/)
 #   env SKIP_BUILD=1 / SKIP_PREPARE=1 reuse the built example / the existing bench_src tables
+#   env OVERHEAD=1                    instead: the metrics overhead (issue 11), see "OVERHEAD=1" below
 # Needs PostgreSQL (127.0.0.1:5432, user postgres, db test) and MariaDB/MySQL (127.0.0.1:3306,
 # root, db test, local_infile allowed) plus psql, mariadb and bc.
 #
@@ -32,6 +33,105 @@ log() { echo "[$(date +%T)] $*" >&2; }
 source benches/bench_pg.sh
 die() { log "FAILED: $*"; exit 1; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# ---- OVERHEAD=1: metrics on vs off (issue 11) ------------------------------------------------
+# The PG -> PG copy of $ROWS rows (bench_src -> bench_dst) as a task of the release `fdi` server:
+# two servers, one with --metrics on, one with --metrics off (each its own data dir / SQLite
+# store), OVERHEAD_RUNS runs each (default 5), alternating on/off/on/off... so that both sides
+# see the same machine load. Every run starts from an empty bench_dst and is verified against
+# bench_src. Prints per side the median and best wall time of the run (the monitor log's
+# end_time - start_time) and the client's POST run -> SUCCESS time, and the ratios on/off.
+# Bar: on/off under 1.03.
+#   OVERHEAD=1 benches/copy_bench.sh [rows]   (env OVERHEAD_RUNS=5, SKIP_BUILD=1, SKIP_PREPARE=1, FDI_BIN=path)
+overhead_server() { # name metrics-mode -> sets <name>_PORT, <name>_PID, <name>_DIR
+  local dir port
+  dir=$(mktemp -d /tmp/fdi-overhead-$1.XXXXXX)
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$FDI_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir" --auth-tokens bench-token \
+    --metrics "$2" 2>"$dir/server.log" >/dev/null &
+  printf -v "$1_PID" %s $!
+  printf -v "$1_PORT" %s "$port"
+  printf -v "$1_DIR" %s "$dir"
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && return; sleep 0.1; done
+  die "fdi ($1) did not start: $(cat "$dir/server.log")"
+}
+overhead_api() { # port method path [json]
+  curl -sf -X "$2" -H 'X-Auth-Token: bench-token' -H 'Content-Type: application/json' \
+    "http://127.0.0.1:$1$3" ${4:+-d "$4"} || die "$2 $3 failed"
+}
+overhead_task() { # port -> prints the task id of a bench_src -> bench_dst task
+  local fdi=/v2/bench/fdi/instances/bench app ds detail
+  app=$(overhead_api "$1" POST /v2/bench/instances/bench/apps '{"name":"overhead","remark":"bench"}' | jq -r .id)
+  ds=$(overhead_api "$1" POST $fdi/datasources "$(jq -nc --arg app "$app" '{datasource_name:"pg", datasource_type:"POSTGRESQL", app_id:$app,
+    content:{host:"127.0.0.1", port:"5432", database_name:"test", user_name:"postgres", password:"bench"}}')" | jq -r .datasource_id)
+  detail=$(jq -nc '{sourceSelectedDatasource:{sourceTable:"bench_src"}, targetSelectedDatasource:{targetTable:"bench_dst", isSupportInServerCopy:false}}')
+  overhead_api "$1" POST $fdi/tasks "$(jq -nc --arg ds "$ds" --arg d "$detail" '{task:{task_name:"overhead", task_type:"TIMING",
+    source_datasource_id:$ds, target_datasource_id:$ds}, task_detail:$d}')" | jq -r .task.task_id
+}
+overhead_run() { # port task -> sets O_RUN_S (start->end of the run) and O_CLIENT_S (POST -> SUCCESS)
+  local fdi=/v2/bench/fdi/instances/bench t0 run status
+  "${PSQL[@]}" -c "TRUNCATE bench_dst"
+  t0=$(now)
+  overhead_api "$1" POST "$fdi/tasks/$2/run" '{}' >/dev/null
+  while :; do
+    run=$(overhead_api "$1" GET "$fdi/tasks/$2/monitor-logs?limit=1" | jq -c '.entities[0]')
+    status=$(jq -r .execute_status <<<"$run")
+    case "$status" in SUCCESS) break ;; ERROR|CANCELLED) die "run ended $status: $run" ;; esac
+    sleep 0.05
+  done
+  O_CLIENT_S=$(echo "$(now) - $t0" | bc -l)
+  O_RUN_S=$(jq -r '(.end_time - .start_time) / 1000' <<<"$run")
+  [ "$(check_pg bench_dst)" = "$SRC_PG" ] || die "bench_dst differs from bench_src after a run"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+overhead_bench() {
+  local runs=${OVERHEAD_RUNS:-5} side i on_run=() off_run=() on_client=() off_client=()
+  FDI_BIN=${FDI_BIN:-$TARGET_DIR/release/fdi}
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    log "building the release fdi binary (target dir $TARGET_DIR)..."
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q --bin fdi >&2
+  fi
+  [ -x "$FDI_BIN" ] || die "$FDI_BIN not built"
+  if [ -z "${SKIP_PREPARE:-}" ]; then
+    log "preparing $ROWS rows in PostgreSQL..."
+    prepare_pg_bench_src "$ROWS"
+  fi
+  SRC_PG=$(check_pg bench_src)
+  [ "${SRC_PG%% *}" = "$ROWS" ] || die "PostgreSQL bench_src has ${SRC_PG%% *} rows, expected $ROWS"
+  overhead_server ON on
+  overhead_server OFF off
+  trap 'kill $ON_PID $OFF_PID 2>/dev/null; wait $ON_PID $OFF_PID 2>/dev/null; rm -rf "$ON_DIR" "$OFF_DIR"' EXIT
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OFF_PORT/metrics")" = 404 ] || die "--metrics off still serves /metrics"
+  local on_task off_task
+  on_task=$(overhead_task "$ON_PORT"); off_task=$(overhead_task "$OFF_PORT")
+  local load_start; load_start=$(loadavg)
+  for i in $(seq 1 "$runs"); do
+    for side in on off; do
+      if [ "$side" = on ]; then overhead_run "$ON_PORT" "$on_task"; on_run+=("$O_RUN_S"); on_client+=("$O_CLIENT_S")
+      else overhead_run "$OFF_PORT" "$off_task"; off_run+=("$O_RUN_S"); off_client+=("$O_CLIENT_S"); fi
+      log "  run $i/$runs metrics $side: run ${O_RUN_S}s, client ${O_CLIENT_S}s (load $(loadavg))"
+    done
+  done
+  local scraped; scraped=$(curl -sf "http://127.0.0.1:$ON_PORT/metrics" | grep -c '^fdi_') || die "no fdi_ series on /metrics"
+  local m_on m_off c_on c_off b_on b_off
+  m_on=$(printf '%s\n' "${on_run[@]}" | median); m_off=$(printf '%s\n' "${off_run[@]}" | median)
+  c_on=$(printf '%s\n' "${on_client[@]}" | median); c_off=$(printf '%s\n' "${off_client[@]}" | median)
+  b_on=$(printf '%s\n' "${on_run[@]}" | sort -g | head -1); b_off=$(printf '%s\n' "${off_run[@]}" | sort -g | head -1)
+  echo
+  echo "metrics overhead: PG -> PG $ROWS rows through the fdi server, $runs runs per side alternating on/off; $(nproc) cores; load avg at start $load_start, at end $(loadavg)"
+  printf "%-8s %14s %12s %17s\n" metrics "run median s" "run best s" "client median s"
+  printf "%-8s %14.3f %12.3f %17.3f\n" on "$m_on" "$b_on" "$c_on"
+  printf "%-8s %14.3f %12.3f %17.3f\n" off "$m_off" "$b_off" "$c_off"
+  printf "ratio on/off: run median %.4f, run best %.4f, client median %.4f (bar: < 1.03)\n" \
+    "$(echo "$m_on / $m_off" | bc -l)" "$(echo "$b_on / $b_off" | bc -l)" "$(echo "$c_on / $c_off" | bc -l)"
+  echo "verified: every run left bench_dst equal to bench_src; /metrics of the 'on' server had $scraped fdi_ samples; the 'off' server answered 404"
+}
+now() { date +%s.%N; }
+if [ -n "${OVERHEAD:-}" ]; then
+  overhead_bench
+  exit 0
+fi
+# ---- end of OVERHEAD=1 -----------------------------------------------------------------------
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   log "building release example (target dir $TARGET_DIR)..."

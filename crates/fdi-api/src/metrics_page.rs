@@ -53,3 +53,47 @@ async fn metrics(State(auth): State<Arc<AuthConfig>>, headers: HeaderMap) -> Res
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn scrape(app: &Router, token: Option<&str>) -> (StatusCode, String) {
+        let mut req = Request::get("/metrics");
+        if let Some(t) = token {
+            req = req.header("X-Auth-Token", t);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// One test: the exposure flag is process-wide.
+    #[tokio::test]
+    async fn the_token_is_needed_unless_metrics_are_public() {
+        fdi_metrics::install().unwrap();
+        let app: Router = routes(Arc::new(AuthConfig::parse("tok@p1")));
+        set_public(false);
+        let (status, body) = scrape(&app, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains("FDI.1001"), "{body}");
+        let (status, _) = scrape(&app, Some("wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = scrape(&app, Some("tok")).await;
+        assert_eq!(status, StatusCode::OK, "a project-scoped token may scrape");
+        assert!(body.contains("fdi_active_runs 0"), "{body}");
+        set_public(true);
+        let (status, body) = scrape(&app, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("# TYPE fdi_active_runs gauge"), "{body}");
+    }
+}

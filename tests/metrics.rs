@@ -1,0 +1,379 @@
+//! Prometheus metrics and JSON logs of the real `fdi` process: `/metrics` parsed after real
+//! PostgreSQL -> PostgreSQL runs and its counters checked against the runs and the target table;
+//! `--metrics off`; every JSON log line of a run carrying its task_id and run_id.
+
+use std::collections::BTreeMap;
+
+use fdi_e2e::*;
+use serde_json::{Value, json};
+
+const ROWS: i64 = 750;
+
+/// One sample of the text exposition: `name{label="value",...} number`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A small parser of the text exposition format (comments skipped; label values unescaped).
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| parse_sample(l).unwrap_or_else(|| panic!("not a sample line: {l:?}")))
+        .collect()
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_string();
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        let mut key = String::new();
+        let close;
+        loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '}' => {
+                    close = i;
+                    break;
+                }
+                ',' => {}
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut key), value);
+                }
+                other => key.push(other),
+            }
+        }
+        rest = &body[close + 1..];
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// The value of `name` with exactly these labels (besides none other), if the series exists.
+fn series(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+/// `GET /metrics` without a token: status, content type, body.
+async fn scrape(s: &TestServer) -> (u16, String, String) {
+    let resp = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .expect("GET /metrics");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, content_type, resp.text().await.unwrap())
+}
+
+/// A PostgreSQL source of `ROWS` rows and an empty target without a key (each run appends).
+async fn pg_tables() -> (String, String) {
+    let src = unique("m_src");
+    let dst = unique("m_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, amount numeric(12,2));
+         INSERT INTO {src} SELECT g, 'name ' || g, g * 1.5 FROM generate_series(1, {ROWS}) g;
+         CREATE TABLE {dst} (id bigint, name text, amount numeric(12,2));"
+    ))
+    .await;
+    (src, dst)
+}
+
+async fn pg_count(table: &str) -> i64 {
+    let pool = pg().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+async fn pg_task(s: &TestServer, src: &str, dst: &str) -> String {
+    let app = s.create_app().await;
+    let source = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let target = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    s.create_task(
+        &source,
+        &target,
+        json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst}}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn metrics_count_the_runs_that_happened() {
+    let s = TestServer::start(StoreKind::under_test()).await;
+    let (src, dst) = pg_tables().await;
+    let task = pg_task(&s, &src, &dst).await;
+    for _ in 0..2 {
+        let run = s.run_to_end(&task).await;
+        assert_eq!(run["execute_status"], "SUCCESS", "{run}\n{}", s.log());
+    }
+    // The third run fails: its source table is gone.
+    pg_exec(&format!("DROP TABLE {src}")).await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(run["execute_status"], "ERROR", "{run}");
+
+    let (status, content_type, text) = scrape(&s).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "content type {content_type:?}"
+    );
+    let samples = parse_exposition(&text);
+    let t = task.as_str();
+    let copied = pg_count(&dst).await;
+    assert_eq!(copied, 2 * ROWS, "two successful runs appended the source");
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_runs_total",
+            &[("task_id", t), ("status", "SUCCESS")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_runs_total",
+            &[("task_id", t), ("status", "ERROR")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&samples, "fdi_rows_written_total", &[("task_id", t)]),
+        Some(copied as f64),
+        "rows written == rows in the target\n{text}"
+    );
+    assert_eq!(
+        series(&samples, "fdi_rows_read_total", &[("task_id", t)]),
+        Some((2 * ROWS) as f64),
+        "{text}"
+    );
+    assert!(
+        series(&samples, "fdi_bytes_written_total", &[("task_id", t)]).unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(&samples, "fdi_dirty_rows_total", &[("task_id", t)]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_run_duration_seconds_count",
+            &[("task_id", t)]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_run_duration_seconds_bucket",
+            &[("task_id", t), ("le", "+Inf")]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&samples, "fdi_active_runs", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        series(&samples, "fdi_store_query_duration_seconds_count", &[]).unwrap_or(0.0) > 10.0,
+        "every store query is timed\n{text}"
+    );
+    assert!(
+        text.contains("# TYPE fdi_runs_total counter")
+            && text.contains("# TYPE fdi_run_duration_seconds histogram")
+            && text.contains("# HELP fdi_active_runs "),
+        "{text}"
+    );
+    pg_exec(&format!("DROP TABLE {dst}")).await;
+}
+
+#[tokio::test]
+async fn active_runs_counts_a_run_in_progress() {
+    let s = TestServer::start(StoreKind::under_test()).await;
+    let src = unique("m_big");
+    let dst = unique("m_big_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {src} (id bigint, pad text);
+         INSERT INTO {src} SELECT g, repeat('x', 200) FROM generate_series(1, 1500000) g;
+         CREATE TABLE {dst} (id bigint, pad text);"
+    ))
+    .await;
+    let task = pg_task(&s, &src, &dst).await;
+    let (st, body) = s.post(&format!("/tasks/{task}/run"), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    s.wait_running(&task, std::time::Duration::from_secs(60))
+        .await;
+    let (_, _, text) = scrape(&s).await;
+    let during = series(&parse_exposition(&text), "fdi_active_runs", &[]);
+    let (st, body) = s.post(&format!("/tasks/{task}/terminate"), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    s.wait_run_end(&task, 1, std::time::Duration::from_secs(60))
+        .await;
+    let (_, _, text) = scrape(&s).await;
+    let samples = parse_exposition(&text);
+    assert_eq!(during, Some(1.0), "one run in progress");
+    assert_eq!(series(&samples, "fdi_active_runs", &[]), Some(0.0));
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_runs_total",
+            &[("task_id", task.as_str()), ("status", "CANCELLED")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}
+
+#[tokio::test]
+async fn metrics_off_records_and_serves_nothing() {
+    let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_METRICS", "off")]).await;
+    let (status, _, text) = scrape(&s).await;
+    assert_eq!(status, 404, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("an FDI error body");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("metrics are off"),
+        "{body}"
+    );
+    // The API still works.
+    let (st, body) = s.get("/tasks").await;
+    assert_eq!(st, 200, "{body}");
+}
+
+/// The ids a JSON log line carries, as fields of the event or of any span it is in.
+fn ids_of(line: &Value) -> (Option<String>, Option<String>) {
+    let mut scopes: Vec<&Value> = vec![&line["fields"], &line["span"]];
+    if let Some(spans) = line["spans"].as_array() {
+        scopes.extend(spans);
+    }
+    let find = |key: &str| {
+        scopes
+            .iter()
+            .find_map(|s| s[key].as_str().map(str::to_string))
+    };
+    (find("task_id"), find("run_id"))
+}
+
+#[tokio::test]
+async fn json_log_lines_of_a_run_carry_its_task_and_run_ids() {
+    let s = TestServer::start_with_env(
+        StoreKind::under_test(),
+        &[
+            ("FDI_LOG_FORMAT", "json"),
+            // The run's own crates at debug: lines from the tasks a run spawns show too.
+            ("RUST_LOG", "info,fdi_engine=debug,fdi_scheduler=debug,fdi_connector_postgres=debug,fdi_sql_core=debug,fdi::sql=debug"),
+        ],
+    )
+    .await;
+    let (src, dst) = pg_tables().await;
+    let task = pg_task(&s, &src, &dst).await;
+    let run = s.run_to_end(&task).await;
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}\n{}", s.log());
+    let run_id = run["tracking_id"]
+        .as_str()
+        .or_else(|| run["id"].as_str())
+        .expect("tracking_id")
+        .to_string();
+    // The run's end is logged after its record is saved: wait for it.
+    wait_for(
+        "the run's end in the log",
+        std::time::Duration::from_secs(10),
+        || async { s.log().contains("run ended").then_some(()) },
+    )
+    .await;
+
+    let log = s.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    // A run's lines: those that name the run or the task anywhere, and every line of the crates
+    // that execute runs (only this one run happened).
+    const RUN_TARGETS: [&str; 5] = [
+        "fdi_engine",
+        "fdi_scheduler::runs",
+        "fdi_connector_postgres",
+        "fdi_sql_core",
+        "fdi::sql",
+    ];
+    let of_run: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            let text = l.to_string();
+            let target = l["target"].as_str().unwrap_or_default();
+            text.contains(&run_id)
+                || text.contains(&task)
+                || RUN_TARGETS.iter().any(|t| target.starts_with(t))
+        })
+        .collect();
+    assert!(
+        of_run.len() >= 3,
+        "the run logs its start, its stages and its end: {of_run:#?}"
+    );
+    for line in &of_run {
+        let (t, r) = ids_of(line);
+        assert_eq!(t.as_deref(), Some(task.as_str()), "task_id field: {line}");
+        assert_eq!(r.as_deref(), Some(run_id.as_str()), "run_id field: {line}");
+    }
+    let ended = of_run
+        .iter()
+        .find(|l| l["fields"]["message"] == "run ended")
+        .expect("a 'run ended' line");
+    assert_eq!(ended["fields"]["status"], "SUCCESS", "{ended}");
+    pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}
