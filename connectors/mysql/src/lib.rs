@@ -6,6 +6,7 @@
 
 pub mod cdc;
 mod discovery;
+mod in_server;
 mod load;
 mod reader;
 mod writer;
@@ -161,6 +162,10 @@ impl Connector for MySqlConnector {
         specs: Vec<WriteSpec>,
     ) -> Result<Option<Box<dyn fdi_connector::TableSetWriter>>> {
         Ok(Some(writer::table_set(self.pool.clone(), specs)))
+    }
+
+    fn in_server(&self) -> Option<&dyn fdi_connector::in_server::InServer> {
+        Some(self)
     }
 
     fn change_log(&self) -> Option<&dyn fdi_connector::change::ChangeLog> {

@@ -6,6 +6,7 @@
 mod binary;
 pub mod cdc;
 mod discovery;
+mod in_server;
 mod reader;
 mod writer;
 
@@ -175,6 +176,10 @@ impl Connector for PgConnector {
             .map(|spec| (self.qualify(&spec.table), spec))
             .collect();
         Ok(Some(writer::table_set(self.pool.clone(), tables)))
+    }
+
+    fn in_server(&self) -> Option<&dyn fdi_connector::in_server::InServer> {
+        Some(self)
     }
 
     fn change_log(&self) -> Option<&dyn fdi_connector::change::ChangeLog> {

@@ -202,16 +202,21 @@ impl PgReader {
             // graceful close: that would wait for the server's next message) and cancel its
             // query, which would otherwise run on until it next writes to the closed socket.
             drop(conn.detach());
-            let pool = self.pool.clone();
-            tokio::spawn(async move {
-                let stop = sqlx::query("SELECT pg_cancel_backend($1)")
-                    .bind(pid)
-                    .execute(&pool);
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stop).await;
-            });
+            cancel_backend(&self.pool, pid);
         }
         r
     }
+}
+
+/// Stop the query of backend `pid` (in the background, from another connection of `pool`).
+pub(crate) fn cancel_backend(pool: &PgPool, pid: i32) {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let stop = sqlx::query("SELECT pg_cancel_backend($1)")
+            .bind(pid)
+            .execute(&pool);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stop).await;
+    });
 }
 
 /// Run `sql` (a COPY TO STDOUT in binary) on `conn` and send its rows as batches. `ended` is set

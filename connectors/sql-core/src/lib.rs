@@ -8,6 +8,7 @@ pub mod content;
 pub mod describe;
 pub mod dialect;
 pub mod error;
+pub mod in_server;
 pub mod insert;
 pub mod literal;
 pub mod reader;

@@ -10,6 +10,7 @@ pub mod change;
 pub mod config;
 pub mod content;
 pub mod files;
+pub mod in_server;
 pub mod message;
 pub mod stream;
 pub mod window;
@@ -301,6 +302,11 @@ pub trait Connector: Send + Sync {
     }
     /// The database's change log, for combination (CDC) tasks; None where there is none.
     fn change_log(&self) -> Option<&dyn change::ChangeLog> {
+        None
+    }
+    /// Copies between two tables of this database's server, run inside it; None where the
+    /// connector cannot.
+    fn in_server(&self) -> Option<&dyn in_server::InServer> {
         None
     }
     /// Close pools.

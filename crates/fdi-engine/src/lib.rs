@@ -10,6 +10,7 @@
 //!   scheduler decides the windows and keeps the watermark).
 
 mod dirty;
+mod in_server;
 mod mapping;
 mod plan;
 mod runner;

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::dirty::DirtyLog;
+use crate::in_server;
 use crate::mapping::BatchMapper;
 use crate::plan::{self, Side};
 use crate::{RunEvent, RunOutcome, RunRequest, StepRecord};
@@ -549,6 +550,51 @@ pub(crate) async fn execute(
             return failed(&trace, &c, run_begin, e.side, f);
         }
     };
+    match in_server::shortcut(&detail, &plan, &source, &target, &dirty, &options, &run_id) {
+        Ok(copy) => {
+            let begin = now_millis();
+            let started = Instant::now();
+            let remarks = "(in-server copy: one INSERT ... SELECT inside the database server)";
+            trace.step(
+                StepCode::READER_START,
+                PositionStatus::Normal,
+                &trace.reader_stage,
+                (0, 0, 0),
+                begin,
+                format!("Reader start {remarks}"),
+            );
+            trace.step(
+                StepCode::WRITER_START,
+                PositionStatus::Normal,
+                &trace.writer_stage,
+                (0, 0, 0),
+                begin,
+                format!("Writer start {remarks}"),
+            );
+            let copied = match target.connector.in_server() {
+                Some(server) => server.copy_in_server(&copy, cancel.clone()).await,
+                None => Err(ConnectorError::internal(
+                    "the target lost its in-server copy",
+                )),
+            };
+            let n = match copied {
+                Ok(n) => n,
+                Err(e) if e.kind == ErrorKind::Cancelled => return cancelled(&trace, &c),
+                Err(e) => return target_failed(&trace, &c, begin, Failure::of(&e)),
+            };
+            let ms = started.elapsed().as_millis() as i64;
+            (c.rows_read, c.rows_written, c.rows_committed) = (n, n, n);
+            (c.read_ms, c.write_ms) = (ms, ms);
+            for (code, ps, what) in [
+                (StepCode::READ_DONE, PositionStatus::Normal, "Read done"),
+                (StepCode::READER_END, PositionStatus::NodeEnd, "Reader end"),
+            ] {
+                trace.step(code, ps, &trace.reader_stage, (n, 0, 0), begin, what);
+            }
+            return succeeded(&trace, &c, begin, run_begin, "Write done".into());
+        }
+        Err(why) => tracing::debug!(why, "rows stream out and back (no in-server copy)"),
+    }
     let mapper = BatchMapper::new(&plan, &run_id);
     let mut dirty = DirtyLog::new(dirty, &task_id, &run_id, plan.row_key_columns());
 
@@ -944,58 +990,69 @@ pub(crate) async fn execute(
                 );
             }
             c.write_ms = write_started.elapsed().as_millis() as i64;
-            let counts = (c.rows_written, c.dirty_rows, c.bytes_written);
             let write_done = match dirty.shown_file() {
                 Some(f) => format!("Write done ({} dirty rows are in {f})", c.dirty_rows),
                 None => "Write done".to_string(),
             };
-            trace.step(
-                StepCode::WRITE_DONE,
-                PositionStatus::Normal,
-                &trace.writer_stage,
-                counts,
-                write_begin,
-                write_done,
-            );
-            trace.step(
-                StepCode::WRITER_END,
-                PositionStatus::NodeEnd,
-                &trace.writer_stage,
-                counts,
-                write_begin,
-                "Writer end",
-            );
-            trace.step(
-                StepCode::RUN_FINISHED,
-                PositionStatus::TaskEnd,
-                "adapter",
-                counts,
-                run_begin,
-                "Task execute success",
-            );
-            trace.progress(&c);
-            tracing::info!(
-                rows = c.rows_written,
-                dirty = c.dirty_rows,
-                bytes = c.bytes_written,
-                read_ms = c.read_ms,
-                write_ms = c.write_ms,
-                "run succeeded"
-            );
-            outcome(
-                ExecuteStatus::Success,
-                Position::Writer,
-                PositionStatus::TaskEnd,
-                StepCode::RUN_FINISHED,
-                &c,
-                "Task execute success".into(),
-            )
-            .into()
+            succeeded(&trace, &c, write_begin, run_begin, write_done)
         }
     }
 }
 
 /// The bytes a batch's values take (values, offsets and validity of the rows it holds, not the
+/// The end of a successful run: the writer's steps, the task's end, the outcome.
+fn succeeded(
+    trace: &Trace,
+    c: &Counters,
+    write_begin: i64,
+    run_begin: i64,
+    write_done: String,
+) -> AttemptEnd {
+    let counts = (c.rows_written, c.dirty_rows, c.bytes_written);
+    trace.step(
+        StepCode::WRITE_DONE,
+        PositionStatus::Normal,
+        &trace.writer_stage,
+        counts,
+        write_begin,
+        write_done,
+    );
+    trace.step(
+        StepCode::WRITER_END,
+        PositionStatus::NodeEnd,
+        &trace.writer_stage,
+        counts,
+        write_begin,
+        "Writer end",
+    );
+    trace.step(
+        StepCode::RUN_FINISHED,
+        PositionStatus::TaskEnd,
+        "adapter",
+        counts,
+        run_begin,
+        "Task execute success",
+    );
+    trace.progress(c);
+    tracing::info!(
+        rows = c.rows_written,
+        dirty = c.dirty_rows,
+        bytes = c.bytes_written,
+        read_ms = c.read_ms,
+        write_ms = c.write_ms,
+        "run succeeded"
+    );
+    outcome(
+        ExecuteStatus::Success,
+        Position::Writer,
+        PositionStatus::TaskEnd,
+        StepCode::RUN_FINISHED,
+        c,
+        "Task execute success".into(),
+    )
+    .into()
+}
+
 /// buffers' spare capacity): what a step reports as the size of the rows read.
 fn batch_data_bytes(batch: &arrow::record_batch::RecordBatch) -> u64 {
     batch

@@ -391,6 +391,16 @@ pub struct TargetConfig {
         deserialize_with = "lenient_bool"
     )]
     pub support_part_update: bool,
+    /// Ours: `false` turns off the same-server shortcut (one `INSERT … SELECT` inside the server
+    /// when source and target are one database server and login); unset or `true` allows it.
+    #[serde(
+        default,
+        alias = "isSupportInServerCopy",
+        alias = "is_support_in_server_copy",
+        deserialize_with = "opt_lenient_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub in_server_copy: Option<bool>,
 }
 
 /// One selected column (reference table 11-11). A bare string is accepted as the field name.
@@ -742,6 +752,15 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         },
         Some(serde_json::Value::Number(n)) => Ok(n.as_i64().unwrap_or(0) != 0),
         Some(other) => Err(D::Error::custom(format!("expected a boolean, got {other}"))),
+    }
+}
+
+/// A lenient boolean that stays unset when absent or null.
+fn opt_lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => lenient_bool(v).map(Some).map_err(serde::de::Error::custom),
     }
 }
 

@@ -103,8 +103,12 @@ pub fn options() -> EngineOptions {
     }
 }
 
+/// A task detail as `v` says. Same-server runs here test the streaming path, so the same-server
+/// shortcut is off unless `v` sets `isSupportInServerCopy` (tests/in_server.rs covers it).
 pub fn detail(v: Value) -> TaskDetail {
-    TaskDetail::parse(&v.to_string()).expect("task_detail parses")
+    let mut d = TaskDetail::parse(&v.to_string()).expect("task_detail parses");
+    d.target.in_server_copy.get_or_insert(false);
+    d
 }
 
 pub struct Ran {

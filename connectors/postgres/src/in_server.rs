@@ -1,0 +1,94 @@
+//! Same-server copies on PostgreSQL: one `INSERT … SELECT` (upsert form where asked) inside one
+//! transaction, the target table truncated first when the task clears it.
+
+use async_trait::async_trait;
+use fdi_connector::in_server::{InServer, InServerCopy};
+use fdi_connector::{ConnectorError, Result, SourceQuery};
+use fdi_sql_core::Dialect;
+use fdi_sql_core::error::map_sqlx_error;
+use sqlx::{AssertSqlSafe, Connection};
+use tokio_util::sync::CancellationToken;
+
+use crate::PgConnector;
+
+impl PgConnector {
+    /// `"schema"."table"` for a possibly unqualified name.
+    fn qualified_sql(&self, table: &str) -> String {
+        let (schema, table) = self.qualify(table);
+        let d = Dialect::Postgres;
+        format!("{}.{}", d.quote_ident(&schema), d.quote_ident(&table))
+    }
+}
+
+#[async_trait]
+impl InServer for PgConnector {
+    fn server_scope(&self) -> Option<String> {
+        let o = self.pool.connect_options();
+        if o.get_socket().is_some() {
+            return None;
+        }
+        let user = o.get_username();
+        Some(format!(
+            "postgres://{user}@{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or(user)
+        ))
+    }
+
+    fn select_sql(&self, query: &SourceQuery) -> Option<String> {
+        // Qualified with this connector's schema: the target's session may have another.
+        fdi_sql_core::in_server::select_sql(Dialect::Postgres, query, |t| {
+            let (schema, table) = self.qualify(t);
+            format!("{schema}.{table}")
+        })
+    }
+
+    async fn copy_in_server(&self, copy: &InServerCopy, cancel: CancellationToken) -> Result<u64> {
+        let mut copy = copy.clone();
+        let (schema, table) = self.qualify(&copy.write.table);
+        copy.write.table = format!("{schema}.{table}");
+        let sql = fdi_sql_core::in_server::insert_select(Dialect::Postgres, &copy);
+        fdi_sql_core::statement_log::debug("in-server copy", &sql);
+        let mut conn = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+            c = self.pool.acquire() => c.map_err(|e| map_sqlx_error("in-server copy", e))?,
+        };
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| map_sqlx_error("in-server copy", e))?;
+        let clear = copy
+            .write
+            .clear_table
+            .then(|| format!("TRUNCATE TABLE {}", self.qualified_sql(&copy.write.table)));
+        let work = async {
+            let mut tx = conn.begin().await?;
+            if let Some(clear) = clear {
+                sqlx::query(AssertSqlSafe(clear)).execute(&mut *tx).await?;
+            }
+            let written = sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(written)
+        };
+        let done = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            r = work => Some(r),
+        };
+        match done {
+            Some(r) => r.map_err(|e| map_sqlx_error("in-server copy", e)),
+            None => {
+                // Left inside the statement: close this connection (its transaction rolls back)
+                // and stop the statement on the server.
+                drop(conn.detach());
+                crate::reader::cancel_backend(&self.pool, pid);
+                Err(ConnectorError::cancelled())
+            }
+        }
+    }
+}
