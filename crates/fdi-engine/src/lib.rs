@@ -38,6 +38,9 @@ pub struct EngineOptions {
     pub channel_batches: usize,
     /// How often a RUNNING run reports progress (102 / 502 steps updated).
     pub progress_interval: std::time::Duration,
+    /// Ask the source how many rows the run reads: the total its progress is measured against.
+    /// Off for the windows of a realtime run (each is a part of one run without an end).
+    pub estimate_rows: bool,
     /// A run whose source has positions (a message source) commits the target and acknowledges
     /// the source once this many rows are written since the last commit...
     pub commit_rows: u64,
@@ -66,6 +69,7 @@ impl Default for EngineOptions {
             batch_rows: 8192,
             channel_batches: 4,
             progress_interval: std::time::Duration::from_secs(1),
+            estimate_rows: true,
             commit_rows: 50_000,
             commit_interval: std::time::Duration::from_millis(100),
             follow: false,

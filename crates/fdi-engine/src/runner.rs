@@ -617,8 +617,9 @@ pub(crate) async fn execute(
         reader_start,
     );
     // The total to measure progress against (not for message sources: they have no end).
-    let mut estimate = (!matches!(plan.read.query, fdi_connector::SourceQuery::Messages { .. }))
-        .then(|| spawn_estimate(source.connector.clone(), plan.read.query.clone()));
+    let mut estimate = (options.estimate_rows
+        && !matches!(plan.read.query, fdi_connector::SourceQuery::Messages { .. }))
+    .then(|| spawn_estimate(source.connector.clone(), plan.read.query.clone()));
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),

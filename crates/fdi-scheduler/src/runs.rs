@@ -137,6 +137,11 @@ impl Scheduler {
     /// so its lease keeps being renewed once the store answers again): a run that ended during a
     /// store outage is recorded with its real outcome when the store is back.
     async fn finish_run(&self, run: &mut RunView) {
+        if run.execute_status == ExecuteStatus::Success {
+            // Done, however the run got there (a stopped realtime run, an in-server copy).
+            run.progress = Some(100);
+            run.remaining_ms = Some(0);
+        }
         let mut wait = Duration::from_millis(500);
         let mut noted = false;
         loop {
@@ -269,10 +274,12 @@ impl Scheduler {
     /// saving progress; None when the engine task panicked (the run is then ended ERROR).
     pub(crate) async fn execute(
         &self,
-        req: RunRequest,
+        mut req: RunRequest,
         run: &mut RunView,
         with_steps: bool,
     ) -> Option<fdi_engine::RunOutcome> {
+        // Without its steps the engine run is one window of a longer run: no total to estimate.
+        req.options.estimate_rows = with_steps;
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = tokio::spawn(fdi_engine::run(req, tx));
         self.fold_events(rx, run, with_steps).await;
@@ -330,14 +337,14 @@ impl Scheduler {
                 rows_written,
                 dirty_rows,
                 bytes_written,
-                total_estimate,
                 ..
             } = ev
             {
                 run.data_count = base.0 + rows_written;
                 run.dirty_data_count = base.1 + dirty_rows;
                 run.data_bytes = base.2 + bytes_written;
-                run.note_progress(base.3 + rows_read, total_estimate, fdi_types::now_millis());
+                // One window of a longer run: the window's estimate is no total of the run.
+                run.note_progress(base.3 + rows_read, None, fdi_types::now_millis());
             }
             if last_save.elapsed() > SAVE_EVERY {
                 last_save = std::time::Instant::now();
