@@ -8,8 +8,10 @@
 # FDI_BIN           the binary to test (default target/debug/fdi)
 # CONSOLE_ROWS      rows of the PostgreSQL source table the long run copies (default 3000000)
 # CONSOLE_BENCH_TASKS  tasks created for the benchmark (default 10000; 0 skips it)
+# CONSOLE_BENCH_TASKS_VIA_API  how many of them through the API (default 200; the rest in the store)
 # Screenshots of every page go to target/console-artifacts/.
-# Needs PostgreSQL (127.0.0.1:5432, postgres, trust, database test) and psql, as .ci/run starts.
+# Needs PostgreSQL (127.0.0.1:5432, postgres, trust, database test) as .ci/run starts, psql, and
+# sqlite3 (the benchmark clones tasks in the server's SQLite store).
 # Installs Debian's chromium (apt-get, as root) when /usr/bin/chromium is missing, and
 # playwright-core (pinned in package-lock.json) into tests/console/node_modules.
 set -euo pipefail

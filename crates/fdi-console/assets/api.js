@@ -48,6 +48,17 @@ function errorOf(status, text) {
   return new ApiError(status, `HTTP ${status}`, text ? text.slice(0, 300) : 'no body');
 }
 
+/**
+ * The answer index.html already asked for (its prefetch of the first page), once; null otherwise.
+ * A prefetch that failed to reach the server is asked again.
+ */
+function takePrefetched(href) {
+  const pending = window.fdiPrefetched?.[href];
+  if (!pending) return null;
+  delete window.fdiPrefetched[href];
+  return pending.catch(() => null);
+}
+
 async function send(url, init) {
   try {
     return await fetch(url, init);
@@ -65,7 +76,8 @@ export async function call(method, path, { query, body, signal } = {}) {
   const session = requireSession();
   const headers = { 'X-Auth-Token': session.token, Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const resp = await send(requestUrl(session, path, query), {
+  const url = requestUrl(session, path, query);
+  const resp = await (method === 'GET' && takePrefetched(url.href)) || await send(url, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -7,11 +7,13 @@
 //   #/datasources?page=              datasources, with test-connect
 
 import { ApiError, get } from './api.js';
-import { datasourcesView } from './datasources.js';
 import { h, replace } from './dom.js';
 import { monitorsView } from './monitors.js';
-import { runView, runsView } from './runs.js';
 import { clearSession, loadSession, saveSession } from './session.js';
+
+// The pages other than the monitors load when first visited (the first page needs fewer files).
+const runs = () => import('./runs.js');
+const datasources = () => import('./datasources.js');
 
 const SCOPE_KEY = 'fdi.console.scope';
 const viewEl = document.getElementById('view');
@@ -102,11 +104,11 @@ function route({ keepError = false } = {}) {
 function pickView(parts) {
   const [section, taskId, sub, runId] = parts;
   if (section === 'monitors') return monitorsView;
-  if (section === 'datasources') return datasourcesView;
+  if (section === 'datasources') return async (el, ctx) => (await datasources()).datasourcesView(el, ctx);
   if (section === 'tasks' && taskId && sub === 'runs' && runId) {
-    return (el, ctx) => runView(el, ctx, taskId, runId);
+    return async (el, ctx) => (await runs()).runView(el, ctx, taskId, runId);
   }
-  if (section === 'tasks' && taskId) return (el, ctx) => runsView(el, ctx, taskId);
+  if (section === 'tasks' && taskId) return async (el, ctx) => (await runs()).runsView(el, ctx, taskId);
   return (el, ctx) => replace(el, h('h1', {}, 'Not found'),
     h('p', {}, 'No page here. ', h('a', { href: '#/monitors' }, 'Task monitors')));
 }
