@@ -8,7 +8,8 @@
 #
 # Usage: benches/copy_bench.sh [rows]
 #   env RUNS=2                        runs per route and side; the best (fastest) one is reported
-#   env ROUTES="pg-pg mysql-pg mysql-mysql"
+#   env ROUTES="pg-pg pg-pg:stream mysql-pg mysql-mysql mysql-mysql:stream pg-pg:upsert pg-pg:upsert-stream"
+#                                     (:stream = same-server shortcut off; :upsert = into 1M rows, half changed)
 #   env CARGO_TARGET_DIR=...          where the release example is built (default: target/)
 #   env SKIP_BUILD=1 / SKIP_PREPARE=1 reuse the built example / the existing bench_src tables
 #   env OVERHEAD=1                    instead: the metrics overhead (issue 11), see "OVERHEAD=1" below
@@ -21,7 +22,7 @@
 set -euo pipefail
 ROWS=${1:-1000000}
 RUNS=${RUNS:-2}
-ROUTES=${ROUTES:-"pg-pg mysql-pg mysql-mysql"}
+ROUTES=${ROUTES:-"pg-pg pg-pg:stream mysql-pg mysql-mysql mysql-mysql:stream pg-pg:upsert pg-pg:upsert-stream"}
 TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$(dirname "$0")/../target}")
 cd "$(dirname "$0")/.."
 export PGCONNECT_TIMEOUT=10
@@ -173,6 +174,13 @@ log "source mysql: $SRC_MY"
 [ "$SRC_PG" = "$SRC_MY" ] || die "the PostgreSQL and MariaDB sources differ"
 
 clear_dst() { if [ "$1" = pg ]; then "${PSQL[@]}" -c "TRUNCATE bench_dst"; else "${MY[@]}" -e "TRUNCATE bench_dst"; fi; }
+# The upsert rows' starting point: bench_dst holds every source row, the odd ids with other values.
+half_changed_dst() {
+  [ "$1" = pg ] || die "upsert routes are PostgreSQL only"
+  PGOPTIONS="-c client_min_messages=warning" "${PSQL[@]}" -c "TRUNCATE bench_dst" \
+    -c "INSERT INTO bench_dst SELECT * FROM bench_src" \
+    -c "UPDATE bench_dst SET name = name || ' old', amount = amount + 1 WHERE id % 2 = 1" -c "VACUUM ANALYZE bench_dst"
+}
 verify_dst() { # who route dst
   local got; got=$(check_"$3" bench_dst)
   [ "$got" = "$SRC_PG" ] || die "$1 $2: bench_dst is [$got], expected [$SRC_PG]"
@@ -183,7 +191,8 @@ now() { date +%s.%N; }
 engine() { # src dst
   local t0 t1 line
   t0=$(now)
-  line=$("$BIN" "$1" bench_src "$2" bench_dst) || die "engine $1-$2 exited with $?: $line"
+  line=$(FDI_IN_SERVER=${E_IN_SERVER:-1} FDI_UPSERT=${E_UPSERT:-0} "$BIN" "$1" bench_src "$2" bench_dst) \
+    || die "engine $1-$2 exited with $?: $line"
   t1=$(now)
   log "  engine   $1-$2: $line"
   [[ "$line" == *"status=SUCCESS"* ]] || die "engine $1-$2 did not succeed: $line"
@@ -205,6 +214,12 @@ baseline() { # route
              | "${PSQL[@]}" -c "\\copy bench_dst ($COLS) FROM STDIN WITH (NULL 'NULL')" ;;
     mysql-mysql) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $COLS FROM bench_src" \
              | "${MY[@]}" --local-infile=1 -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst ($COLS)" ;;
+    # The pipe's upsert: COPY into a session temporary table, then one INSERT ... ON CONFLICT.
+    pg-pg-upsert) "${PSQL[@]}" -c "\\copy (SELECT $COLS FROM bench_src) TO STDOUT" \
+             | "${PSQL[@]}" -c "CREATE TEMP TABLE s (LIKE bench_dst)" -c "\\copy s ($COLS) FROM STDIN" \
+                 -c "INSERT INTO bench_dst SELECT * FROM s ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                     email = excluded.email, amount = excluded.amount, qty = excluded.qty, created_at = excluded.created_at,
+                     updated_at = excluded.updated_at, note = excluded.note" ;;
     *) die "unknown route $1" ;;
   esac
   t1=$(now)
@@ -216,20 +231,27 @@ min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc -l)" = 1 ]; then echo "$2"; e
 
 LOAD_START=$(loadavg)
 RESULTS=()
+# A route is SRC-DST with optional variants after a colon: `stream` turns the same-server shortcut
+# off (rows go out of the server and back in), `upsert` loads into a bench_dst that already holds
+# every row, half of them changed (PostgreSQL only), e.g. pg-pg:upsert-stream.
 for route in $ROUTES; do
-  src=${route%-*}; dst=${route#*-}
+  base=${route%%:*}; variant=""; [ "$base" != "$route" ] && variant=${route#*:}
+  src=${base%-*}; dst=${base#*-}
+  E_IN_SERVER=1; E_UPSERT=0; prep=clear_dst; pipe=$base
+  [[ "$variant" == *stream* ]] && E_IN_SERVER=0
+  [[ "$variant" == *upsert* ]] && { E_UPSERT=1; prep=half_changed_dst; pipe=$base-upsert; }
   best_e=""; best_b=""; bytes=0; rss_kb=0; loads=()
   for run in $(seq 1 "$RUNS"); do
     loads+=("$(loadavg | cut -d' ' -f1)")
     log "$route run $run/$RUNS (load $(loadavg))"
-    clear_dst "$dst"
+    "$prep" "$dst"
     engine "$src" "$dst"
     verify_dst engine "$route" "$dst"
     [ "$E_BYTES" -gt "$bytes" ] && bytes=$E_BYTES
     [ "$E_RSS_KB" -gt "$rss_kb" ] && rss_kb=$E_RSS_KB
     best_e=$(min "$best_e" "$E_SECS")
-    clear_dst "$dst"
-    baseline "$route"
+    "$prep" "$dst"
+    baseline "$pipe"
     verify_dst baseline "$route" "$dst"
     best_b=$(min "$best_b" "$B_SECS")
   done
@@ -240,13 +262,15 @@ LOAD_END=$(loadavg)
 
 echo
 echo "copy benchmark: $ROWS rows, best of $RUNS runs per side; $(nproc) cores; load avg at start $LOAD_START, at end $LOAD_END"
-printf "%-12s %13s %8s %12s %15s %7s %9s %9s  %s\n" route "engine rows/s" "MB/s" "peak RSS MB" "baseline rows/s" ratio "engine s" "base s" "load(1m) per run"
+printf "%-22s %13s %8s %12s %15s %22s %9s %9s  %s\n" route "engine rows/s" "MB/s" "peak RSS MB" "baseline rows/s" "wall ratio (eng/base)" "engine s" "base s" "load(1m) per run"
 for r in "${RESULTS[@]}"; do
   read -r route es bytes rss bs loads <<<"$r"
   erate=$(echo "$ROWS / $es" | bc -l); brate=$(echo "$ROWS / $bs" | bc -l)
-  printf "%-12s %13.0f %8.1f %12.1f %15.0f %7.2f %9.2f %9.2f  %s\n" "$route" "$erate" \
+  printf "%-22s %13.0f %8.1f %12.1f %15.0f %22.2f %9.2f %9.2f  %s\n" "$route" "$erate" \
     "$(echo "$bytes / $es / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$brate" \
-    "$(echo "$erate / $brate" | bc -l)" "$es" "$bs" "$loads"
+    "$(echo "$es / $bs" | bc -l)" "$es" "$bs" "$loads"
 done
+echo "wall ratio = engine wall / baseline pipe wall: lower is faster (0.5 = twice as fast as the pipe)"
+echo "routes without ':stream' take the same-server shortcut where source and target are one server (MB/s then 0: no rows leave the server)"
 echo "verified: every engine and baseline run left bench_dst equal to bench_src (count, distinct ids, sum(amount), sum(qty), md5 sum, timestamp sum)"
 echo "MB/s = bytes the engine's writer sent (COPY payload for PostgreSQL, INSERT value tuples for MySQL) per wall second of the engine process"

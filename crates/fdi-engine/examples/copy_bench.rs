@@ -4,7 +4,9 @@
 //! target is cleared in the run's transaction). Prints one line:
 //! `rows=<n> secs=<s> bytes=<b> peak_rss_kb=<kb> read_ms=<ms> write_ms=<ms> status=<SUCCESS|...>`
 //! (`bytes`: what the writer sent; `read_ms`/`write_ms`: the engine's reader and writer spans).
-//! `FDI_BATCH_ROWS` overrides the rows per batch. Driven by `benches/copy_bench.sh`.
+//! `FDI_BATCH_ROWS` overrides the rows per batch; `FDI_UPSERT=1` upserts into the target's rows
+//! instead of clearing it; `FDI_IN_SERVER=0` turns the same-server shortcut off. Driven by
+//! `benches/copy_bench.sh`.
 
 use std::time::Instant;
 
@@ -43,8 +45,14 @@ async fn main() -> Result<(), String> {
     if args.len() != 5 {
         return Err("usage: copy_bench <pg|mysql> <source_table> <pg|mysql> <target_table>".into());
     }
+    // FDI_UPSERT=1: upsert into what the target holds (no clear); FDI_IN_SERVER=0: stream the
+    // rows even where source and target are one server.
+    let flag = |name: &str| std::env::var(name).ok();
+    let upsert = flag("FDI_UPSERT").as_deref() == Some("1");
+    let in_server = flag("FDI_IN_SERVER").as_deref() != Some("0");
     let detail = TaskDetail::parse(
-        &json!({"sourceSelectedDatasource": {"sourceTable": args[2]}, "targetSelectedDatasource": {"targetTable": args[4], "isSupportClearTab": true}})
+        &json!({"sourceSelectedDatasource": {"sourceTable": args[2]},
+            "targetSelectedDatasource": {"targetTable": args[4], "isSupportClearTab": !upsert, "isSupportInServerCopy": in_server}})
             .to_string(),
     )
     .map_err(|e| e.to_string())?;
