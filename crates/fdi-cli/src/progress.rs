@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{Output, duration_ms, thousands};
 
-const BAR_TEMPLATE: &str = "{spinner:.green} [{elapsed_precise}] [{bar:30.cyan/blue}] {percent:>3}% {human_pos}/{human_len} rows {wide_msg}";
-const SPINNER_TEMPLATE: &str = "{spinner:.green} [{elapsed_precise}] {human_pos} rows {wide_msg}";
+const BAR_TEMPLATE: &str =
+    "{spinner:.green} [{bar:20.cyan/blue}] {percent:>3}% {human_pos}/{human_len} rows · {wide_msg}";
+const SPINNER_TEMPLATE: &str = "{spinner:.green} {elapsed:>4} {human_pos} rows · {wide_msg}";
 
 /// How a followed run is shown.
 pub enum RunDisplay {

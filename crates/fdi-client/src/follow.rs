@@ -75,6 +75,15 @@ impl RunFollower {
         }
     }
 
+    /// Poll `monitor-logs/{tracking_id}` from the start, without trying the event stream (what
+    /// the follower does on a server without one).
+    pub fn polling_only(mut self) -> Self {
+        if matches!(self.state, State::Connecting) {
+            self.start_polling(None);
+        }
+        self
+    }
+
     pub fn tracking_id(&self) -> &str {
         &self.tracking_id
     }
