@@ -164,7 +164,9 @@ pub async fn estimate_rows(c: &PgConnector, query: &SourceQuery) -> Result<Optio
     }
 }
 
-/// `reltuples` of a table; None when it was never analysed (-1, or 0 before PostgreSQL 14).
+/// A table's rows as the planner counts them: `reltuples` (rows per page at the last ANALYZE)
+/// scaled to the pages the table has now, so a table that grew since is not underestimated;
+/// None when it was never analysed (-1, or 0 before PostgreSQL 14).
 async fn table_rows(c: &PgConnector, table: &str) -> Result<Option<u64>> {
     let (schema, name) = c.qualify(table);
     let regclass = format!(
@@ -172,12 +174,16 @@ async fn table_rows(c: &PgConnector, table: &str) -> Result<Option<u64>> {
         Dialect::Postgres.quote_ident(&schema),
         Dialect::Postgres.quote_ident(&name)
     );
-    let reltuples: Option<f64> =
-        sqlx::query_scalar("SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)")
-            .bind(&regclass)
-            .fetch_optional(&c.pool)
-            .await
-            .map_err(|e| map_sqlx_error("row estimate", e))?;
+    let reltuples: Option<f64> = sqlx::query_scalar(
+        "SELECT CASE WHEN relpages > 0 THEN reltuples::float8 / relpages
+                          * (pg_relation_size(oid) / current_setting('block_size')::float8)
+                         ELSE reltuples::float8 END
+             FROM pg_class WHERE oid = to_regclass($1)",
+    )
+    .bind(&regclass)
+    .fetch_optional(&c.pool)
+    .await
+    .map_err(|e| map_sqlx_error("row estimate", e))?;
     Ok(reltuples.filter(|n| *n > 0.0).map(|n| n.round() as u64))
 }
 
@@ -203,6 +209,85 @@ fn plan_rows(plan: &serde_json::Value) -> Option<u64> {
 
 #[cfg(test)]
 mod estimate_tests {
+    use fdi_connector::{ConnectorFactory, SourceQuery};
+    use fdi_types::{WhereCondition, WhereOp};
+
+    async fn exec(sql: &str) {
+        let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+
+    fn table(name: &str, filters: Vec<WhereCondition>) -> SourceQuery {
+        SourceQuery::Table {
+            table: name.to_string(),
+            columns: vec![],
+            filters,
+            order_by: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn estimates_follow_statistics_growth_filters_and_queries() {
+        let c = crate::Factory
+            .create(&serde_json::json!({"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}))
+            .unwrap();
+        let t = format!("est_pg_{}", std::process::id());
+        exec(&format!(
+            "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id bigint PRIMARY KEY, v int);
+             ALTER TABLE {t} SET (autovacuum_enabled = false);
+             INSERT INTO {t} SELECT g, g % 10 FROM generate_series(1, 20000) g"
+        ))
+        .await;
+        // Never analysed: the planner's estimate from the table's size.
+        let fresh = c.estimate_rows(&table(&t, vec![])).await.unwrap().unwrap();
+        assert!((5_000..=60_000).contains(&fresh), "never analysed: {fresh}");
+        exec(&format!("ANALYZE {t}")).await;
+        let analysed = c.estimate_rows(&table(&t, vec![])).await.unwrap();
+        assert_eq!(analysed, Some(20_000));
+        // Grown since ANALYZE: scaled to the pages it has now.
+        exec(&format!(
+            "INSERT INTO {t} SELECT g, g % 10 FROM generate_series(20001, 40000) g"
+        ))
+        .await;
+        let grown = c.estimate_rows(&table(&t, vec![])).await.unwrap().unwrap();
+        assert!((36_000..=44_000).contains(&grown), "grown: {grown}");
+        // A filter and a custom query: EXPLAIN of what the run reads.
+        let filter = WhereCondition {
+            andor: None,
+            field_name: "v".into(),
+            field_type: None,
+            op: WhereOp::Equal,
+            value: Some("3".into()),
+            min_value: None,
+            max_value: None,
+        };
+        let part = c
+            .estimate_rows(&table(&t, vec![filter]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!((1_000..=8_000).contains(&part), "filtered: {part}");
+        let q = c
+            .estimate_rows(&SourceQuery::Sql(format!(
+                "SELECT * FROM {t} WHERE id <= 100;"
+            )))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!((1..=1_000).contains(&q), "query: {q}");
+        assert!(
+            c.estimate_rows(&SourceQuery::Sql("SELECT * FROM no_such_table_x".into()))
+                .await
+                .is_err()
+        );
+        exec(&format!("DROP TABLE {t}")).await;
+    }
+
     #[test]
     fn plan_rows_of_the_top_node() {
         let plan = serde_json::json!([{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1000000,
