@@ -377,3 +377,188 @@ async fn json_log_lines_of_a_run_carry_its_task_and_run_ids() {
     assert_eq!(ended["fields"]["status"], "SUCCESS", "{ended}");
     pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
 }
+
+fn ms(v: &Value, key: &str) -> i64 {
+    v[key].as_i64().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// Dispatch lag: one histogram sample per fire that started a run, summing to what the monitor
+/// log says (start_time - dispatch_time of each run).
+#[tokio::test]
+async fn dispatch_lag_is_recorded_per_fire() {
+    let s = TestServer::start(StoreKind::under_test()).await;
+    let (src, dst) = pg_tables().await;
+    let task = pg_task(&s, &src, &dst).await;
+    let (st, body) = s
+        .post(
+            &format!("/tasks/{task}/dispatches"),
+            json!({"use_quartz_cron": true, "cron": "*/2 * * * * ?"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    s.start_task(&task).await;
+    wait_for(
+        "two fired runs",
+        std::time::Duration::from_secs(30),
+        || async {
+            let runs = s.runs(&task).await;
+            (runs
+                .iter()
+                .filter(|r| r["execute_status"] == "SUCCESS")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "stop", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // Let a fire owned before the stop end too.
+    let runs = wait_for(
+        "no run in progress",
+        std::time::Duration::from_secs(30),
+        || async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let runs = s.runs(&task).await;
+            runs.iter()
+                .all(|r| {
+                    matches!(
+                        r["execute_status"].as_str(),
+                        Some("SUCCESS" | "ERROR" | "CANCELLED")
+                    )
+                })
+                .then_some(runs)
+        },
+    )
+    .await;
+    let (_, _, text) = scrape(&s).await;
+    let samples = parse_exposition(&text);
+    let started: Vec<&Value> = runs
+        .iter()
+        .filter(|r| r["execute_status"] == "SUCCESS")
+        .collect();
+    let lag_sum: f64 = started
+        .iter()
+        .map(|r| (ms(r, "start_time") - ms(r, "dispatch_time")) as f64 / 1000.0)
+        .sum();
+    let count = series(&samples, "fdi_dispatch_lag_seconds_count", &[]);
+    assert_eq!(count, Some(started.len() as f64), "{runs:#?}\n{text}");
+    let sum = series(&samples, "fdi_dispatch_lag_seconds_sum", &[]).unwrap();
+    assert!(
+        (sum - lag_sum).abs() < 0.1 * started.len() as f64,
+        "metric sum {sum} s vs monitor log {lag_sum} s\n{text}"
+    );
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_runs_total",
+            &[("task_id", task.as_str()), ("status", "SUCCESS")]
+        ),
+        Some(started.len() as f64),
+        "{text}"
+    );
+    pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}
+
+/// A realtime (window-polling) task: its counters move window by window while it runs, and its
+/// lag gauge says how far behind the last copied window ends.
+#[tokio::test]
+async fn realtime_windows_count_as_they_commit_and_set_the_lag() {
+    let s = TestServer::start_with_env(StoreKind::under_test(), &[("FDI_REALTIME_POLL_MS", "200")])
+        .await;
+    let src = unique("m_rt_src");
+    let dst = unique("m_rt_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamp);
+         CREATE TABLE {dst} (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamp);
+         INSERT INTO {src} SELECT g, g * 1.5, now() AT TIME ZONE 'UTC' - interval '1 minute' FROM generate_series(1, 300) g;"
+    ))
+    .await;
+    let app = s.create_app().await;
+    let a = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let b = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let start_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let detail = json!({
+        "sourceSelectedDatasource": {"sourceTable": src, "need_inc_migration": true,
+            "sourceDateColumn": "updated_at", "dataTimestamp": start_ms,
+            "compensation_time": 0, "timeZone": "UTC"},
+        "targetSelectedDatasource": {"targetTable": dst, "supportPartUpdate": true}
+    });
+    let task = s.create_task_of_type("REALTIME", &a, &b, detail).await;
+    s.start_task(&task).await;
+    wait_for(
+        "the first window",
+        std::time::Duration::from_secs(30),
+        || async { (pg_count(&dst).await == 300).then_some(()) },
+    )
+    .await;
+    pg_exec(&format!(
+        "INSERT INTO {src} SELECT g, g * 1.5, now() AT TIME ZONE 'UTC' FROM generate_series(301, 420) g"
+    ))
+    .await;
+    wait_for(
+        "the second window",
+        std::time::Duration::from_secs(30),
+        || async { (pg_count(&dst).await == 420).then_some(()) },
+    )
+    .await;
+    // The run is still going: its windows are counted as they commit, not at its end.
+    let samples = wait_for(
+        "the counters",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, _, text) = scrape(&s).await;
+            let samples = parse_exposition(&text);
+            (series(
+                &samples,
+                "fdi_rows_written_total",
+                &[("task_id", task.as_str())],
+            ) == Some(420.0))
+            .then_some(samples)
+        },
+    )
+    .await;
+    assert_eq!(series(&samples, "fdi_active_runs", &[]), Some(1.0));
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_rows_read_total",
+            &[("task_id", task.as_str())]
+        ),
+        Some(420.0)
+    );
+    let lag = series(
+        &samples,
+        "fdi_realtime_lag_seconds",
+        &[("task_id", task.as_str())],
+    )
+    .expect("a realtime lag gauge");
+    assert!((0.0..5.0).contains(&lag), "lag {lag} s with a 200 ms poll");
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "stop", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    s.wait_run_end(&task, 1, std::time::Duration::from_secs(30))
+        .await;
+    let (_, _, text) = scrape(&s).await;
+    let samples = parse_exposition(&text);
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_runs_total",
+            &[("task_id", task.as_str()), ("status", "SUCCESS")]
+        ),
+        Some(1.0),
+        "a stopped realtime run ends SUCCESS\n{text}"
+    );
+    assert_eq!(series(&samples, "fdi_active_runs", &[]), Some(0.0));
+    pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}

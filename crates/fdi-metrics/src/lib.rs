@@ -175,6 +175,16 @@ pub fn run_ended(task_id: &str, status: &str, duration: Duration) {
     histogram!(RUN_DURATION, "task_id" => task).record(duration.as_secs_f64());
 }
 
+/// A run that never executed here was recorded ended with `status`: a dispatch that failed
+/// (ERROR 913), a fire rejected while the previous run was active (CANCELLED 914), a run of a
+/// dead node ended by this one (ERROR 915). Counted in `fdi_runs_total` only.
+pub fn run_recorded(task_id: &str, status: &str) {
+    if !recording() {
+        return;
+    }
+    counter!(RUNS, "task_id" => task_id.to_string(), "status" => status.to_string()).increment(1);
+}
+
 /// A planned fire's run started `lag` after its planned instant.
 pub fn dispatch_lag(lag: Duration) {
     histogram!(DISPATCH_LAG).record(lag.as_secs_f64());
@@ -255,6 +265,7 @@ mod tests {
         run_started();
         run_started();
         run_ended("t1", "SUCCESS", Duration::from_millis(1500));
+        run_recorded("t1", "CANCELLED");
         data_moved(
             "t1",
             Moved {

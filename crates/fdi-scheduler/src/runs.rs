@@ -421,6 +421,7 @@ impl Scheduler {
         let ended = self.monitor.end_abnormally(run_id, ABNORMAL_REMARK).await?;
         self.store.release_claim(task_id, run_id).await?;
         if ended {
+            fdi_metrics::run_recorded(task_id, ExecuteStatus::Error.as_str());
             tracing::warn!(task_id, run_id, "run ended ERROR (915): its node stopped");
         }
         Ok(ended)
@@ -447,6 +448,7 @@ impl Scheduler {
             &format!("dispatch failed: {cause}"),
         );
         self.monitor.create(&mut run).await?;
+        fdi_metrics::run_recorded(task_id, run.execute_status.as_str());
         Ok(())
     }
 
@@ -590,9 +592,11 @@ impl Scheduler {
                 );
             }
             Ok(Launch::Busy(running)) => {
-                self.monitor
+                let rejected = self
+                    .monitor
                     .record_rejected(&row.task_id, dispatch_ms, &self.cfg.node_id, &running)
                     .await?;
+                fdi_metrics::run_recorded(&row.task_id, rejected.execute_status.as_str());
                 tracing::info!(
                     task_id = row.task_id,
                     running,
