@@ -300,6 +300,20 @@ async function consoleScenario(browser, server) {
       (await page.textContent(`#runs-table tr[data-run-id="${runId}"] .status`)).trim(), 'CANCELLED');
     assert.match(await page.textContent('#run-overview'), /2\s+cancelled/);
     await screenshot(page, 'run-history');
+    // start / stop the task's schedule (a plan that fires once a year) from the history page
+    await api.call('POST', `${api.fdi}/tasks/${taskId}/dispatches`,
+      { use_quartz_cron: true, cron: '0 0 3 1 1 ?', remark: 'console test' });
+    const started = async () => (await api.call('GET',
+      `${api.fdi}/task-monitors?task_name=${encodeURIComponent(taskName)}`)).entities[0].status;
+    const toolbar = (action) => page.locator(`#view .toolbar button[data-action=${action}]`);
+    assert.equal(await toolbar('stop').count(), 0, 'a stopped task offers Start only');
+    await toolbar('start').click();
+    await toolbar('stop').waitFor();
+    assert.equal(await toolbar('start').count(), 0, 'a started task offers Stop only');
+    assert.equal(await started(), 1, 'Start started the task');
+    await toolbar('stop').click();
+    await toolbar('start').waitFor();
+    assert.equal(await started(), 0, 'Stop stopped the task');
 
     // 5. datasources: test-connect
     await page.click('a[data-nav=datasources]');

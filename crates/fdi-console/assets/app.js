@@ -49,8 +49,13 @@ export function clearError() {
 
 /** A short confirmation that fades out. */
 export function notice(text) {
+  let box = document.getElementById('notices');
+  if (!box) {
+    box = h('div', { id: 'notices', class: 'notices' });
+    document.body.append(box);
+  }
   const el = h('div', { class: 'notice', role: 'status' }, text);
-  document.body.append(el);
+  box.append(el);
   setTimeout(() => el.remove(), 4000);
 }
 

@@ -41,7 +41,8 @@ export async function runsView(el, ctx, taskId) {
   const summary = {
     task_id: taskId,
     task_name: overview.task_name ?? info?.task_name ?? taskId,
-    status: info?.status,
+    // tasks/{id} says "running" / "stop" (started or not); task-monitors say 1 / 0.
+    status: info ? Number(info.status === 'running' || info.status === 1) : undefined,
     execute_status: entities[0]?.execute_status,
   };
   replace(el,
