@@ -19,14 +19,48 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, Securi
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-/// The document, built once per request (it is small and cheap to build).
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document, built per request (it is small and cheap to build).
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    describe_event_stream(&mut doc);
+    doc
 }
 
 /// `GET /v2/openapi.json` (no token).
-pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
+pub async fn serve() -> axum::Json<Value> {
     axum::Json(document())
+}
+
+/// The run's event stream: each event is `{event, id, data}` with `data` a [`MonitorLog`] as
+/// JSON text (`contentMediaType` + `contentSchema`, which utoipa cannot express).
+fn describe_event_stream(doc: &mut Value) {
+    const EVENTS: &str = "/v2/{project_id}/fdi/instances/{instance_id}/tasks/{task_id}/monitor-logs/{tracking_id}/events";
+    let Some(media) = doc
+        .pointer_mut(&format!(
+            "/paths/{}/get/responses/200/content/text~1event-stream",
+            EVENTS.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    media.insert(
+        "schema".into(),
+        serde_json::json!({
+            "description": "One event: `progress` while the run goes on, then `end` with the final entry.",
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["progress", "end"]},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/MonitorLog"}
+                }
+            }
+        }),
+    );
 }
 
 /// Paths answered without a token.
@@ -321,8 +355,8 @@ pub struct TaskBasicBody {
 #[derive(ToSchema)]
 pub struct TaskBody {
     pub task: Option<TaskBasicBody>,
-    /// The task detail (source, target, mappings); checked against the live datasources.
-    #[schema(value_type = Option<Object>)]
+    /// The task detail (source, target, mappings) as JSON text (RawFormDataRequest) or as an
+    /// object; checked against the live datasources.
     pub task_detail: Option<Value>,
 }
 
@@ -582,6 +616,14 @@ pub struct RunSteps {
     pub execute_status: String,
     pub dirty_data_count: i64,
     pub detail_logs: Vec<DetailLog>,
+    /// As in [`MonitorLog`].
+    #[schema(minimum = 0, maximum = 100)]
+    pub progress: Option<i32>,
+    pub read_count: Option<i64>,
+    pub total_count: Option<i64>,
+    pub rows_per_second: Option<f64>,
+    pub remaining_time: Option<i64>,
+    pub current_step: Option<StepState>,
 }
 
 /// Totals of a task's runs by outcome (table 5-105).

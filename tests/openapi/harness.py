@@ -1,0 +1,114 @@
+"""Helpers of tests/openapi/run.sh (standard library only).
+
+  harness.py seed BASE TOKEN FILES_DIR CONFIG_OUT
+      Creates an app, two SQLite datasources (a `people` table and an empty `people_copy`), a
+      TIMING task between them with a dispatch plan, and one run of it through the API, and writes a
+      schemathesis.toml that pins the path parameters to them, so the fuzzing reaches past "not
+      found" into the handlers. DELETE operations get their own app, datasource and task, so
+      the others keep theirs for the whole run.
+  harness.py break DOC_IN DOC_OUT
+      Copies the OpenAPI document with two deliberate lies (for --self-test): the 200 of
+      GET /health says `status` is an integer, and GET .../apps no longer documents its 200.
+"""
+
+import json
+import sqlite3
+import sys
+import urllib.request
+
+PROJECT = "p1"
+INSTANCE = "i1"
+
+
+def call(base, token, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("X-Auth-Token", token)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def seed(base, token, files_dir, config_out):
+    src = f"{files_dir}/src.sqlite"
+    dst = f"{files_dir}/dst.sqlite"
+    for path, sql in [
+        (src, "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);"
+              "INSERT INTO people VALUES (1, 'a'), (2, 'b');"),
+        (dst, "CREATE TABLE people_copy (id INTEGER PRIMARY KEY, name TEXT);"),
+    ]:
+        con = sqlite3.connect(path)
+        con.executescript(sql)
+        con.close()
+    fdi = f"/v2/{PROJECT}/fdi/instances/{INSTANCE}"
+    app = call(base, token, "POST", f"/v2/{PROJECT}/instances/{INSTANCE}/apps",
+               {"name": "openapi-app"})["id"]
+    ids = []
+    for name, url in [("openapi-src", src), ("openapi-dst", dst)]:
+        ds = call(base, token, "POST", f"{fdi}/datasources", {
+            "datasource_name": name, "datasource_type": "SQLITE", "app_id": app,
+            "content": {"url": url},
+        })
+        ids.append(ds["datasource_id"])
+    detail = {"sourceSelectedDatasource": {"sourceTable": "people"},
+              "targetSelectedDatasource": {"targetTable": "people_copy",
+                                           "isSupportInServerCopy": False}}
+    task = call(base, token, "POST", f"{fdi}/tasks", {
+        "task": {"task_name": "openapi-task", "task_type": "TIMING",
+                 "source_datasource_id": ids[0], "target_datasource_id": ids[1]},
+        "task_detail": json.dumps(detail),
+    })["task"]["task_id"]
+    run = call(base, token, "POST", f"{fdi}/tasks/{task}/run")["tracking_id"]
+    plan = call(base, token, "POST", f"{fdi}/tasks/{task}/dispatches",
+                {"use_quartz_cron": True, "cron": "0 0 2 * * ?"})["dispatch_id"]
+    # What the DELETE operations may remove.
+    doomed_app = call(base, token, "POST", f"/v2/{PROJECT}/instances/{INSTANCE}/apps",
+                      {"name": "openapi-doomed"})["id"]
+    doomed_ds = call(base, token, "POST", f"{fdi}/datasources", {
+        "datasource_name": "openapi-doomed", "datasource_type": "SQLITE", "app_id": app,
+        "content": {"url": dst},
+    })["datasource_id"]
+    doomed_task = call(base, token, "POST", f"{fdi}/tasks", {
+        "task": {"task_name": "openapi-doomed", "task_type": "TIMING",
+                 "source_datasource_id": ids[0], "target_datasource_id": ids[1]},
+        "task_detail": json.dumps(detail),
+    })["task"]["task_id"]
+    params = {
+        "path.project_id": PROJECT,
+        "path.instance_id": INSTANCE,
+        "path.app_id": app,
+        "path.datasource_id": ids[0],
+        "path.task_id": task,
+        "path.tracking_id": run,
+        "path.dispatch_id": plan,
+    }
+    doomed = {
+        "path.app_id": doomed_app,
+        "path.datasource_id": doomed_ds,
+        "path.task_id": doomed_task,
+    }
+    with open(config_out, "w") as f:
+        f.write("[parameters]\n")
+        for k, v in params.items():
+            f.write(f'"{k}" = "{v}"\n')
+        f.write('\n[[operations]]\ninclude-method = "DELETE"\n[operations.parameters]\n')
+        for k, v in {**params, **doomed}.items():
+            f.write(f'"{k}" = "{v}"\n')
+    print(f"seeded app {app}, datasources {ids}, task {task}, run {run}")
+
+
+def break_doc(doc_in, doc_out):
+    doc = json.load(open(doc_in))
+    health = doc["paths"]["/health"]["get"]["responses"]["200"]
+    health["content"]["application/json"]["schema"] = {
+        "type": "object", "required": ["status"],
+        "properties": {"status": {"type": "integer"}},
+    }
+    apps = f"/v2/{{project_id}}/instances/{{instance_id}}/apps"
+    del doc["paths"][apps]["get"]["responses"]["200"]
+    json.dump(doc, open(doc_out, "w"))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"seed": seed, "break": break_doc}[cmd](*args)
