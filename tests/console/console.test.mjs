@@ -1,13 +1,14 @@
 // End-to-end tests of the web console in headless Chromium against a real fdi server, then the
 // benchmark of its first page over 10,000 tasks. Run through tests/console/run.sh.
 //
+// 0. the page and its assets are served without a token (types, ETag / 304), unknown ones 404;
 // 1. sign-in: a wrong token shows the FDI error code; the right one opens the task monitors;
 // 2. task monitors list the task (filtered by name); Run opens the run's page;
 // 3. the run's page shows a live progress bar whose rows read / percent move; Terminate ends
 //    the run CANCELLED (and the target table holds no row: a cancelled run commits nothing);
 //    again where the server has no event stream (its URL answered 404 in the browser): the page
 //    polls the run every second, the progress moves, Terminate -> CANCELLED;
-// 4. the run history lists the run CANCELLED;
+// 4. the run history lists the run CANCELLED; Start / Stop change the task's schedule state;
 // 5. datasources: test-connect succeeds on a reachable datasource, and fails with its FDI code
 //    on an unreachable one;
 // 6. benchmark: 10,000 tasks (the first 200 through the API, the others cloned in the SQLite
@@ -243,6 +244,21 @@ async function consoleScenario(browser, server) {
   const taskName = `console_copy_${SFX}`;
   const taskId = await api.createTask(taskName, srcDs, dstDs, source, target);
   log(`task ${taskId}: ${source} -> ${target}`);
+
+  // 0. the page and its assets are served without a token; an unknown asset is an FDI 404
+  const index = await fetch(`${server.base}/`);
+  assert.equal(index.status, 200);
+  assert.equal(index.headers.get('content-type'), 'text/html; charset=utf-8');
+  assert.equal(index.headers.get('cache-control'), 'no-cache');
+  assert.match(await index.text(), /src="\/console\/app\.js"/);
+  const script = await fetch(`${server.base}/console/app.js`);
+  assert.equal(script.headers.get('content-type'), 'text/javascript; charset=utf-8');
+  const again = await fetch(`${server.base}/console/app.js`,
+    { headers: { 'If-None-Match': script.headers.get('etag') } });
+  assert.equal(again.status, 304, 'an unchanged asset is not sent again');
+  const missing = await fetch(`${server.base}/console/no-such-file.js`);
+  assert.equal(missing.status, 404);
+  assert.match((await missing.json()).error_code, /^FDI\.\d+$/);
 
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   try {
