@@ -299,6 +299,20 @@ impl TestServer {
         format!("{}/v2/{PROJECT}/instances/{INSTANCE}/apps{path}", self.base)
     }
 
+    /// The typed API client (crates/fdi-client) of this server: the default token, the harness's
+    /// project and instance.
+    pub fn client(&self) -> fdi_client::Client {
+        self.client_with_token(TOKEN)
+    }
+
+    /// The typed API client with another token.
+    pub fn client_with_token(&self, token: &str) -> fdi_client::Client {
+        fdi_client::Client::new(fdi_client::ClientConfig::new(
+            &self.base, token, PROJECT, INSTANCE,
+        ))
+        .expect("API client")
+    }
+
     /// Send a request with the default token; returns status and JSON body (Null when empty).
     pub async fn call(&self, method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
         self.call_with(method, url, body, Some(TOKEN)).await
