@@ -584,3 +584,49 @@ async fn the_follower_sees_progress_in_order_over_events_and_over_polling() {
     assert_eq!(pg_fingerprint(&dst).await, pg_fingerprint(&src).await);
     pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
 }
+
+#[tokio::test]
+async fn start_and_stop_a_planned_task_through_the_cli() {
+    let s = TestServer::start(StoreKind::under_test()).await;
+    let app = s.create_app().await;
+    let src = unique("cli_plan");
+    let dst = unique("cli_plan_dst");
+    make_pg_tables(&src, &dst, 1).await;
+    let source = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let task = s
+        .create_task(&source, &source, table_detail(&src, &dst))
+        .await;
+    // A plan far in the future: started, it never fires during the test.
+    let (st, p) = s
+        .post(
+            &format!("/tasks/{task}/dispatches"),
+            json!({"use_quartz_cron": true, "cron": "0 0 0 1 1 ? 2099", "remark": "cli"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{p}");
+    let state = |r: &CliRun| {
+        r.json()["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task_id"] == task.as_str())
+            .map(|t| t["status"].clone())
+            .unwrap_or_else(|| panic!("task {task} listed: {}", r.stdout))
+    };
+
+    let r = run(cli(&s), &["task", "start", &task, "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["success_count"], 1, "{r:?}");
+    assert_eq!(state(&run(cli(&s), &["task", "ls", "-o", "json"])), 1);
+
+    let r = run(cli(&s), &["task", "stop", &task]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with(&format!("stop: {task}")), "{r:?}");
+    assert_eq!(state(&run(cli(&s), &["task", "ls", "-o", "json"])), 0);
+
+    // An unknown task: nothing is sent, exit 3.
+    let r = run(cli(&s), &["task", "start", &task, "no-such-task"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("no-such-task"), "{r:?}");
+    pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
+}
