@@ -177,3 +177,31 @@ impl Connector for MySqlConnector {
         self.load.close().await;
     }
 }
+
+/// `mysql_async` options for the server, login and database of `c` (the URL's address part or
+/// host / port; the URL's query options are sqlx's and not carried over), never switching to the
+/// server's Unix socket behind the configured address. Used by the LOAD DATA writer and the
+/// binlog reader; each adds its own pool and session settings.
+fn mysql_async_opts(c: &ServerContent) -> std::result::Result<mysql_async::OptsBuilder, String> {
+    use mysql_async::{Opts, OptsBuilder};
+    let mut b = match &c.url {
+        Some(url) => {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            let base = url.split('?').next().unwrap_or(&url);
+            OptsBuilder::from_opts(Opts::from_url(base).map_err(|e| format!("content.url: {e}"))?)
+        }
+        None => OptsBuilder::default()
+            .ip_or_hostname(c.host.clone())
+            .tcp_port(c.port.unwrap_or(3306)),
+    };
+    if let Some(u) = &c.user {
+        b = b.user(Some(u));
+    }
+    if let Some(p) = &c.password {
+        b = b.pass(Some(p));
+    }
+    if let Some(d) = &c.database {
+        b = b.db_name(Some(d));
+    }
+    Ok(b.prefer_socket(false))
+}

@@ -53,7 +53,7 @@ use fdi_sql_core::insert::{formatters, push_copy_line, upsert_suffix};
 use fdi_sql_core::literal::Output;
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Opts, Pool, PoolConstraints, PoolOpts};
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -104,46 +104,35 @@ impl LoadPool {
 /// the session set up as the sqlx pool's (UTC, backslash escapes), at most 8 connections.
 /// `Err` says why LOAD DATA is not used for this datasource.
 fn opts(c: &ServerContent) -> std::result::Result<Opts, String> {
-    let mut b = match &c.url {
-        Some(url) => {
-            let url = url.replacen("mariadb://", "mysql://", 1);
-            let (base, query) = url.split_once('?').unwrap_or((&url, ""));
-            if let Some(mode) = query.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                let k = k.to_ascii_lowercase().replace('_', "-");
-                (k == "ssl-mode" || k == "sslmode" || k == "ssl-ca").then(|| v.to_ascii_lowercase())
-            }) && mode != "disabled"
-            {
-                return Err(format!(
-                    "the datasource URL asks for TLS ({mode}), which the LOAD DATA connection does not carry over"
-                ));
-            }
-            OptsBuilder::from_opts(Opts::from_url(base).map_err(|e| format!("content.url: {e}"))?)
-        }
-        None => OptsBuilder::default()
-            .ip_or_hostname(c.host.clone())
-            .tcp_port(c.port.unwrap_or(3306)),
-    };
-    if let Some(u) = &c.user {
-        b = b.user(Some(u));
+    if let Some(mode) = c.url.as_deref().and_then(tls_mode) {
+        return Err(format!(
+            "the datasource URL asks for TLS ({mode}), which the LOAD DATA connection does not carry over"
+        ));
     }
-    if let Some(p) = &c.password {
-        b = b.pass(Some(p));
-    }
-    if let Some(d) = &c.database {
-        b = b.db_name(Some(d));
-    }
+    let b = crate::mysql_async_opts(c)?;
     let pool = PoolOpts::default()
         .with_constraints(PoolConstraints::new(0, 8).expect("0 <= 8"))
         .with_inactive_connection_ttl(Duration::from_secs(60))
         .with_reset_connection(true);
-    Ok(b.prefer_socket(false)
-        .pool_opts(pool)
+    Ok(b.pool_opts(pool)
         .setup(vec![
             "SET SESSION time_zone = '+00:00', \
              SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
         ])
         .into())
+}
+
+/// The TLS mode a datasource URL asks for (`ssl-mode`, `sslmode`, `ssl-ca`), unless disabled.
+fn tls_mode(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            let k = k.to_ascii_lowercase().replace('_', "-");
+            (k == "ssl-mode" || k == "sslmode" || k == "ssl-ca").then(|| v.to_ascii_lowercase())
+        })
+        .filter(|mode| mode != "disabled")
 }
 
 /// Driver errors: bad SQL and refused rows are the user's, I/O and the like external.

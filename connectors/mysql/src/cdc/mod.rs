@@ -81,7 +81,7 @@ use fdi_connector::{Acknowledger, ConnectorError, Result, SourcePosition};
 use fdi_sql_core::content::ServerContent;
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder};
+use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -112,28 +112,7 @@ impl MySqlChangeLog {
 /// `mysql_async` options with the same server, user, password and database as the connector's
 /// pool.
 fn opts(c: &ServerContent) -> std::result::Result<Opts, String> {
-    let mut b = match &c.url {
-        Some(url) => {
-            let url = url.replacen("mariadb://", "mysql://", 1);
-            // Only the address part: the pool's URL options are sqlx's, not mysql_async's.
-            let base = url.split('?').next().unwrap_or(&url);
-            OptsBuilder::from_opts(Opts::from_url(base).map_err(|e| e.to_string())?)
-        }
-        None => OptsBuilder::default()
-            .ip_or_hostname(c.host.clone())
-            .tcp_port(c.port.unwrap_or(3306)),
-    };
-    if let Some(u) = &c.user {
-        b = b.user(Some(u));
-    }
-    if let Some(p) = &c.password {
-        b = b.pass(Some(p));
-    }
-    if let Some(d) = &c.database {
-        b = b.db_name(Some(d));
-    }
-    // Never switch to the server's Unix socket behind the configured address.
-    Ok(b.prefer_socket(false).into())
+    Ok(crate::mysql_async_opts(c)?.into())
 }
 
 async fn connect(opts: &Opts) -> Result<Conn> {
