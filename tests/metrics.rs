@@ -562,3 +562,176 @@ async fn realtime_windows_count_as_they_commit_and_set_the_lag() {
     assert_eq!(series(&samples, "fdi_active_runs", &[]), Some(0.0));
     pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
 }
+
+const PG_CDC_URL: &str = "postgres://postgres@127.0.0.1:5433/test";
+
+/// A combination (CDC) task from the logical-replication PostgreSQL (`scripts/services.sh up
+/// pg-cdc`): its lag gauge is set as changes commit, its rows count once it ends, and every JSON
+/// log line of the pipeline and of its change-log reader carries the task and run ids.
+#[tokio::test]
+async fn a_cdc_run_sets_its_lag_and_logs_in_its_span() {
+    use sqlx::Executor;
+    let s = TestServer::start_with_env(
+        StoreKind::under_test(),
+        &[
+            ("FDI_LOG_FORMAT", "json"),
+            (
+                "RUST_LOG",
+                "info,fdi_cdc=debug,fdi_connector_postgres=debug",
+            ),
+        ],
+    )
+    .await;
+    let src = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(PG_CDC_URL)
+        .await
+        .expect("the logical-replication PostgreSQL (scripts/services.sh up pg-cdc)");
+    let table = unique("m_cdc");
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {table} SELECT g, 'v' || g FROM generate_series(1, 200) g;"
+    )))
+    .await
+    .unwrap();
+    pg_exec(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, v text)"
+    ))
+    .await;
+    let app = s.create_app().await;
+    let source = s
+        .create_datasource(
+            &app,
+            "POSTGRESQL",
+            json!({"host": "127.0.0.1", "port": "5433", "database_name": "test", "user_name": "postgres", "password": ""}),
+        )
+        .await;
+    let target = s.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    let (st, body) = s
+        .post(
+            "/multi-tasks/init",
+            json!({"source_datasource_id": source, "target_datasource_id": target}),
+        )
+        .await;
+    assert_eq!(st, 200, "init: {body}");
+    let task = body[0]["task_id"].as_str().expect("task_id").to_string();
+    let (st, body) = s
+        .post(
+            &format!("/multi-tasks/{task}/mappings"),
+            json!({"source_table": format!("public.{table}"), "target_table": format!("public.{table}")}),
+        )
+        .await;
+    assert_eq!(st, 200, "mapping: {body}");
+    let (st, body) = s
+        .post(
+            "/multi-tasks",
+            json!({"task_name": unique("cdc"), "task_id": task, "task_type": "REALTIME",
+                   "operation_types": ["INSERT", "UPDATE", "DELETE"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "create: {body}");
+    s.start_task(&task).await;
+    wait_for(
+        "the snapshot",
+        std::time::Duration::from_secs(60),
+        || async { (pg_count(&table).await == 200).then_some(()) },
+    )
+    .await;
+    src.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} SELECT g, 'v' || g FROM generate_series(201, 260) g"
+    )))
+    .await
+    .unwrap();
+    wait_for(
+        "the streamed inserts",
+        std::time::Duration::from_secs(60),
+        || async { (pg_count(&table).await == 260).then_some(()) },
+    )
+    .await;
+    let lag = wait_for(
+        "the CDC lag gauge",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, _, text) = scrape(&s).await;
+            series(
+                &parse_exposition(&text),
+                "fdi_cdc_lag_seconds",
+                &[("task_id", task.as_str())],
+            )
+        },
+    )
+    .await;
+    assert!((0.0..30.0).contains(&lag), "lag {lag} s");
+    let (st, body) = s
+        .post(
+            "/batch-operation/tasks",
+            json!({"action_id": "stop", "list": [{"task_id": task}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let run = s
+        .wait_run_end(&task, 1, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(run["execute_status"], "SUCCESS", "{run}");
+    let run_id = run["id"].as_str().expect("id").to_string();
+    let (_, _, text) = scrape(&s).await;
+    let samples = parse_exposition(&text);
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_runs_total",
+            &[("task_id", task.as_str()), ("status", "SUCCESS")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &samples,
+            "fdi_rows_written_total",
+            &[("task_id", task.as_str())]
+        ),
+        Some(260.0),
+        "snapshot + streamed rows\n{text}"
+    );
+
+    let log = s.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_run: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            let target = l["target"].as_str().unwrap_or_default();
+            target.starts_with("fdi_cdc") || target.starts_with("fdi_connector_postgres")
+        })
+        .collect();
+    assert!(
+        of_run.iter().any(|l| l["target"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("fdi_connector_postgres")),
+        "the change-log reader logs (slot, streaming): {lines:#?}"
+    );
+    for line in &of_run {
+        let (t, r) = ids_of(line);
+        assert_eq!(t.as_deref(), Some(task.as_str()), "task_id field: {line}");
+        assert_eq!(r.as_deref(), Some(run_id.as_str()), "run_id field: {line}");
+    }
+    // Deleting the task drops its replication slot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (st, body) = s.delete(&format!("/multi-tasks/{task}")).await;
+        if st == 200 || st == 204 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "delete: {st} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    src.execute(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        .await
+        .unwrap();
+    pg_exec(&format!("DROP TABLE {table}")).await;
+}

@@ -449,6 +449,12 @@ impl Scheduler {
         );
         self.monitor.create(&mut run).await?;
         fdi_metrics::run_recorded(task_id, run.execute_status.as_str());
+        tracing::warn!(
+            task_id,
+            run_id = run.id,
+            cause,
+            "dispatch failed: run recorded ERROR (913)"
+        );
         Ok(())
     }
 
@@ -599,6 +605,7 @@ impl Scheduler {
                 fdi_metrics::run_recorded(&row.task_id, rejected.execute_status.as_str());
                 tracing::info!(
                     task_id = row.task_id,
+                    run_id = rejected.id,
                     running,
                     "plan fire rejected: previous run has not ended (914)"
                 );
