@@ -7,8 +7,9 @@
       found" into the handlers. DELETE operations get their own app, datasource and task, so
       the others keep theirs for the whole run.
   harness.py break DOC_IN DOC_OUT
-      Copies the OpenAPI document with two deliberate lies (for --self-test): the 200 of
-      GET /health says `status` is an integer, and GET .../apps no longer documents its 200.
+      Copies the OpenAPI document with three deliberate lies (for --self-test): the 200 of
+      GET /health says `status` is an integer, GET .../apps no longer documents its 200, and a
+      monitor-log entry's `execute_status` is an integer (read in the run's event stream).
 """
 
 import json
@@ -106,6 +107,8 @@ def break_doc(doc_in, doc_out):
     }
     apps = f"/v2/{{project_id}}/instances/{{instance_id}}/apps"
     del doc["paths"][apps]["get"]["responses"]["200"]
+    # Read by the event stream's `data` (contentSchema): its events must now fail.
+    doc["components"]["schemas"]["MonitorLog"]["properties"]["execute_status"] = {"type": "integer"}
     json.dump(doc, open(doc_out, "w"))
 
 

@@ -7,9 +7,9 @@
 #   cargo build --bin fdi && tests/openapi/run.sh              # the real run
 #   tests/openapi/run.sh --self-test                           # the harness can fail
 #
-# --self-test serves schemathesis a copy of the document with two deliberate lies (a response
-# schema and an undocumented status, tests/openapi/harness.py) and passes only when schemathesis
-# reports both.
+# --self-test serves schemathesis a copy of the document with three deliberate lies (a response
+# schema, an undocumented status, the schema of the run events' data; tests/openapi/harness.py)
+# and passes only when schemathesis reports all three.
 #
 # The server runs on the embedded default (SQLite store in a temp data dir) on a free port, with
 # a token; an app, two SQLite datasources, a task and a run are created first and the path
@@ -115,17 +115,18 @@ if [[ "$MODE" == self-test ]]; then
   "$VENV/bin/python" tests/openapi/harness.py break "$WORK/doc.json" "$WORK/broken.json"
   set +e
   st "$WORK/broken.json" --url "$BASE" \
-    --include-operation-id health --include-operation-id apps_list >"$WORK/self-test.log" 2>&1
+    --include-operation-id health --include-operation-id apps_list \
+    --include-operation-id monitor_log_events >"$WORK/self-test.log" 2>&1
   rc=$?
   set -e
   server_alive
   ok=1
   if [[ $rc -eq 0 ]]; then log "self-test: schemathesis passed a broken document"; ok=0; fi
-  for want in "Response violates schema" "Undocumented status code"; do
+  for want in "Response violates schema" "Undocumented status code" "SSE event payload violates content schema"; do
     if ! grep -q "$want" "$WORK/self-test.log"; then log "self-test: no \"$want\" reported"; ok=0; fi
   done
   if [[ $ok -ne 1 ]]; then cat "$WORK/self-test.log"; exit 1; fi
-  log "self-test passed: schemathesis failed the broken document (exit $rc) with both findings"
+  log "self-test passed: schemathesis failed the broken document (exit $rc) with all three findings"
   exit 0
 fi
 

@@ -11,6 +11,11 @@
 //! the path), 401 (no or unknown token), 403 (a token bound to another project), 404 (unknown
 //! route or resource), 413 (a body over the limit, operations with a body) and 503 (the
 //! metadata store does not answer). Error bodies are always [`ErrorBody`].
+//!
+//! Response objects are closed (`deny_unknown_fields` = `additionalProperties: false`), so a
+//! field a handler adds without documenting it here is a schemathesis finding; request bodies are
+//! open (the server ignores fields it does not know). The combination-task element stays open
+//! because the answers that extend it are `allOf` compositions.
 
 #![allow(dead_code)] // the stub functions only carry the path attributes
 
@@ -213,6 +218,7 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
 /// Every error response: an FDI code, a message naming the field when one is at fault, and
 /// sometimes the cause (e.g. a driver's error in `detail`).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     /// `FDI.xxxx`.
     #[schema(example = "FDI.3002")]
@@ -235,11 +241,13 @@ pub struct InstancePath {
 
 /// `{"message": "success"}`-like answers.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Message {
     pub message: String,
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Health {
     /// `UP` or `DOWN`.
     pub status: String,
@@ -251,6 +259,7 @@ pub struct Health {
 
 /// DataSourceRsp (reference table 5-17); secrets in `content` are masked.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Datasource {
     pub datasource_id: String,
     pub datasource_name: String,
@@ -271,6 +280,7 @@ pub struct Datasource {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DatasourceList {
     pub total: i64,
     pub size: i64,
@@ -301,6 +311,7 @@ pub struct TestConnectBody {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TestConnectResult {
     pub result: bool,
 }
@@ -311,12 +322,14 @@ pub struct TestSqlBody {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Tables {
     pub tables: Vec<String>,
 }
 
 /// ColumnInfo (reference table 5-60): flags and numbers as strings.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Column {
     pub field_name: String,
     pub field_type: String,
@@ -333,6 +346,7 @@ pub struct Column {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Columns {
     pub columns: Vec<Column>,
 }
@@ -362,6 +376,7 @@ pub struct TaskBody {
 
 /// TaskBasicRsp (table 5-111).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskBasic {
     pub task_id: String,
     pub task_name: String,
@@ -388,6 +403,7 @@ pub struct TaskBasic {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Task {
     pub task: TaskBasic,
     /// The stored task detail, as JSON text.
@@ -396,6 +412,7 @@ pub struct Task {
 
 /// BriefTaskRespBean (table 5-119).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskBrief {
     pub task_id: String,
     pub task_name: String,
@@ -418,6 +435,7 @@ pub struct TaskBrief {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskList {
     pub total: i64,
     pub size: i64,
@@ -425,6 +443,7 @@ pub struct TaskList {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskStateCounts {
     pub running_tasks_count: i64,
     pub abnormal_tasks_count: i64,
@@ -433,12 +452,14 @@ pub struct TaskStateCounts {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskStatistics {
     pub common_task_details: Option<TaskStateCounts>,
     pub cdc_task_details: Option<TaskStateCounts>,
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunStarted {
     pub message: String,
     pub tracking_id: String,
@@ -446,6 +467,7 @@ pub struct RunStarted {
 
 /// A dispatch plan (create/update body and answer).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DispatchPlan {
     pub dispatch_id: String,
     pub task_id: String,
@@ -488,6 +510,7 @@ pub struct BatchBody {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchItem {
     pub task_id: String,
     pub task_name: String,
@@ -496,6 +519,7 @@ pub struct BatchItem {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchResult {
     pub success_count: i64,
     pub failure_count: i64,
@@ -507,6 +531,7 @@ pub struct BatchResult {
 
 /// TaskMonitorInfo (table 5-84).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskMonitor {
     pub task_id: String,
     pub task_name: String,
@@ -531,6 +556,7 @@ pub struct TaskMonitor {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskMonitorList {
     pub total: i64,
     pub size: i64,
@@ -539,6 +565,7 @@ pub struct TaskMonitorList {
 
 /// A step of a run as the live fields show it.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StepState {
     /// The step code.
     pub status: i32,
@@ -548,6 +575,7 @@ pub struct StepState {
 
 /// TaskMonitorDetailLog (table 5-92).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DetailLog {
     pub id: String,
     pub status: i32,
@@ -570,6 +598,7 @@ pub struct DetailLog {
 
 /// TaskMonitorLog (table 5-91) with the live progress of the run.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MonitorLog {
     pub id: String,
     pub start_time: i64,
@@ -603,6 +632,7 @@ pub struct MonitorLog {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MonitorLogList {
     pub total: i64,
     pub size: i64,
@@ -611,6 +641,7 @@ pub struct MonitorLogList {
 
 /// One run's steps (table 5-98).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunSteps {
     pub id: String,
     pub execute_status: String,
@@ -628,6 +659,7 @@ pub struct RunSteps {
 
 /// Totals of a task's runs by outcome (table 5-105).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MonitorOverview {
     pub task_name: String,
     pub total_num: i64,
@@ -640,6 +672,7 @@ pub struct MonitorOverview {
 // ---- apps -----------------------------------------------------------------------------------
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserRef {
     pub user_id: String,
     pub user_name: String,
@@ -647,6 +680,7 @@ pub struct UserRef {
 
 /// ServerAppInfo (apps reference table 4-11).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct App {
     pub id: String,
     pub name: String,
@@ -664,6 +698,7 @@ pub struct App {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AppList {
     pub total: i64,
     pub size: i64,
@@ -671,6 +706,7 @@ pub struct AppList {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AppBrief {
     pub id: String,
     pub name: String,
@@ -741,16 +777,19 @@ pub struct MultiResetBody {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskIdResult {
     pub task_id: String,
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MappingIdResult {
     pub mapping_id: String,
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MappedColumn {
     pub field_name: String,
     pub field_type: String,
@@ -758,6 +797,7 @@ pub struct MappedColumn {
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ColumnPair {
     pub source_column: String,
     pub source_column_type: String,
@@ -769,6 +809,7 @@ pub struct ColumnPair {
 
 /// MultiTaskMappingElement (table 5-203) plus `mismatches`: why source columns are unpaired.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Mapping {
     pub id: String,
     pub source_table: String,
@@ -810,6 +851,7 @@ pub struct MultiTaskElement {
 
 /// A source table that auto-mapping did not map, and why.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UnmappedTable {
     pub source_table: String,
     pub target_table: String,
