@@ -13,8 +13,10 @@
 """
 
 import json
+import os
 import sqlite3
 import sys
+import urllib.error
 import urllib.request
 
 PROJECT = "p1"
@@ -83,6 +85,7 @@ def seed(base, token, files_dir, config_out):
         "path.tracking_id": run,
         "path.dispatch_id": plan,
     }
+    multi = seed_combination_task(base, token, fdi, app, ids[1])
     doomed = {
         "path.app_id": doomed_app,
         "path.datasource_id": doomed_ds,
@@ -92,10 +95,44 @@ def seed(base, token, files_dir, config_out):
         f.write("[parameters]\n")
         for k, v in params.items():
             f.write(f'"{k}" = "{v}"\n')
+        if multi:
+            f.write('\n[[operations]]\ninclude-path-regex = "/multi-tasks/"\nexclude-method = "DELETE"\n'
+                    '[operations.parameters]\n')
+            for k, v in {**params, "path.task_id": multi}.items():
+                f.write(f'"{k}" = "{v}"\n')
         f.write('\n[[operations]]\ninclude-method = "DELETE"\n[operations.parameters]\n')
         for k, v in {**params, **doomed}.items():
             f.write(f'"{k}" = "{v}"\n')
     print(f"seeded app {app}, datasources {ids}, task {task}, run {run}")
+
+
+def seed_combination_task(base, token, fdi, app, target_ds):
+    """A combination (CDC) task reading the PostgreSQL at FDI_OPENAPI_PG (default
+    127.0.0.1:5432, database test, user postgres, as .ci/run starts it) into the SQLite target;
+    None, said loudly, when that PostgreSQL cannot be used (the multi-tasks operations then only
+    meet "not found")."""
+    host, _, port = os.environ.get("FDI_OPENAPI_PG", "127.0.0.1:5432").partition(":")
+    try:
+        ds = call(base, token, "POST", f"{fdi}/datasources", {
+            "datasource_name": "openapi-pg", "datasource_type": "POSTGRESQL", "app_id": app,
+            "content": {"host": host, "port": port or "5432", "database_name": "test",
+                        "user_name": "postgres", "password": "unused-trust-auth"},
+        })["datasource_id"]
+        init = call(base, token, "POST", f"{fdi}/multi-tasks/init", {
+            "source_datasource_id": ds, "target_datasource_id": target_ds,
+        })
+        task = init[0]["task_id"]
+        call(base, token, "POST", f"{fdi}/multi-tasks", {
+            "task_id": task, "task_name": "openapi_cdc", "task_type": "REALTIME",
+            "operation_types": ["INSERT", "UPDATE", "DELETE"],
+        })
+        print(f"seeded combination task {task} (source PostgreSQL {host}:{port})")
+        return task
+    except (urllib.error.URLError, KeyError, IndexError) as e:
+        body = e.read().decode() if isinstance(e, urllib.error.HTTPError) else ""
+        print(f"WARNING: no combination task seeded ({e} {body}): multi-tasks operations "
+              "will only meet 'not found'", file=sys.stderr)
+        return None
 
 
 def break_doc(doc_in, doc_out):

@@ -13,7 +13,9 @@
 #
 # The server runs on the embedded default (SQLite store in a temp data dir) on a free port, with
 # a token; an app, two SQLite datasources, a task and a run are created first and the path
-# parameters pinned to them, so requests reach the handlers. Bounded: MAX_EXAMPLES per operation
+# parameters pinned to them, so requests reach the handlers; with the PostgreSQL of .ci/run
+# (FDI_OPENAPI_PG, default 127.0.0.1:5432, database test) a combination task too (without it the
+# multi-tasks operations only meet "not found", and the seed says so). Bounded: MAX_EXAMPLES per operation
 # (default 100), REQUEST_TIMEOUT seconds per request (default 10; a request that takes longer is a
 # failure), MAX_TIME seconds in all (default 240).
 #
