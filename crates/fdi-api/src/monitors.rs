@@ -29,10 +29,10 @@ pub(crate) fn size(bytes: u64) -> (f64, &'static str) {
     ((v * 100.0).round() / 100.0, UNITS[i])
 }
 
-/// TaskMonitorDetailLog (table 5-92).
+/// TaskMonitorDetailLog (table 5-92), with `sub_steps` where the run has parts.
 fn step_json(st: &StepView) -> Value {
     let (data_size, unit) = size(st.data_bytes);
-    json!({
+    let mut v = json!({
         "id": st.id,
         "status": st.code,
         "position": st.position.as_str(),
@@ -46,7 +46,22 @@ fn step_json(st: &StepView) -> Value {
         "remarks": st.remarks,
         "step_begin_time": st.begin_ms,
         "step_end_time": st.end_ms,
-    })
+    });
+    if !st.sub_steps.is_empty() {
+        v["sub_steps"] = st
+            .sub_steps
+            .iter()
+            .map(|p| {
+                json!({
+                    "status": p.code,
+                    "stage": p.stage,
+                    "remarks": p.remarks,
+                    "data_count": p.data_count,
+                })
+            })
+            .collect();
+    }
+    v
 }
 
 /// The step a run is at (its last one) as `{status, stage, remarks}`; null before any step.

@@ -15,7 +15,7 @@ use fdi_connector::{
     Acknowledger, ColumnInfo, ConnectorError, ErrorKind, SourcePosition, TableSetWriter, WriteMode,
     WriteSpec,
 };
-use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord};
+use fdi_types::run_event::{RunEvent, RunOutcome, StepRecord, SubStep};
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -142,6 +142,19 @@ impl Trace {
         counts: (u64, u64, u64),
         remarks: &str,
     ) {
+        self.step_parts(code, status, begin_ms, counts, remarks, Vec::new())
+    }
+
+    /// A step with its parts (the tables) as sub-steps.
+    fn step_parts(
+        &self,
+        code: StepCode,
+        status: PositionStatus,
+        begin_ms: i64,
+        counts: (u64, u64, u64),
+        remarks: &str,
+        sub_steps: Vec<SubStep>,
+    ) {
         let position = code.position();
         let stage = match position {
             Position::Reader => self.reader_stage.clone(),
@@ -159,6 +172,7 @@ impl Trace {
             begin_ms,
             end_ms: now_millis(),
             remarks: remarks.to_string(),
+            sub_steps,
         }));
     }
 }
@@ -596,7 +610,14 @@ impl Pipeline {
         if let Some(reason) = self.sinks.iter().find_map(Sink::skip_reason) {
             remarks.push_str(&format!("; skipped changes, first: {reason}"));
         }
-        self.trace.step_counts(
+        let parts = self
+            .sinks
+            .iter()
+            .filter(|s| s.applied().total() > 0 || s.skipped() > 0)
+            .take(MAX_SUB_STEPS)
+            .map(|s| table_part(s.mapping(), s.applied(), s.skipped()))
+            .collect();
+        self.trace.step_parts(
             StepCode::READING,
             PositionStatus::Normal,
             now_millis(),
@@ -606,6 +627,7 @@ impl Pipeline {
                 self.counters.bytes_written,
             ),
             &remarks,
+            parts,
         );
     }
 }
@@ -698,6 +720,27 @@ struct TableDrift {
 
 fn snapshot_pending(snapshot: bool, acked: &Option<SourcePosition>) -> bool {
     snapshot && acked.is_none()
+}
+
+/// At most this many tables are a progress entry's sub-steps (those that applied or skipped
+/// changes, in mapping order).
+const MAX_SUB_STEPS: usize = 200;
+
+/// One table of a progress entry as a sub-step: its changes applied so far.
+fn table_part(m: &TableMapping, c: OpCounts, skipped: u64) -> SubStep {
+    let mut remarks = format!(
+        "{} inserts, {} updates, {} deletes",
+        c.inserts, c.updates, c.deletes
+    );
+    if skipped > 0 {
+        remarks.push_str(&format!(", {skipped} skipped"));
+    }
+    SubStep {
+        code: StepCode::READING,
+        stage: format!("{} -> {}", m.source, m.target_table),
+        data_count: c.total(),
+        remarks,
+    }
 }
 
 fn table_counts(m: &TableMapping, c: OpCounts, skipped: u64) -> String {

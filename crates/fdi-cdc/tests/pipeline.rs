@@ -122,6 +122,8 @@ struct Task {
     selection: Option<Selection>,
     positions: Arc<MemoryPosition>,
     mappings: Arc<MemoryMappings>,
+    /// Every step the task's runs reported.
+    steps: Arc<std::sync::Mutex<Vec<fdi_types::run_event::StepRecord>>>,
 }
 
 impl Task {
@@ -138,17 +140,36 @@ impl Task {
             selection: None,
             positions: Arc::default(),
             mappings: Arc::default(),
+            steps: Arc::default(),
         }
+    }
+
+    /// The tables (stages) and rows of the sub-steps of the latest step that has any.
+    fn latest_parts(&self) -> Vec<(String, u64)> {
+        let steps = self.steps.lock().unwrap();
+        steps
+            .iter()
+            .rev()
+            .find(|s| !s.sub_steps.is_empty())
+            .map(|s| {
+                s.sub_steps
+                    .iter()
+                    .map(|p| (p.stage.clone(), p.data_count))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A run from the stored position (a copy first when there is none).
     fn start(&self, operations: &[ChangeOp]) -> Running {
         let cancel = CancellationToken::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let steps = self.steps.clone();
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 if let fdi_types::run_event::RunEvent::Step(s) = ev {
                     eprintln!("[step {}] {}", s.code.0, s.remarks);
+                    steps.lock().unwrap().push(s);
                 }
             }
         });
@@ -317,6 +338,21 @@ async fn postgres_changes_land_in_postgres_and_resume_from_the_stored_position()
     .await
     .unwrap();
     eventually("the changes land", equal).await;
+    // The progress entries give each table's changes as a sub-step.
+    eventually("each table's changes are a sub-step", || async {
+        let parts = task.latest_parts();
+        for table in [&orders, &lines] {
+            match parts
+                .iter()
+                .find(|(stage, _)| stage.contains(table.as_str()))
+            {
+                Some((_, rows)) if *rows > 0 => {}
+                _ => return Err(format!("no sub-step with rows for {table}: {parts:?}")),
+            }
+        }
+        Ok(())
+    })
+    .await;
     // Schema drift: a column added at the source (mapping UPDATE, the task goes on), a new table
     // matching the selection (mapping ADD).
     let newt = unique("cdc_new");

@@ -63,6 +63,7 @@ impl Trace {
             begin_ms,
             end_ms: now_millis(),
             remarks: remarks.into(),
+            sub_steps: Vec::new(),
         }));
     }
 

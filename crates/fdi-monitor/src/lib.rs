@@ -11,7 +11,7 @@ use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub use fdi_store::{RunCounts, RunFilter, RunView, StepView, Trigger};
+pub use fdi_store::{RunCounts, RunFilter, RunView, StepView, SubStepView, Trigger};
 
 /// How the monitor log builds and ends a run.
 pub trait RunRecord {
@@ -106,6 +106,16 @@ impl RunRecord for RunView {
                     remarks: s.remarks,
                     begin_ms: s.begin_ms,
                     end_ms: s.end_ms,
+                    sub_steps: s
+                        .sub_steps
+                        .into_iter()
+                        .map(|p| SubStepView {
+                            code: p.code.0,
+                            stage: p.stage,
+                            data_count: p.data_count,
+                            remarks: p.remarks,
+                        })
+                        .collect(),
                 });
             }
             RunEvent::Progress {
@@ -219,6 +229,7 @@ fn push_step(run: &mut RunView, code: StepCode, ps: PositionStatus, remarks: &st
         remarks: remarks.to_string(),
         begin_ms: at,
         end_ms: at,
+        sub_steps: Vec::new(),
     });
 }
 

@@ -67,6 +67,7 @@ fn step(code: u16, at: i64, remarks: &str) -> StepView {
         remarks: remarks.into(),
         begin_ms: at,
         end_ms: at + 5,
+        sub_steps: Vec::new(),
     }
 }
 

@@ -81,7 +81,7 @@ mod summaries;
 
 pub use catalog::{AppRow, CatalogTable, DatasourceQuery, DatasourceRow, Scope, TaskRow};
 pub use cdc::MappingRow;
-pub use runs::{RunCounts, RunFilter, RunView, StepView, Trigger};
+pub use runs::{RunCounts, RunFilter, RunView, StepView, SubStepView, Trigger};
 pub use summaries::{DatasourceBrief, RunBrief, TaskQuery, TaskSummary};
 
 /// The claim that makes one node the runner of a task's active run.

@@ -157,6 +157,11 @@ const V8_RUN_PROGRESS: &[&str] = &[
     "UPDATE fdi_runs SET progress = 100 WHERE exec_status = 'SUCCESS'",
 ];
 
+const V9_STEP_PARTS: &[&str] = &[
+    // The parts of a run at a step (a CDC run's tables), JSON; NULL for a step without parts.
+    "ALTER TABLE fdi_run_steps ADD COLUMN sub_steps TEXT",
+];
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -204,6 +209,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "live progress of runs",
         statements: V8_RUN_PROGRESS,
+        data: DataStep::None,
+    },
+    Migration {
+        version: 9,
+        name: "sub-steps of run steps",
+        statements: V9_STEP_PARTS,
         data: DataStep::None,
     },
 ];

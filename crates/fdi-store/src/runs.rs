@@ -23,6 +23,30 @@ pub struct StepView {
     pub remarks: String,
     pub begin_ms: i64,
     pub end_ms: i64,
+    /// The parts of a run that has parts (a CDC run's tables) at this step; empty otherwise.
+    #[serde(default)]
+    pub sub_steps: Vec<SubStepView>,
+}
+
+/// One part of a run at a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubStepView {
+    pub code: u16,
+    pub stage: String,
+    pub data_count: u64,
+    pub remarks: String,
+}
+
+/// Sub-steps as stored: JSON, NULL when there are none.
+pub(crate) fn sub_steps_column(steps: &[SubStepView]) -> Option<String> {
+    (!steps.is_empty()).then(|| serde_json::to_string(steps).unwrap_or_default())
+}
+
+/// Sub-steps from their column (unreadable JSON: none).
+pub(crate) fn sub_steps_of(column: Option<String>) -> Vec<SubStepView> {
+    column
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
 }
 
 /// Why a run exists.
@@ -192,7 +216,7 @@ pub(crate) fn per_task<'a>(tasks: impl Iterator<Item = &'a str>) -> Vec<(String,
 }
 
 pub(crate) const STEP_COLUMNS: &str = "run_id, seq, id, code, pos, pos_status, stage, data_count, dirty_count, \
-     data_bytes, remarks, begin_ms, end_ms";
+     data_bytes, remarks, begin_ms, end_ms, sub_steps";
 
 /// A [`RunView`] (without steps) from a row selected with [`RUN_COLUMNS`].
 macro_rules! run_from_row {
@@ -266,6 +290,7 @@ macro_rules! step_from_row {
                 remarks: r.try_get("remarks")?,
                 begin_ms: r.try_get("begin_ms")?,
                 end_ms: r.try_get("end_ms")?,
+                sub_steps: $crate::runs::sub_steps_of(r.try_get("sub_steps")?),
             },
         ))
     }};
@@ -293,7 +318,8 @@ macro_rules! insert_step_rows {
                     .push_bind(s.data_bytes as i64)
                     .push_bind(s.remarks.clone())
                     .push_bind(s.begin_ms)
-                    .push_bind(s.end_ms);
+                    .push_bind(s.end_ms)
+                    .push_bind($crate::runs::sub_steps_column(&s.sub_steps));
             });
             qb.build().execute(&mut *$conn).await?;
         }

@@ -19,6 +19,7 @@ fn step(code: u16, remarks: &str) -> StepView {
         remarks: remarks.into(),
         begin_ms: 1,
         end_ms: 2,
+        sub_steps: Vec::new(),
     }
 }
 
@@ -63,7 +64,14 @@ async fn saves_write_only_what_changed(b: &Backend) {
     s.insert_run(&mut r).await.unwrap();
     assert_eq!((r.stored_steps, r.steps.len()), (1, 0));
     r.steps.push(step(99, "start"));
-    r.steps.push(step(102, "reading"));
+    let mut reading = step(102, "reading");
+    reading.sub_steps = vec![fdi_store::SubStepView {
+        code: 102,
+        stage: "public.a -> a_copy".into(),
+        data_count: 5,
+        remarks: "5 inserts, 0 updates, 0 deletes".into(),
+    }];
+    r.steps.push(reading.clone());
     r.data_count = 7;
     r.read_count = 9;
     r.total_count = Some(40);
@@ -95,6 +103,8 @@ async fn saves_write_only_what_changed(b: &Backend) {
     let got = s.run_with_steps("t1", "r1").await.unwrap().unwrap();
     let codes: Vec<u16> = got.steps.iter().map(|s| s.code).collect();
     assert_eq!(codes, [900, 99, 102, 901], "{}", b.name);
+    assert_eq!(got.steps[2].sub_steps, reading.sub_steps, "sub-steps kept");
+    assert!(got.steps[3].sub_steps.is_empty());
     assert_eq!(got.data_count, 7);
     assert_eq!(
         (

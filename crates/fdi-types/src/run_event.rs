@@ -17,6 +17,18 @@ pub struct StepRecord {
     pub begin_ms: i64,
     pub end_ms: i64,
     pub remarks: String,
+    /// Where the parts of a run that has parts (the tables of a CDC run) are at this step;
+    /// empty for a run of one part.
+    pub sub_steps: Vec<SubStep>,
+}
+
+/// One part of a run at a step: what it is (`stage`), its code, rows and remarks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubStep {
+    pub code: StepCode,
+    pub stage: String,
+    pub data_count: u64,
+    pub remarks: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
