@@ -536,6 +536,19 @@ impl Drop for TestServer {
 /// A normal task's body (create / update). Same-server runs in these tests exercise the streaming path, so the
 /// same-server shortcut is off unless `detail` sets `isSupportInServerCopy`.
 pub fn task_body(name: &str, source: &str, target: &str, detail: &Value) -> Value {
+    let mut detail = detail.clone();
+    if let Some(d) = detail.as_object_mut() {
+        let key = if d.contains_key("targetSelectedDatasource") {
+            "targetSelectedDatasource"
+        } else {
+            "target_selected_datasource"
+        };
+        let target = d.entry(key).or_insert_with(|| json!({}));
+        if let Some(t) = target.as_object_mut() {
+            t.entry("isSupportInServerCopy").or_insert(json!(false));
+        }
+    }
+    let detail = &detail;
     json!({
         "task": {
             "task_name": name,
@@ -550,19 +563,6 @@ pub fn task_body(name: &str, source: &str, target: &str, detail: &Value) -> Valu
 
 pub fn pg_content() -> Value {
     json!({"host": "127.0.0.1", "port": "5432", "database_name": "test", "user_name": "postgres", "password": "pg-secret-pw"})
-    let mut detail = detail.clone();
-    if let Some(d) = detail.as_object_mut() {
-        let key = if d.contains_key("targetSelectedDatasource") {
-            "targetSelectedDatasource"
-        } else {
-            "target_selected_datasource"
-        };
-        let target = d.entry(key).or_insert_with(|| json!({}));
-        if let Some(t) = target.as_object_mut() {
-            t.entry("isSupportInServerCopy").or_insert(json!(false));
-        }
-    }
-    let detail = &detail;
 }
 
 pub fn mysql_content() -> Value {
