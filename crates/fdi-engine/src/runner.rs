@@ -1001,7 +1001,6 @@ pub(crate) async fn execute(
     }
 }
 
-/// The bytes a batch's values take (values, offsets and validity of the rows it holds, not the
 /// The end of a successful run: the writer's steps, the task's end, the outcome.
 fn succeeded(
     trace: &Trace,
@@ -1055,6 +1054,7 @@ fn succeeded(
     .into()
 }
 
+/// The bytes a batch's values take (values, offsets and validity of the rows it holds, not the
 /// buffers' spare capacity): what a step reports as the size of the rows read.
 fn batch_data_bytes(batch: &arrow::record_batch::RecordBatch) -> u64 {
     batch
