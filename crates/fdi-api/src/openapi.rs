@@ -573,6 +573,18 @@ pub struct StepState {
     pub remarks: String,
 }
 
+/// One part of a step (a split, a CDC table, a file).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubStep {
+    /// The step code.
+    pub status: i32,
+    pub stage: String,
+    pub remarks: String,
+    /// Rows of this part.
+    pub data_count: i64,
+}
+
 /// TaskMonitorDetailLog (table 5-92).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -592,8 +604,9 @@ pub struct DetailLog {
     pub remarks: String,
     pub step_begin_time: i64,
     pub step_end_time: i64,
-    /// The parts of the step where a run has parts (splits, CDC tables, files).
-    pub sub_steps: Option<Vec<StepState>>,
+    /// The parts of the step where a run has parts (splits, CDC tables, files); absent when
+    /// it has none.
+    pub sub_steps: Option<Vec<SubStep>>,
 }
 
 /// TaskMonitorLog (table 5-91) with the live progress of the run.
