@@ -384,7 +384,24 @@ function cloneTasks(server, name, from, to) {
   execFileSync('sqlite3', ['-cmd', '.timeout 10000', path.join(server.dataDir, 'fdi.db'), sql]);
 }
 
-const breakdown = (t) => ['html', 'scripts', 'apiStart', 'apiEnd', 'rendered']
+/** When the monitors table rendered, and when the page's parts arrived (ms after navigation start). */
+async function firstRender(page) {
+  await page.waitForSelector('#monitors-table');
+  return page.evaluate(() => {
+    const at = (re, key) => performance.getEntriesByType('resource').find((e) => re.test(e.name))?.[key];
+    return {
+      rendered: performance.getEntriesByName('fdi:monitors-table-rendered')[0].startTime,
+      html: performance.getEntriesByType('navigation')[0]?.responseEnd,
+      prefetch: performance.getEntriesByName('fdi:prefetch-sent')[0]?.startTime,
+      scripts: Math.max(...performance.getEntriesByType('resource')
+        .filter((e) => e.name.endsWith('.js')).map((e) => e.responseEnd)),
+      apiStart: at(/task-monitors/, 'startTime'),
+      apiEnd: at(/task-monitors/, 'responseEnd'),
+    };
+  });
+}
+
+const breakdown = (t) => ['html', 'prefetch', 'scripts', 'apiStart', 'apiEnd', 'rendered']
   .map((k) => `${k} ${t[k] === undefined ? '?' : t[k].toFixed(0)}`).join(', ') + ' ms';
 
 async function benchmark(browser, server) {
@@ -417,45 +434,40 @@ async function benchmark(browser, server) {
   apiMs.sort((a, b) => a - b);
   log(`GET task-monitors (first page of ${BENCH_TASKS}) from node: median ${apiMs[2].toFixed(0)} ms`);
 
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript(([key, value]) => sessionStorage.setItem(key, value),
-    [SESSION_KEY, JSON.stringify({ token: TOKEN, project_id: PROJECT, instance_id: BENCH_INSTANCE })]);
-  const page = await context.newPage();
-  const firstRender = async () => {
-    await page.waitForSelector('#monitors-table');
-    return page.evaluate(() => {
-      const at = (re, key) => performance.getEntriesByType('resource').find((e) => re.test(e.name))?.[key];
-      return {
-        rendered: performance.getEntriesByName('fdi:monitors-table-rendered')[0].startTime,
-        html: performance.getEntriesByType('navigation')[0]?.responseEnd,
-        scripts: Math.max(...performance.getEntriesByType('resource')
-          .filter((e) => e.name.endsWith('.js')).map((e) => e.responseEnd)),
-        apiStart: at(/task-monitors/, 'startTime'),
-        apiEnd: at(/task-monitors/, 'responseEnd'),
-      };
-    });
-  };
-  await page.goto(`${server.base}/#/monitors`);
-  const coldTimes = await firstRender();
-  const cold = coldTimes.rendered;
-  assert.equal(await page.locator('#monitors-table tbody tr').count(), 20, 'one page of 20 tasks');
-  assert.match(await page.textContent('.page-info'), new RegExp(`Page 1 of ${Math.ceil(BENCH_TASKS / 20)} · ${BENCH_TASKS} tasks`));
-  await screenshot(page, `monitors-${BENCH_TASKS}-tasks`);
+  const session = JSON.stringify({ token: TOKEN, project_id: PROJECT, instance_id: BENCH_INSTANCE });
+  // Cold: a new browser context each time (nothing cached); warm: reloads of one page.
+  const cold = [];
   const warm = [];
-  for (let i = 0; i < 5; i++) {
-    await page.reload();
-    const times = await firstRender();
-    warm.push(times.rendered);
-    if (i === 4) log(`a warm load: ${breakdown(times)}`);
+  for (let c = 0; c < 3; c++) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    await context.addInitScript(([key, value]) => sessionStorage.setItem(key, value), [SESSION_KEY, session]);
+    const page = await context.newPage();
+    await page.goto(`${server.base}/#/monitors`);
+    cold.push(await firstRender(page));
+    if (c === 0) {
+      assert.equal(await page.locator('#monitors-table tbody tr').count(), 20, 'one page of 20 tasks');
+      assert.match(await page.textContent('.page-info'),
+        new RegExp(`Page 1 of ${Math.ceil(BENCH_TASKS / 20)} · ${BENCH_TASKS} tasks`));
+      await screenshot(page, `monitors-${BENCH_TASKS}-tasks`);
+      for (let i = 0; i < 5; i++) {
+        await page.reload();
+        warm.push(await firstRender(page));
+      }
+    }
+    await context.close();
   }
-  await context.close();
-  warm.sort((a, b) => a - b);
-  const median = warm[Math.floor(warm.length / 2)];
-  const verdict = Math.max(cold, median) < BENCH_BAR_MS ? 'under' : 'OVER';
-  log(`the cold load: ${breakdown(coldTimes)}`);
+  const byRender = (a, b) => a.rendered - b.rendered;
+  cold.sort(byRender);
+  warm.sort(byRender);
+  const coldMedian = cold[1];
+  const warmMedian = warm[2];
+  log(`median cold load: ${breakdown(coldMedian)}`);
+  log(`median warm load: ${breakdown(warmMedian)}`);
+  const verdict = coldMedian.rendered < BENCH_BAR_MS ? 'under' : 'OVER';
   log(`BENCHMARK monitors first render over ${BENCH_TASKS} tasks (navigation start -> table rendered): ` +
-    `cold ${cold.toFixed(0)} ms, warm median ${median.toFixed(0)} ms ` +
-    `(min ${warm[0].toFixed(0)}, max ${warm.at(-1).toFixed(0)}); bar ${BENCH_BAR_MS} ms: ${verdict}`);
+    `cold median ${coldMedian.rendered.toFixed(0)} ms (of ${cold.map((t) => t.rendered.toFixed(0)).join(', ')}), ` +
+    `warm median ${warmMedian.rendered.toFixed(0)} ms (of ${warm.map((t) => t.rendered.toFixed(0)).join(', ')}); ` +
+    `bar ${BENCH_BAR_MS} ms: ${verdict}`);
 }
 
 // ---- main ------------------------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 // The FDI API as the console calls it: every call carries the session's token as X-Auth-Token;
 // an error answer becomes an ApiError holding its FDI code, message and detail.
 
-import { loadSession } from './session.js';
-
 export class ApiError extends Error {
   constructor(status, code, message, detail) {
     super(`${code}: ${message}`);
@@ -158,4 +156,28 @@ export async function stream(path, onEvent, signal) {
     parser.push(value);
   }
   parser.push('\n\n');
+}
+
+// ---- the session ----------------------------------------------------------------------------
+// The token and the scope (project id, instance id) the user signed in with, kept for the browser
+// tab's session only (sessionStorage), never in a URL.
+
+const SESSION_KEY = 'fdi.console.session';
+
+/** @returns {{token: string, project_id: string, instance_id: string} | null} */
+export function loadSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null');
+    return s && s.token && s.project_id && s.instance_id ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveSession(session) {
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+}
+
+export function clearSession() {
+  sessionStorage.removeItem(SESSION_KEY);
 }

@@ -6,10 +6,9 @@
 //   #/tasks/{task_id}/runs/{run_id}  one run: its steps as a timeline, live progress while it runs
 //   #/datasources?page=              datasources, with test-connect
 
-import { ApiError, get } from './api.js';
-import { h, replace } from './dom.js';
+import { ApiError, clearSession, get, loadSession, saveSession } from './api.js';
+import { h, replace } from './ui.js';
 import { monitorsView } from './monitors.js';
-import { clearSession, loadSession, saveSession } from './session.js';
 
 // The pages other than the monitors load when first visited (the first page needs fewer files).
 const runs = () => import('./runs.js');

@@ -2,8 +2,7 @@
 // (POST datasources/{id}/test-connect with an empty body: the stored definition is tested).
 
 import { get, post } from './api.js';
-import { h, replace } from './dom.js';
-import { time } from './format.js';
+import { h, replace, time } from './ui.js';
 
 const PAGE_SIZE = 20;
 

@@ -2,7 +2,7 @@
 // or, where the server has no stream, its monitor-log entry polled every second.
 
 import { ApiError, get, stream } from './api.js';
-import { isActive } from './format.js';
+import { isActive } from './ui.js';
 
 const POLL_MS = 1000;
 

@@ -3,8 +3,7 @@
 // terminate buttons.
 
 import { ApiError, get, post } from './api.js';
-import { h, replace } from './dom.js';
-import { EXECUTE_STATUSES, statusClass, time } from './format.js';
+import { EXECUTE_STATUSES, h, replace, statusClass, time } from './ui.js';
 
 export const PAGE_SIZE = 20;
 /** The performance mark set each time the monitors table has rendered (read by the tests). */

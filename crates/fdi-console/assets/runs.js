@@ -2,8 +2,7 @@
 // runs, a live progress bar fed by the run's event stream (or by polling where there is none).
 
 import { get } from './api.js';
-import { h, replace } from './dom.js';
-import { count, duration, isActive, rate, size, statusClass, time } from './format.js';
+import { count, duration, h, isActive, rate, replace, size, statusClass, time } from './ui.js';
 import { RateMeter, followRun } from './live.js';
 import { actionButton, batch, runTask, terminateTask } from './monitors.js';
 

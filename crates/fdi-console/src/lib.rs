@@ -45,13 +45,11 @@ pub static ASSETS: &[Asset] = &[
     asset!("favicon.svg", "image/svg+xml"),
     asset!("app.js", JS),
     asset!("api.js", JS),
-    asset!("dom.js", JS),
-    asset!("format.js", JS),
+    asset!("ui.js", JS),
     asset!("monitors.js", JS),
     asset!("runs.js", JS),
     asset!("live.js", JS),
     asset!("datasources.js", JS),
-    asset!("session.js", JS),
 ];
 
 /// The console's routes, for any router state.
