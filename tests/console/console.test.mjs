@@ -11,7 +11,8 @@
 // 4. the run history lists the run CANCELLED; Start / Stop change the task's schedule state;
 // 5. datasources: test-connect succeeds on a reachable datasource, and fails with its FDI code
 //    on an unreachable one;
-// 6. benchmark: 10,000 tasks (the first 200 through the API, the others cloned in the SQLite
+// 6. a run without a row estimate (progress null) shows an indeterminate bar, rows read, rows/s;
+// 7. benchmark: 10,000 tasks (the first 200 through the API, the others cloned in the SQLite
 //    store), time from navigation start to the monitors table's first render.
 // A screenshot of every page goes to $CONSOLE_ARTIFACTS. Any failed assertion exits 1.
 
@@ -345,6 +346,23 @@ async function consoleScenario(browser, server) {
     assert.match(await page.getAttribute('#error', 'data-code') ?? '', /^FDI\.\d+$/,
       'a failed test-connect shows its FDI code');
     await screenshot(page, 'datasources');
+
+    // 6. a run whose source gave no row estimate (progress null): an indeterminate bar with the
+    // rows read and the rate (the page's own renderer, fed such an entry)
+    const unknown = await page.evaluate(async () => {
+      const { renderProgress } = await import('/console/runs.js');
+      const box = document.createElement('section');
+      renderProgress(box, { execute_status: 'RUNNING', progress: null, read_count: 5000,
+        total_count: null, rows_per_second: 1234.5, remaining_time: null }, null);
+      const bar = box.querySelector('[role=progressbar]');
+      return { indeterminate: bar.classList.contains('indeterminate'),
+        valuenow: bar.getAttribute('aria-valuenow'), text: box.textContent };
+    });
+    assert.equal(unknown.indeterminate, true, JSON.stringify(unknown));
+    assert.equal(unknown.valuenow, null, 'no percent is invented');
+    assert.match(unknown.text, /5,000 rows read/);
+    assert.match(unknown.text, /1,235 rows\/s/);
+    assert.doesNotMatch(unknown.text, /ETA|%/);
   } catch (e) {
     await screenshot(page, 'failure').catch(() => {});
     throw e;
