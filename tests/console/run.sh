@@ -47,4 +47,5 @@ fi
 export FDI_BIN
 export CONSOLE_ARTIFACTS=${CONSOLE_ARTIFACTS:-$PWD/target/console-artifacts}
 mkdir -p "$CONSOLE_ARTIFACTS"
+rm -f "$CONSOLE_ARTIFACTS"/*.png "$CONSOLE_ARTIFACTS"/fdi.log   # only this run's screenshots
 exec node "$DIR/console.test.mjs" "$@"
