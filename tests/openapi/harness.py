@@ -4,7 +4,8 @@
       Creates an app, two SQLite datasources (a `people` table and an empty `people_copy`), a
       TIMING task between them with a dispatch plan, and one run of it through the API, and writes a
       schemathesis.toml that pins the path parameters to them, so the fuzzing reaches past "not
-      found" into the handlers. DELETE operations get their own app, datasource and task, so
+      found" into the handlers; request bodies name them too (body.app_id, the task's
+      datasources, ...), so creates and updates can succeed. DELETE operations get their own app, datasource and task, so
       the others keep theirs for the whole run.
   harness.py break DOC_IN DOC_OUT
       Copies the OpenAPI document with three deliberate lies (for --self-test): the 200 of
@@ -85,7 +86,25 @@ def seed(base, token, files_dir, config_out):
         "path.tracking_id": run,
         "path.dispatch_id": plan,
     }
-    multi = seed_combination_task(base, token, fdi, app, ids[1])
+    multi, pg_ds = seed_combination_task(base, token, fdi, app, ids[1]) or (None, None)
+    # Request bodies that name the seeded resources, so creates and updates can succeed.
+    bodies = {
+        "body.app_id": app,
+        "body.datasource_type": "SQLITE",
+        "body.content": {"url": dst},
+        "body.task.source_datasource_id": ids[0],
+        "body.task.target_datasource_id": ids[1],
+        "body.task.task_type": "TIMING",
+        "body.task_detail": json.dumps(detail),
+    }
+    if multi:
+        bodies.update({
+            "body.source_datasource_id": pg_ds,
+            "body.target_datasource_id": ids[1],
+            "body.source_ds_id": pg_ds,
+            "body.target_ds_id": ids[1],
+            "body.task_id": multi,
+        })
     doomed = {
         "path.app_id": doomed_app,
         "path.datasource_id": doomed_ds,
@@ -93,17 +112,24 @@ def seed(base, token, files_dir, config_out):
     }
     with open(config_out, "w") as f:
         f.write("[parameters]\n")
-        for k, v in params.items():
-            f.write(f'"{k}" = "{v}"\n')
+        for k, v in {**params, **bodies}.items():
+            f.write(f'"{k}" = {toml_value(v)}\n')
         if multi:
             f.write('\n[[operations]]\ninclude-path-regex = "/multi-tasks/"\nexclude-method = "DELETE"\n'
                     '[operations.parameters]\n')
-            for k, v in {**params, "path.task_id": multi}.items():
-                f.write(f'"{k}" = "{v}"\n')
+            for k, v in {**params, **bodies, "path.task_id": multi}.items():
+                f.write(f'"{k}" = {toml_value(v)}\n')
         f.write('\n[[operations]]\ninclude-method = "DELETE"\n[operations.parameters]\n')
-        for k, v in {**params, **doomed}.items():
-            f.write(f'"{k}" = "{v}"\n')
+        for k, v in {**params, **bodies, **doomed}.items():
+            f.write(f'"{k}" = {toml_value(v)}\n')
     print(f"seeded app {app}, datasources {ids}, task {task}, run {run}")
+
+
+def toml_value(v):
+    """A string or a flat table of strings as TOML (JSON strings are TOML basic strings)."""
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {json.dumps(x)}" for k, x in v.items()) + " }"
+    return json.dumps(v)
 
 
 def seed_combination_task(base, token, fdi, app, target_ds):
@@ -127,7 +153,7 @@ def seed_combination_task(base, token, fdi, app, target_ds):
             "operation_types": ["INSERT", "UPDATE", "DELETE"],
         })
         print(f"seeded combination task {task} (source PostgreSQL {host}:{port})")
-        return task
+        return task, ds
     except (urllib.error.URLError, KeyError, IndexError) as e:
         body = e.read().decode() if isinstance(e, urllib.error.HTTPError) else ""
         print(f"WARNING: no combination task seeded ({e} {body}): multi-tasks operations "

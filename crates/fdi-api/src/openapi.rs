@@ -954,12 +954,37 @@ pub struct AutoMappingBody {
     pub ext_info: Option<Value>,
 }
 
-/// One element of the auto-mapping answer.
+/// A mapping made by auto-mapping: the mapping element plus the task's ends.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoMappedTable {
+    pub id: String,
+    pub source_table: String,
+    pub target_table: String,
+    pub updated_time: i64,
+    pub mapping_percent: i32,
+    pub status: String,
+    pub source_columns: Vec<MappedColumn>,
+    pub target_columns: Vec<MappedColumn>,
+    pub mapping: Vec<ColumnPair>,
+    pub mismatches: Vec<String>,
+    pub project_id: String,
+    pub task_id: String,
+    pub source_ds_id: String,
+    pub target_ds_id: String,
+    pub source_group: String,
+    pub target_group: String,
+    #[schema(value_type = Object)]
+    pub ext_info: Value,
+}
+
+/// The auto-mapping answer (one element).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AutoMappingResult {
     pub task_id: String,
-    pub source_ds_id: Option<String>,
-    pub target_ds_id: Option<String>,
+    pub source_ds_id: String,
+    pub target_ds_id: String,
     pub source_ds_name: Option<String>,
     pub target_ds_name: Option<String>,
     pub source_ds_type: Option<String>,
@@ -968,9 +993,14 @@ pub struct AutoMappingResult {
     pub target_app_id: Option<String>,
     pub source_instance_id: String,
     pub target_instance_id: String,
+    pub source_group: String,
+    pub target_group: String,
+    #[schema(value_type = Object)]
+    pub ext_info: Value,
+    /// How many tables were mapped (the length of `mapping`).
     pub total: i64,
-    #[schema(value_type = Vec<Object>)]
-    pub mappings: Vec<Value>,
+    pub mapping: Vec<AutoMappedTable>,
+    pub unmapped_tables: Vec<UnmappedTable>,
 }
 
 // ---- operations -----------------------------------------------------------------------------
