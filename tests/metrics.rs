@@ -735,3 +735,82 @@ async fn a_cdc_run_sets_its_lag_and_logs_in_its_span() {
         .unwrap();
     pg_exec(&format!("DROP TABLE {table}")).await;
 }
+
+/// Beyond loopback `/metrics` needs the token unless `--metrics-public` / `FDI_METRICS_PUBLIC`
+/// (an empty value counts as unset). The harness listens on loopback only: these servers are
+/// started here on all interfaces.
+#[tokio::test]
+async fn beyond_loopback_metrics_need_the_token_unless_public() {
+    for (env_public, flag, open) in [
+        (None, false, false),
+        (Some(""), false, false),
+        (Some("true"), false, true),
+        (None, true, true),
+    ] {
+        let dir = std::env::temp_dir().join(unique("fdi-metrics-public"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = std::process::Command::new(server_binary());
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .args(["--auth-tokens", "metrics-token"])
+        .env_remove("FDI_METRICS_PUBLIC")
+        .env_remove("FDI_METRICS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        if let Some(v) = env_public {
+            cmd.env("FDI_METRICS_PUBLIC", v);
+        }
+        if flag {
+            cmd.arg("--metrics-public");
+        }
+        let mut child = cmd.spawn().expect("spawn fdi");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let (http_ref, base_ref) = (&http, &base);
+        wait_for("the server", std::time::Duration::from_secs(30), || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("fdi exited ({st}) with FDI_METRICS_PUBLIC={env_public:?}");
+            }
+            async move {
+                http_ref
+                    .get(format!("{base_ref}/health"))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await;
+        let anonymous = http.get(format!("{base}/metrics")).send().await.unwrap();
+        let with_token = http
+            .get(format!("{base}/metrics"))
+            .header("X-Auth-Token", "metrics-token")
+            .send()
+            .await
+            .unwrap();
+        let case = format!("FDI_METRICS_PUBLIC={env_public:?}, --metrics-public {flag}");
+        assert_eq!(
+            anonymous.status().as_u16(),
+            if open { 200 } else { 401 },
+            "{case}"
+        );
+        assert_eq!(with_token.status().as_u16(), 200, "{case}");
+        assert!(
+            with_token.text().await.unwrap().contains("fdi_active_runs"),
+            "{case}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

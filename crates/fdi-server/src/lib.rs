@@ -78,7 +78,8 @@ pub struct ServeArgs {
     pub metrics: MetricsMode,
     /// Serve `/metrics` without a token even when listening beyond loopback (on a loopback
     /// address it is always open; otherwise it needs `X-Auth-Token` unless this is set).
-    #[arg(long, env = "FDI_METRICS_PUBLIC")]
+    /// `FDI_METRICS_PUBLIC`: empty, `0`, `false`, `no`, `off` mean not set.
+    #[arg(long, env = "FDI_METRICS_PUBLIC", value_parser = clap::builder::FalseyValueParser::new())]
     pub metrics_public: bool,
 }
 
