@@ -103,7 +103,6 @@ def seed(base, token, files_dir, config_out):
             "body.target_datasource_id": ids[1],
             "body.source_ds_id": pg_ds,
             "body.target_ds_id": ids[1],
-            "body.task_id": multi,
         })
     doomed = {
         "path.app_id": doomed_app,
@@ -115,9 +114,10 @@ def seed(base, token, files_dir, config_out):
         for k, v in {**params, **bodies}.items():
             f.write(f'"{k}" = {toml_value(v)}\n')
         if multi:
+            # init allocates a new task (no body.task_id), the others name the seeded one.
             f.write('\n[[operations]]\ninclude-path-regex = "/multi-tasks/"\nexclude-method = "DELETE"\n'
-                    '[operations.parameters]\n')
-            for k, v in {**params, **bodies, "path.task_id": multi}.items():
+                    'exclude-operation-id = "multi_tasks_init"\n[operations.parameters]\n')
+            for k, v in {**params, **bodies, "path.task_id": multi, "body.task_id": multi}.items():
                 f.write(f'"{k}" = {toml_value(v)}\n')
         f.write('\n[[operations]]\ninclude-method = "DELETE"\n[operations.parameters]\n')
         for k, v in {**params, **bodies, **doomed}.items():
