@@ -192,7 +192,11 @@ fn parse_events(buf: &mut String) -> Vec<SseEvent> {
 
 /// Read the event stream of a run until the server closes it.
 async fn read_events(s: &TestServer, task: &str, run: &str) -> Vec<SseEvent> {
-    let url = s.url(&format!("/tasks/{task}/monitor-logs/{run}/events"));
+    events_at(s.url(&format!("/tasks/{task}/monitor-logs/{run}/events"))).await
+}
+
+/// Read the event stream at `url` until the server closes it (2 minutes at most).
+async fn events_at(url: String) -> Vec<SseEvent> {
     let mut resp = reqwest::Client::new()
         .get(&url)
         .header("X-Auth-Token", TOKEN)
@@ -341,5 +345,64 @@ async fn a_source_without_estimate_has_null_progress_until_success() {
     assert_eq!(detail["progress"], 100, "{detail}");
     assert_eq!(detail["read_count"], ROWS, "{detail}");
     assert_eq!(detail["current_step"]["status"], 901, "{detail}");
+    pg_exec(&format!("DROP TABLE {dst}")).await;
+}
+
+/// A node that stops closes the event streams it serves for runs of another node (they would
+/// hold its graceful shutdown until those runs end), after following them from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_closes_its_streams_of_runs_on_another_node() {
+    let a = TestServer::start(StoreKind::Postgres).await;
+    let mut b = a.join().await;
+    let app = a.create_app().await;
+    let dst = unique("s_dst");
+    pg_exec(&format!(
+        "CREATE TABLE {dst} (id bigint PRIMARY KEY, v int)"
+    ))
+    .await;
+    let ds = a.create_datasource(&app, "POSTGRESQL", pg_content()).await;
+    // A read that waits 40 s in the source before its first row.
+    let task = a
+        .create_task(
+            &ds,
+            &ds,
+            json!({"sourceSelectedDatasource": {"isAddSql": true,
+                     "querySql": "SELECT g::int8 AS id, g::int4 AS v FROM generate_series(1, 10) g CROSS JOIN pg_sleep(40)"},
+                   "targetSelectedDatasource": {"targetTable": dst}}),
+        )
+        .await;
+    let run = start_run(&a, &task).await;
+    a.wait_running(&task, Duration::from_secs(30)).await;
+    // Node b follows the run of node a through the store.
+    let url = b.url(&format!("/tasks/{task}/monitor-logs/{run}/events"));
+    let follower = tokio::spawn(events_at(url));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopping = Instant::now();
+    let status = tokio::task::block_in_place(|| b.terminate());
+    let stopped_in = stopping.elapsed();
+    assert!(status.success(), "{status:?}");
+    let events = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("the stream closed when its node stopped")
+        .unwrap();
+    assert!(!events.is_empty(), "node b followed the run of node a");
+    assert!(events.iter().all(|e| e.event == "progress"), "{events:?}");
+    let first: Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(
+        (first["id"].as_str(), first["execute_status"].as_str()),
+        (Some(run.as_str()), Some("RUNNING"))
+    );
+    assert!(
+        stopped_in < Duration::from_secs(15),
+        "node b stopped in {stopped_in:?}"
+    );
+    // The run goes on on node a; its own stream still ends with `end`.
+    assert_eq!(entry(&a, &task, &run).await["execute_status"], "RUNNING");
+    let (st, body) = a.post(&format!("/tasks/{task}/terminate"), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let events = read_events(&a, &task, &run).await;
+    let end: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!(events.last().unwrap().event, "end");
+    assert_eq!(end["execute_status"], "CANCELLED", "{end}");
     pg_exec(&format!("DROP TABLE {dst}")).await;
 }

@@ -254,6 +254,7 @@ pub async fn monitor_events(
     let t = tasks::load(&s, &p).await?;
     let first = load_run(&s, &t.id, p.get("tracking_id")).await?;
     let events = RunEvents {
+        stopped: s.scheduler.stopped(),
         state: s,
         task_id: t.id,
         run_id: first.id.clone(),
@@ -272,6 +273,8 @@ pub async fn monitor_events(
 /// Where an event stream of one run is.
 struct RunEvents {
     state: AppState,
+    /// The node is stopping: the stream closes (after `end` when the run has ended).
+    stopped: tokio_util::sync::CancellationToken,
     task_id: String,
     run_id: String,
     /// The run as read already and not yet looked at.
@@ -284,7 +287,8 @@ struct RunEvents {
 
 impl RunEvents {
     /// The next event: the entry when it changed, `end` once the run ended; None after `end`,
-    /// or when the run is gone (its task was deleted).
+    /// when the run is gone (its task was deleted), or when this node stops while the run goes
+    /// on (on another node).
     async fn next_event(&mut self) -> Option<Event> {
         loop {
             if self.ended {
@@ -293,11 +297,15 @@ impl RunEvents {
             let run = match self.next.take() {
                 Some(r) => r,
                 None => {
-                    tokio::time::sleep(EVENTS_POLL).await;
+                    tokio::select! {
+                        _ = self.stopped.cancelled() => {}
+                        _ = tokio::time::sleep(EVENTS_POLL) => {}
+                    }
                     let id = &self.run_id;
                     match backend::get_run(&self.state, &self.task_id, id).await {
                         Ok(Some(r)) => r,
                         Ok(None) => return None,
+                        Err(_) if self.stopped.is_cancelled() => return None,
                         // The store is briefly unreachable: try again at the next poll.
                         Err(e) => {
                             tracing::warn!(task_id = %self.task_id, run_id = %id, error = ?e, "run events: cannot read the run");
@@ -312,6 +320,9 @@ impl RunEvents {
                 o.remove("spend_time");
             }
             let ended = !run.execute_status.is_active();
+            if !ended && self.stopped.is_cancelled() {
+                return None;
+            }
             if !ended && self.last.as_ref() == Some(&compared) {
                 continue;
             }

@@ -23,6 +23,12 @@ pub(crate) enum Launch {
 }
 
 impl Scheduler {
+    /// Cancelled once this node's shutdown has ended its runs (and recorded their ends): what
+    /// follows runs for a client (an event stream) stops then, so the server can stop.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
     fn lease_until(&self) -> i64 {
         fdi_types::now_millis() + self.cfg.lease.as_millis() as i64
     }
