@@ -191,13 +191,17 @@ async fn health(
     axum::extract::State(s): axum::extract::State<AppState>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let health_of = |state| openapi::Health {
+        status: state,
+        store: state,
+    };
     match s.store.ping().await {
-        Ok(()) => axum::Json(serde_json::json!({"status": "UP", "store": "UP"})).into_response(),
+        Ok(()) => axum::Json(health_of("UP")).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health: the metadata store does not answer");
             (
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "DOWN", "store": "DOWN"})),
+                axum::Json(health_of("DOWN")),
             )
                 .into_response()
         }

@@ -1,7 +1,7 @@
 //! The API's OpenAPI 3.1 document (`GET /v2/openapi.json`), generated with `utoipa`.
 //!
-//! The handlers build their JSON with `json!`; the schema types here describe exactly what
-//! they answer (field names, types, which fields may be null or absent). Each operation is
+//! Most handlers build their JSON with `json!`; the schema types here describe exactly what
+//! they answer (the small answers — health, run / terminate, statistics — are these types) (field names, types, which fields may be null or absent). Each operation is
 //! declared on a stub function next to its schemas, so the whole contract reads in one place;
 //! `crates/fdi-api/tests/openapi.rs` fails when a route of the router is missing from it and
 //! `tests/openapi/run.sh` fuzzes a live server against it with schemathesis.
@@ -240,19 +240,19 @@ pub struct InstancePath {
 }
 
 /// `{"message": "success"}`-like answers.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub message: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// `UP` or `DOWN`.
-    pub status: String,
+    pub status: &'static str,
     /// `UP` or `DOWN`.
-    pub store: String,
+    pub store: &'static str,
 }
 
 // ---- datasources ----------------------------------------------------------------------------
@@ -442,7 +442,7 @@ pub struct TaskList {
     pub entities: Vec<TaskBrief>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskStateCounts {
     pub running_tasks_count: i64,
@@ -451,14 +451,14 @@ pub struct TaskStateCounts {
     pub completed_tasks_count: i64,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskStatistics {
     pub common_task_details: Option<TaskStateCounts>,
     pub cdc_task_details: Option<TaskStateCounts>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunStarted {
     pub message: String,

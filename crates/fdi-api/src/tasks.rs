@@ -16,6 +16,7 @@ use crate::backend::{self, DatasourceView, NewTask, RunView, TaskQuery, TaskSumm
 use crate::discovery::connector_for;
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, Params, PathParams};
+use crate::openapi;
 use crate::validate;
 
 #[derive(Deserialize)]
@@ -454,43 +455,56 @@ pub async fn list(State(s): State<AppState>, p: PathParams, q: Params) -> Result
 
 /// Counts of normal and of combination (CDC) tasks by their last run's outcome (a run in
 /// progress counts as running). One grouped query each.
-pub async fn statistics(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
-    let mut halves = Vec::new();
-    for kind in [TaskKind::Normal, TaskKind::Multi] {
-        let (mut running, mut abnormal, mut terminated, mut completed) = (0, 0, 0, 0);
-        for (state, n) in backend::task_state_counts(&s, p.project(), p.instance(), kind).await? {
-            match ExecuteStatus::parse(&state) {
-                Some(ExecuteStatus::Running | ExecuteStatus::Waiting) => running += n,
-                Some(ExecuteStatus::Error) => abnormal += n,
-                Some(ExecuteStatus::Cancelled) => terminated += n,
-                Some(ExecuteStatus::Success) => completed += n,
-                Some(ExecuteStatus::Unstarted) | None => {}
-            }
-        }
-        halves.push(json!({
-            "running_tasks_count": running,
-            "abnormal_tasks_count": abnormal,
-            "terminated_tasks_count": terminated,
-            "completed_tasks_count": completed,
-        }));
-    }
-    let cdc = halves.pop();
-    Ok(Json(json!({
-        "common_task_details": halves.pop(),
-        "cdc_task_details": cdc,
-    })))
+pub async fn statistics(
+    State(s): State<AppState>,
+    p: PathParams,
+) -> Result<Json<openapi::TaskStatistics>> {
+    let common = state_counts(&s, &p, TaskKind::Normal).await?;
+    let cdc = state_counts(&s, &p, TaskKind::Multi).await?;
+    Ok(Json(openapi::TaskStatistics {
+        common_task_details: Some(common),
+        cdc_task_details: Some(cdc),
+    }))
 }
 
-pub async fn run(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+/// The tasks of `kind` by their last run's outcome.
+async fn state_counts(
+    s: &AppState,
+    p: &PathParams,
+    kind: TaskKind,
+) -> Result<openapi::TaskStateCounts> {
+    let mut c = openapi::TaskStateCounts {
+        running_tasks_count: 0,
+        abnormal_tasks_count: 0,
+        terminated_tasks_count: 0,
+        completed_tasks_count: 0,
+    };
+    for (state, n) in backend::task_state_counts(s, p.project(), p.instance(), kind).await? {
+        let n = n as i64;
+        match ExecuteStatus::parse(&state) {
+            Some(ExecuteStatus::Running | ExecuteStatus::Waiting) => c.running_tasks_count += n,
+            Some(ExecuteStatus::Error) => c.abnormal_tasks_count += n,
+            Some(ExecuteStatus::Cancelled) => c.terminated_tasks_count += n,
+            Some(ExecuteStatus::Success) => c.completed_tasks_count += n,
+            Some(ExecuteStatus::Unstarted) | None => {}
+        }
+    }
+    Ok(c)
+}
+
+pub async fn run(State(s): State<AppState>, p: PathParams) -> Result<Json<openapi::RunStarted>> {
     let t = load(&s, &p).await?;
     let tracking_id = backend::start_run(&s, p.project(), p.instance(), &t).await?;
-    Ok(Json(
-        json!({ "message": "success", "tracking_id": tracking_id }),
-    ))
+    Ok(Json(openapi::RunStarted {
+        message: "success".into(),
+        tracking_id,
+    }))
 }
 
-pub async fn terminate(State(s): State<AppState>, p: PathParams) -> Result<Json<Value>> {
+pub async fn terminate(State(s): State<AppState>, p: PathParams) -> Result<Json<openapi::Message>> {
     let t = load(&s, &p).await?;
     backend::terminate(&s, &t).await?;
-    Ok(Json(json!({ "message": "success" })))
+    Ok(Json(openapi::Message {
+        message: "success".into(),
+    }))
 }
