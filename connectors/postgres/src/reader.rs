@@ -33,8 +33,9 @@ use fdi_connector::{BatchSender, ColumnInfo, ConnectorError, ReadSpec, Result, S
 use fdi_sql_core::reader::{ColumnRead, ReadPlan, plan_read, pump_rows, read_as};
 use fdi_sql_core::{BatchAssembler, Dialect, ReadKind, map_sqlx_error};
 use futures::StreamExt;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnection;
+use sqlx::{PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
 use crate::PgConnector;
@@ -195,23 +196,49 @@ impl PgReader {
                 p.map_err(|e| map_sqlx_error("read", e))?
             }
         };
-        let mut ended = false;
-        let r = copy_out(&mut conn, &sql, decoder, &out, &cancel, &mut ended).await;
-        if !ended {
-            // Still inside the COPY: this connection cannot serve anything else. Drop it (no
-            // graceful close: that would wait for the server's next message) and cancel its
-            // query, which would otherwise run on until it next writes to the closed socket.
+        let mut copying = CopyConn {
+            conn: Some(conn),
+            ended: false,
+            pool: self.pool.clone(),
+            pid,
+        };
+        let conn = copying.conn.as_mut().expect("just set");
+        copy_out(conn, &sql, decoder, &out, &cancel, &mut copying.ended).await
+    }
+}
+
+/// The connection of a binary COPY. Left inside the COPY (an error, a cancel, or this read's
+/// future dropped: the run's reader task aborted), it cannot serve anything else, and pooled
+/// again it would hand the next user the rest of this COPY: it is closed instead (no graceful
+/// close: that would wait for the server's next message) and its query cancelled, which would
+/// otherwise run on until it next writes to the closed socket.
+struct CopyConn {
+    conn: Option<PoolConnection<Postgres>>,
+    /// The server ended the COPY: the connection is usable again.
+    ended: bool,
+    pool: PgPool,
+    pid: i32,
+}
+
+impl Drop for CopyConn {
+    fn drop(&mut self) {
+        if !self.ended
+            && let Some(conn) = self.conn.take()
+        {
             drop(conn.detach());
-            cancel_backend(&self.pool, pid);
+            cancel_backend(&self.pool, self.pid);
         }
-        r
     }
 }
 
 /// Stop the query of backend `pid` (in the background, from another connection of `pool`).
 pub(crate) fn cancel_backend(pool: &PgPool, pid: i32) {
+    // (Outside a runtime, when it is shutting down, the server notices the closed socket.)
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     let pool = pool.clone();
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let stop = sqlx::query("SELECT pg_cancel_backend($1)")
             .bind(pid)
             .execute(&pool);
