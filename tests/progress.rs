@@ -81,6 +81,11 @@ async fn poll_to_end(s: &TestServer, task: &str, run: &str) -> Vec<Value> {
     }
 }
 
+/// A row estimate within 1 % of [`BIG`].
+fn near_big(v: &Value) -> bool {
+    v.as_i64().is_some_and(|n| (n - BIG).abs() <= BIG / 100)
+}
+
 /// `progress` as a number, or -1 for null.
 fn progress(e: &Value) -> i64 {
     e["progress"].as_i64().unwrap_or(-1)
@@ -101,8 +106,8 @@ async fn pg_run_progress_moves_monotonically_to_100() {
     assert_eq!(last["read_count"], BIG, "{last}");
     assert_eq!(last["data_count"], BIG, "{last}");
     assert_eq!(last["remaining_time"], 0, "{last}");
-    // ANALYZE'd: reltuples is the row count (a float in the catalog, exact at this size).
-    assert_eq!(last["total_count"], BIG, "{last}");
+    // ANALYZE'd: reltuples is the row count (sampled: within 1 %).
+    assert!(near_big(&last["total_count"]), "{last}");
     assert_eq!(last["current_step"]["status"], 901, "{last}");
     assert!(last["rows_per_second"].as_f64().unwrap() > 0.0, "{last}");
 
@@ -124,7 +129,7 @@ async fn pg_run_progress_moves_monotonically_to_100() {
         assert!(p <= 99, "a running run is at most 99: {e}");
         if p > 0 {
             intermediate.insert(p);
-            assert_eq!(e["total_count"], BIG, "{e}");
+            assert!(near_big(&e["total_count"]), "{e}");
         }
         if e["rows_per_second"].as_f64().unwrap_or(0.0) > 0.0 {
             rate_seen = true;
