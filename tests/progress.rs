@@ -113,6 +113,7 @@ async fn pg_run_progress_moves_monotonically_to_100() {
 
     let mut intermediate = std::collections::BTreeSet::new();
     let mut rate_seen = false;
+    let mut eta_seen = false;
     for pair in seen.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         assert!(
@@ -138,6 +139,7 @@ async fn pg_run_progress_moves_monotonically_to_100() {
             && read > 0
         {
             assert!(left >= 0, "{e}");
+            eta_seen |= left > 0;
         }
         assert!(e["current_step"]["status"].is_u64(), "{e}");
     }
@@ -152,6 +154,7 @@ async fn pg_run_progress_moves_monotonically_to_100() {
         seen.len()
     );
     assert!(rate_seen, "rows_per_second > 0 while running");
+    assert!(eta_seen, "remaining_time > 0 while running");
     pg_exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
 }
 
