@@ -15,9 +15,12 @@
 # a token; an app, two SQLite datasources, a task and a run are created first and the path
 # parameters pinned to them, so requests reach the handlers; with the PostgreSQL of .ci/run
 # (FDI_OPENAPI_PG, default 127.0.0.1:5432, database test) a combination task too (without it the
-# multi-tasks operations only meet "not found", and the seed says so). Bounded: MAX_EXAMPLES per operation
-# (default 100), REQUEST_TIMEOUT seconds per request (default 10; a request that takes longer is a
-# failure), MAX_TIME seconds in all (default 240).
+# multi-tasks operations only meet "not found", and the seed says so).
+#
+# Bounded: MAX_EXAMPLES per operation (default 100; ~70 s here), REQUEST_TIMEOUT seconds per
+# request (default 10; a request that takes longer is a failure), MAX_TIME seconds for
+# schemathesis in all (default 270, then it is killed and the run fails). One worker: with two,
+# Python 3.11's ast.parse (inside Hypothesis) raised "AST constructor recursion depth mismatch".
 #
 # FDI_BIN     the binary to test (default target/debug/fdi)
 # REPORT_DIR  when set, schemathesis writes a HAR file of every request and response there
