@@ -107,6 +107,22 @@ async fn scrape(s: &TestServer) -> (u16, String, String) {
     (status, content_type, resp.text().await.unwrap())
 }
 
+/// `GET /metrics` once no run is active any more: a run's end is in the monitor log a moment
+/// before its metrics (which are recorded once its claim is released), and every ended run is
+/// counted before `fdi_active_runs` drops.
+async fn scrape_settled(s: &TestServer) -> (u16, String, String) {
+    wait_for(
+        "fdi_active_runs 0",
+        std::time::Duration::from_secs(10),
+        || async {
+            let scraped = scrape(s).await;
+            (series(&parse_exposition(&scraped.2), "fdi_active_runs", &[]) == Some(0.0))
+                .then_some(scraped)
+        },
+    )
+    .await
+}
+
 /// A PostgreSQL source of `ROWS` rows and an empty target without a key (each run appends).
 async fn pg_tables() -> (String, String) {
     let src = unique("m_src");
@@ -154,7 +170,7 @@ async fn metrics_count_the_runs_that_happened() {
     let run = s.run_to_end(&task).await;
     assert_eq!(run["execute_status"], "ERROR", "{run}");
 
-    let (status, content_type, text) = scrape(&s).await;
+    let (status, content_type, text) = scrape_settled(&s).await;
     assert_eq!(status, 200, "{text}");
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
@@ -259,7 +275,7 @@ async fn active_runs_counts_a_run_in_progress() {
     assert_eq!(st, 200, "{body}");
     s.wait_run_end(&task, 1, std::time::Duration::from_secs(60))
         .await;
-    let (_, _, text) = scrape(&s).await;
+    let (_, _, text) = scrape_settled(&s).await;
     let samples = parse_exposition(&text);
     assert_eq!(during, Some(1.0), "one run in progress");
     assert_eq!(series(&samples, "fdi_active_runs", &[]), Some(0.0));
@@ -436,7 +452,7 @@ async fn dispatch_lag_is_recorded_per_fire() {
         },
     )
     .await;
-    let (_, _, text) = scrape(&s).await;
+    let (_, _, text) = scrape_settled(&s).await;
     let samples = parse_exposition(&text);
     let started: Vec<&Value> = runs
         .iter()
@@ -548,7 +564,7 @@ async fn realtime_windows_count_as_they_commit_and_set_the_lag() {
     assert_eq!(st, 200, "{body}");
     s.wait_run_end(&task, 1, std::time::Duration::from_secs(30))
         .await;
-    let (_, _, text) = scrape(&s).await;
+    let (_, _, text) = scrape_settled(&s).await;
     let samples = parse_exposition(&text);
     assert_eq!(
         series(
@@ -674,7 +690,7 @@ async fn a_cdc_run_sets_its_lag_and_logs_in_its_span() {
         .await;
     assert_eq!(run["execute_status"], "SUCCESS", "{run}");
     let run_id = run["id"].as_str().expect("id").to_string();
-    let (_, _, text) = scrape(&s).await;
+    let (_, _, text) = scrape_settled(&s).await;
     let samples = parse_exposition(&text);
     assert_eq!(
         series(

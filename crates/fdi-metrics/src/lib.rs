@@ -166,13 +166,13 @@ pub fn run_started() {
 
 /// A run that started on this node ended with `status` after `duration`.
 pub fn run_ended(task_id: &str, status: &str, duration: Duration) {
-    gauge!(ACTIVE_RUNS).decrement(1.0);
-    if !recording() {
-        return;
+    // Counted before the gauge drops: a scrape that sees no active run sees every ended one.
+    if recording() {
+        let task = task_id.to_string();
+        counter!(RUNS, "task_id" => task.clone(), "status" => status.to_string()).increment(1);
+        histogram!(RUN_DURATION, "task_id" => task).record(duration.as_secs_f64());
     }
-    let task = task_id.to_string();
-    counter!(RUNS, "task_id" => task.clone(), "status" => status.to_string()).increment(1);
-    histogram!(RUN_DURATION, "task_id" => task).record(duration.as_secs_f64());
+    gauge!(ACTIVE_RUNS).decrement(1.0);
 }
 
 /// A run that never executed here was recorded ended with `status`: a dispatch that failed
