@@ -24,6 +24,7 @@
 #
 # FDI_BIN     the binary to test (default target/debug/fdi)
 # REPORT_DIR  when set, schemathesis writes a HAR file of every request and response there
+# SEED        schemathesis's random seed (default 11: the same cases every run)
 # PYTHON      interpreter used to create the venv (default python3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -102,7 +103,7 @@ st() {
     --request-timeout "$REQUEST_TIMEOUT" \
     --max-response-time "$REQUEST_TIMEOUT" \
     --phases examples,coverage,fuzzing \
-    --seed 11 \
+    --seed "${SEED:-11}" \
     --generation-database none \
     ${REPORT_DIR:+--report har --report-dir "$REPORT_DIR"} \
     --suppress-health-check all \
