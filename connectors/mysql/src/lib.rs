@@ -145,6 +145,30 @@ impl Connector for MySqlConnector {
         Ok(Box::new(reader::MySqlReader::open(self, spec).await?))
     }
 
+    async fn key_range(
+        &self,
+        query: &fdi_connector::SourceQuery,
+        column: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        let fdi_connector::SourceQuery::Table { table, .. } = query else {
+            return Ok(None);
+        };
+
+        let Some(sql) = fdi_sql_core::select::key_range_select(
+            fdi_sql_core::Dialect::MySql,
+            query,
+            table,
+            column,
+        ) else {
+            return Ok(None);
+        };
+        let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| fdi_sql_core::map_sqlx_error("key range", e))?;
+        Ok(lo.zip(hi))
+    }
+
     async fn estimate_rows(&self, query: &fdi_connector::SourceQuery) -> Result<Option<u64>> {
         discovery::estimate_rows(&self.pool, query).await
     }

@@ -64,6 +64,34 @@ pub fn table_select(
     sql
 }
 
+/// `SELECT min(column), max(column) FROM table [WHERE ...]` as 64-bit integers, for a table query
+/// (`table` already qualified as the reader reads it); None for other queries.
+pub fn key_range_select(
+    dialect: Dialect,
+    query: &fdi_connector::SourceQuery,
+    table: &str,
+    column: &str,
+) -> Option<String> {
+    let fdi_connector::SourceQuery::Table { filters, .. } = query else {
+        return None;
+    };
+    let c = dialect.quote_ident(column);
+    let int = match dialect {
+        Dialect::Postgres => "bigint",
+        Dialect::MySql => "SIGNED",
+        Dialect::Sqlite => "INTEGER",
+    };
+    let mut sql = format!(
+        "SELECT CAST(min({c}) AS {int}), CAST(max({c}) AS {int}) FROM {}",
+        dialect.quote_table(table)
+    );
+    if let Some(w) = where_clause(dialect, filters) {
+        sql.push_str(" WHERE ");
+        sql.push_str(&w);
+    }
+    Some(sql)
+}
+
 /// A user's query without trailing semicolons.
 pub fn trim_query(sql: &str) -> &str {
     sql.trim()

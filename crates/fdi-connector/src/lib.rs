@@ -280,6 +280,13 @@ pub trait Connector: Send + Sync {
         let _ = query;
         Ok(None)
     }
+    /// The smallest and largest value of the integer column `column` among the rows of `query`
+    /// (a table query): the bounds a split read cuts into ranges. None when there are no rows or
+    /// the source cannot tell.
+    async fn key_range(&self, query: &SourceQuery, column: &str) -> Result<Option<(i64, i64)>> {
+        let _ = (query, column);
+        Ok(None)
+    }
     /// A target that takes rows of any columns (a queue, a topic): a task writes the source's
     /// columns to it under their own names (or the mapping's target names).
     fn schemaless_target(&self) -> bool {

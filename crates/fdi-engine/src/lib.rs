@@ -13,6 +13,7 @@ mod dirty;
 mod in_server;
 mod mapping;
 mod plan;
+mod split;
 mod runner;
 
 use std::sync::Arc;

@@ -70,6 +70,20 @@ pub struct ExecPlan {
     pub upsert_keys: Vec<String>,
     /// The incremental window the read is limited to (None: a full read).
     pub window: Option<WindowPlan>,
+    /// The column a split read cuts into ranges, where the read may be split.
+    pub split: Option<SplitKey>,
+}
+
+/// How a table read may be split into ranges read at once (`crate::split`).
+#[derive(Debug, Clone)]
+pub struct SplitKey {
+    /// An integer, non-null source column (the task's `splitPk`, else the table's one-column
+    /// integer primary key).
+    pub column: String,
+    /// The task named it (`splitPk`): split whatever the table's size.
+    pub asked: bool,
+    /// Readers asked for (`splitCount`); None: the engine's default.
+    pub count: Option<usize>,
 }
 
 impl ExecPlan {
@@ -749,6 +763,7 @@ pub async fn build(
                 }),
         },
     };
+    let split = split_key(s, &query, &source_all, &source_name)?;
     let mut write_columns: Vec<ColumnInfo> = pairs.iter().map(|p| p.target.clone()).collect();
     if let Some(bn) = &batch_number {
         write_columns.push(bn.clone());
@@ -774,5 +789,70 @@ pub async fn build(
         },
         upsert_keys,
         window: window_plan,
+        split,
+    })
+}
+
+/// Whether an Arrow type is an integer (what a split key must be).
+fn is_integer(t: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType::*;
+    matches!(
+        t,
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
+    )
+}
+
+/// The split key of a table read: the task's `splitPk` (checked: an integer, non-null column of
+/// the source table), else the table's primary key when it is one integer column. None for
+/// custom queries, ordered reads and message sources, and when `splitCount` is 1.
+fn split_key(
+    s: &fdi_types::SourceConfig,
+    query: &SourceQuery,
+    source_all: &[ColumnInfo],
+    source_name: &str,
+) -> Result<Option<SplitKey>, PlanError> {
+    let count = s.split_count.map(|n| n.max(1) as usize);
+    let SourceQuery::Table { order_by: None, .. } = query else {
+        return Ok(None);
+    };
+    if count == Some(1) {
+        return Ok(None);
+    }
+    if let Some(name) = s.split_pk.as_deref().filter(|n| !n.trim().is_empty()) {
+        let field = format!("{SRC}.splitPk");
+        let col = find(source_all, name).ok_or_else(|| {
+            field_error(
+                Side::Source,
+                ErrorCode::InvalidParameters,
+                &field,
+                missing("source", name, source_name),
+            )
+        })?;
+        if !is_integer(&col.arrow_type) || col.nullable {
+            return Err(field_error(
+                Side::Source,
+                ErrorCode::InvalidParameters,
+                &field,
+                format!(
+                    "{name} is {} {}: a split key must be an integer column without NULLs",
+                    if col.nullable { "a nullable" } else { "a" },
+                    col.native_type
+                ),
+            ));
+        }
+        return Ok(Some(SplitKey {
+            column: col.name.clone(),
+            asked: true,
+            count,
+        }));
+    }
+    let mut keys = source_all.iter().filter(|c| c.primary);
+    Ok(match (keys.next(), keys.next()) {
+        (Some(k), None) if is_integer(&k.arrow_type) && !k.nullable => Some(SplitKey {
+            column: k.name.clone(),
+            asked: false,
+            count,
+        }),
+        _ => None,
     })
 }

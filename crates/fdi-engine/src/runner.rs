@@ -12,6 +12,7 @@ use crate::dirty::DirtyLog;
 use crate::in_server;
 use crate::mapping::BatchMapper;
 use crate::plan::{self, Side};
+use crate::split;
 use crate::{RunEvent, RunOutcome, RunRequest, StepRecord};
 
 /// How long an abort (rollback) may take before the writer is simply dropped.
@@ -624,9 +625,9 @@ pub(crate) async fn execute(
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),
-        r = source.connector.reader(plan.read.clone()) => r,
+        r = open_readers(&plan, &source.connector) => r,
     };
-    let mut reader = match opened {
+    let (readers, split) = match opened {
         Ok(r) => r,
         Err(e) => return source_failed(&trace, &c, read_begin, Failure::of(&e)),
     };
@@ -666,7 +667,7 @@ pub(crate) async fn execute(
     }
 
     // A source with positions is committed in micro-batches, each acknowledged after its commit.
-    let mut micro = reader.acknowledger().map(|ack| MicroBatches {
+    let mut micro = readers[0].acknowledger().map(|ack| MicroBatches {
         ack,
         rows_since_commit: 0,
         since: Instant::now(),
@@ -683,7 +684,7 @@ pub(crate) async fn execute(
     let span = tracing::Span::current();
     let mut reader_task: JoinHandle<fdi_connector::Result<u64>> =
         tokio::spawn(tracing::Instrument::instrument(
-            async move { reader.read(tx, reader_token).await },
+            async move { split::read_all(readers, tx, reader_token).await },
             span.clone(),
         ));
     // Alongside the read: how many rows the window leaves out because their cursor is NULL.
@@ -869,7 +870,10 @@ pub(crate) async fn execute(
                 Ok(Ok(Ok(n))) => 'read_ok: {
                     c.rows_read = n;
                     c.read_ms = read_started.elapsed().as_millis() as i64;
-                    let mut reader_end = "Reader end".to_string();
+                    let mut reader_end = match &split {
+                        Some(split) => format!("Reader end: {split}"),
+                        None => "Reader end".to_string(),
+                    };
                     if let Some((column, task)) = null_count.as_mut() {
                         let counted = tokio::select! {
                             biased;
@@ -999,6 +1003,22 @@ pub(crate) async fn execute(
             succeeded(&trace, &c, write_begin, run_begin, write_done)
         }
     }
+}
+
+/// The run's readers: one, or one per key range of a split read (with its description).
+async fn open_readers(
+    plan: &plan::ExecPlan,
+    source: &std::sync::Arc<dyn fdi_connector::Connector>,
+) -> fdi_connector::Result<(Vec<Box<dyn fdi_connector::SourceReader>>, Option<String>)> {
+    let (specs, split) = split::read_specs(plan, source).await?;
+    if let Some(split) = &split {
+        tracing::info!(split = %split, "split read");
+    }
+    let mut readers = Vec::with_capacity(specs.len());
+    for spec in specs {
+        readers.push(source.reader(spec).await?);
+    }
+    Ok((readers, split))
 }
 
 /// The end of a successful run: the writer's steps, the task's end, the outcome.

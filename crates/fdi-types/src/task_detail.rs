@@ -293,6 +293,23 @@ pub struct SourceConfig {
         deserialize_with = "opt_string"
     )]
     pub order_type: Option<String>,
+    /// Ours, after DataX's `splitPk`: read the table in ranges of this integer, non-null column
+    /// (the primary key), by several readers at once. Unset: chosen by table size.
+    #[serde(
+        default,
+        alias = "splitPk",
+        alias = "split_pk",
+        deserialize_with = "opt_string"
+    )]
+    pub split_pk: Option<String>,
+    /// Ours: how many ranges (readers) a split read uses; 1 turns splitting off.
+    #[serde(
+        default,
+        alias = "splitCount",
+        alias = "split_count",
+        deserialize_with = "opt_i64"
+    )]
+    pub split_count: Option<i64>,
     // Incremental sync (scheduler issue); parsed and validated here, applied by the scheduler.
     #[serde(
         default,
@@ -542,6 +559,8 @@ impl TaskDetail {
     }
 
     pub fn validate(&self) -> Result<(), ApiError> {
+        /// Most readers a split read may use.
+        const MAX_SPLIT_COUNT: i64 = 32;
         let s = &self.source;
         let has_placeholders =
             |q: &str| q.contains(BEGIN_PLACEHOLDER) || q.contains(END_PLACEHOLDER);
@@ -582,6 +601,20 @@ impl TaskDetail {
             return Err(ApiError::new(
                 ErrorCode::SourceOrTargetEmpty,
                 "task_detail.targetSelectedDatasource.targetTable is required",
+            ));
+        }
+        if let Some(n) = s.split_count
+            && !(1..=MAX_SPLIT_COUNT).contains(&n)
+        {
+            return Err(ApiError::invalid_field(
+                "task_detail.sourceSelectedDatasource.splitCount",
+                format!("must be between 1 and {MAX_SPLIT_COUNT}, got {n}"),
+            ));
+        }
+        if s.split_pk.is_some() && s.is_add_sql {
+            return Err(ApiError::invalid_field(
+                "task_detail.sourceSelectedDatasource.splitPk",
+                "splits a source table; a custom query (isAddSql) is read as one",
             ));
         }
         if s.need_inc_migration {
