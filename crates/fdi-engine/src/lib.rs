@@ -13,8 +13,8 @@ mod dirty;
 mod in_server;
 mod mapping;
 mod plan;
-mod split;
 mod runner;
+mod split;
 
 use std::sync::Arc;
 
