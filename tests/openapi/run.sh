@@ -38,26 +38,12 @@ esac
 
 log() { echo "[openapi] $*"; }
 
+# shellcheck source=tests/python_venv.sh
+source tests/python_venv.sh
 VENV=target/openapi-venv
-REQ=tests/openapi/requirements.txt
-STAMP="$VENV/.requirements.sha256"
 PYTHON=${PYTHON:-python3}
-want=$( { sha256sum "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
-if [[ ! -x "$VENV/bin/schemathesis" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
-  log "creating $VENV"
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ"
-  echo "$want" > "$STAMP"
-fi
-
-FDI_BIN=${FDI_BIN:-target/debug/fdi}
-[[ "$FDI_BIN" = /* ]] || FDI_BIN="$PWD/$FDI_BIN"
-if [[ ! -x "$FDI_BIN" ]]; then
-  log "$FDI_BIN not found: build it first (cargo build --bin fdi)" >&2
-  exit 2
-fi
+python_venv "$VENV" tests/openapi/requirements.txt openapi
+fdi_bin openapi
 
 MAX_EXAMPLES=${MAX_EXAMPLES:-100}
 REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-10}

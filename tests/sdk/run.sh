@@ -11,28 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# shellcheck source=tests/python_venv.sh
+source tests/python_venv.sh
 VENV=target/sdk-venv
-REQ=tests/sdk/requirements.txt
-STAMP="$VENV/.requirements.sha256"
-PYTHON=${PYTHON:-python3}
-
-want=$( { sha256sum "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
-if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
-  echo "[sdk] creating $VENV"
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ"
-  echo "$want" > "$STAMP"
-fi
-
-FDI_BIN=${FDI_BIN:-target/debug/fdi}
-[[ "$FDI_BIN" = /* ]] || FDI_BIN="$PWD/$FDI_BIN"
-if [[ ! -x "$FDI_BIN" ]]; then
-  echo "[sdk] $FDI_BIN not found: build it first (cargo build --bin fdi)" >&2
-  exit 2
-fi
-export FDI_BIN
+python_venv "$VENV" tests/sdk/requirements.txt sdk
+fdi_bin sdk
 
 export PYTHONDONTWRITEBYTECODE=1
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider -ra -v --tb=short tests/sdk/test_sdk.py "$@"
