@@ -212,6 +212,12 @@ async fn metrics_count_the_runs_that_happened() {
         series(&samples, "fdi_bytes_written_total", &[("task_id", t)]).unwrap_or(0.0) > 0.0,
         "{text}"
     );
+    // Every row read carries at least its 8-byte id.
+    assert!(
+        series(&samples, "fdi_bytes_read_total", &[("task_id", t)]).unwrap_or(0.0)
+            >= (2 * ROWS * 8) as f64,
+        "{text}"
+    );
     assert_eq!(
         series(&samples, "fdi_dirty_rows_total", &[("task_id", t)]),
         Some(0.0),

@@ -94,6 +94,8 @@ pub async fn run(req: CdcRequest, events: Events) -> RunOutcome {
         position_status: pos_status,
         status_code: code,
         rows_read: c.changes_read,
+        // (Not measured: changes arrive as text, their size as read is not kept.)
+        bytes_read: 0,
         rows_written: c.rows_written,
         dirty_rows: c.skipped,
         bytes_written: c.bytes_written,

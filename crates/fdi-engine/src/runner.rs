@@ -22,6 +22,8 @@ const ABORT_TIMEOUT: Duration = Duration::from_millis(1500);
 #[derive(Default)]
 struct Counters {
     rows_read: u64,
+    /// The size of the batches read (`batch_data_bytes`).
+    bytes_read: u64,
     rows_written: u64,
     dirty_rows: u64,
     bytes_written: u64,
@@ -94,6 +96,7 @@ fn outcome(
         position_status,
         status_code: code,
         rows_read: c.rows_read,
+        bytes_read: c.bytes_read,
         rows_written: c.rows_written,
         dirty_rows: c.dirty_rows,
         bytes_written: c.bytes_written,
@@ -761,6 +764,7 @@ pub(crate) async fn execute(
         }
         rows_received += batch.num_rows() as u64;
         c.rows_read = rows_received;
+        c.bytes_read += batch_data_bytes(&batch);
         if first_batch {
             first_batch = false;
             trace.step(

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `fdi_runs_total` | counter | `task_id`, `status` |
 //! | `fdi_rows_read_total` | counter | `task_id` |
+//! | `fdi_bytes_read_total` | counter | `task_id` |
 //! | `fdi_rows_written_total` | counter | `task_id` |
 //! | `fdi_bytes_written_total` | counter | `task_id` |
 //! | `fdi_dirty_rows_total` | counter | `task_id` |
@@ -30,6 +31,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const RUNS: &str = "fdi_runs_total";
 /// Rows the source delivered.
 pub const ROWS_READ: &str = "fdi_rows_read_total";
+pub const BYTES_READ: &str = "fdi_bytes_read_total";
 /// Rows the target committed.
 pub const ROWS_WRITTEN: &str = "fdi_rows_written_total";
 /// Bytes the target committed.
@@ -123,6 +125,11 @@ impl Exporter {
 fn describe_all() {
     describe_counter!(RUNS, "Runs that ended, by task and final status.");
     describe_counter!(ROWS_READ, "Rows read from the source.");
+    describe_counter!(
+        BYTES_READ,
+        Unit::Bytes,
+        "Bytes of the rows read from the source (their values as the engine holds them; 0 for combination tasks)."
+    );
     describe_counter!(ROWS_WRITTEN, "Rows committed to the target.");
     describe_counter!(BYTES_WRITTEN, Unit::Bytes, "Bytes committed to the target.");
     describe_counter!(DIRTY_ROWS, "Rows kept as dirty data.");
@@ -194,6 +201,7 @@ pub fn dispatch_lag(lag: Duration) {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Moved {
     pub rows_read: u64,
+    pub bytes_read: u64,
     pub rows_written: u64,
     pub bytes_written: u64,
     pub dirty_rows: u64,
@@ -206,6 +214,7 @@ pub fn data_moved(task_id: &str, moved: Moved) {
     }
     let task = task_id.to_string();
     counter!(ROWS_READ, "task_id" => task.clone()).increment(moved.rows_read);
+    counter!(BYTES_READ, "task_id" => task.clone()).increment(moved.bytes_read);
     counter!(ROWS_WRITTEN, "task_id" => task.clone()).increment(moved.rows_written);
     counter!(BYTES_WRITTEN, "task_id" => task.clone()).increment(moved.bytes_written);
     counter!(DIRTY_ROWS, "task_id" => task).increment(moved.dirty_rows);
@@ -270,6 +279,7 @@ mod tests {
             "t1",
             Moved {
                 rows_read: 10,
+                bytes_read: 120,
                 rows_written: 9,
                 bytes_written: 100,
                 dirty_rows: 1,
@@ -288,6 +298,10 @@ mod tests {
         assert_eq!(
             value(&text, r#"fdi_rows_written_total{task_id="t1"} "#),
             Some(9.0)
+        );
+        assert_eq!(
+            value(&text, r#"fdi_bytes_read_total{task_id="t1"} "#),
+            Some(120.0)
         );
         assert_eq!(
             value(&text, r#"fdi_dirty_rows_total{task_id="t1"} "#),

@@ -68,6 +68,7 @@ pub(crate) fn record_moved(task_id: &str, outcome: &RunOutcome) {
         task_id,
         fdi_metrics::Moved {
             rows_read: outcome.rows_read,
+            bytes_read: outcome.bytes_read,
             rows_written: outcome.rows_committed,
             bytes_written: outcome.bytes_committed,
             dirty_rows: outcome.dirty_rows,

@@ -59,6 +59,9 @@ pub struct RunOutcome {
     /// The run's detail status code (e.g. 901 on success, 103/503 on errors, 16 on terminate).
     pub status_code: StepCode,
     pub rows_read: u64,
+    /// The size of the rows read, as the engine holds them (Arrow values); 0 where not measured
+    /// (combination tasks).
+    pub bytes_read: u64,
     pub rows_written: u64,
     pub dirty_rows: u64,
     pub bytes_written: u64,
