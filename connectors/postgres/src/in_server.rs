@@ -11,15 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::PgConnector;
 
-impl PgConnector {
-    /// `"schema"."table"` for a possibly unqualified name.
-    fn qualified_sql(&self, table: &str) -> String {
-        let (schema, table) = self.qualify(table);
-        let d = Dialect::Postgres;
-        format!("{}.{}", d.quote_ident(&schema), d.quote_ident(&table))
-    }
-}
-
 #[async_trait]
 impl InServer for PgConnector {
     fn server_scope(&self) -> Option<String> {
@@ -59,10 +50,12 @@ impl InServer for PgConnector {
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| map_sqlx_error("in-server copy", e))?;
-        let clear = copy
-            .write
-            .clear_table
-            .then(|| format!("TRUNCATE TABLE {}", self.qualified_sql(&copy.write.table)));
+        let clear = copy.write.clear_table.then(|| {
+            format!(
+                "TRUNCATE TABLE {}",
+                Dialect::Postgres.quote_table(&copy.write.table)
+            )
+        });
         let work = async {
             let mut tx = conn.begin().await?;
             if let Some(clear) = clear {

@@ -252,6 +252,17 @@ fn spawn_estimate(
     (rx, AbortOnDrop(task))
 }
 
+/// Wait for the row estimate (its task gives up after [`ESTIMATE_TIMEOUT`]).
+async fn await_estimate(
+    pending: &mut Option<(tokio::sync::oneshot::Receiver<Option<u64>>, AbortOnDrop<()>)>,
+    c: &mut Counters,
+) {
+    if let Some((rx, _)) = pending.as_mut() {
+        c.total_estimate = rx.await.ok().flatten();
+        *pending = None;
+    }
+}
+
 /// Take the row estimate once it has arrived.
 fn take_estimate(
     pending: &mut Option<(tokio::sync::oneshot::Receiver<Option<u64>>, AbortOnDrop<()>)>,
@@ -625,10 +636,18 @@ pub(crate) async fn execute(
     let mut estimate = (options.estimate_rows
         && !matches!(plan.read.query, fdi_connector::SourceQuery::Messages { .. }))
     .then(|| spawn_estimate(source.connector.clone(), plan.read.query.clone()));
+    // A table split by its size waits for that same estimate (bounded by ESTIMATE_TIMEOUT).
+    if plan.split.as_ref().is_some_and(|k| !k.asked) {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return cancelled(&trace, &c),
+            _ = await_estimate(&mut estimate, &mut c) => {}
+        }
+    }
     let opened = tokio::select! {
         biased;
         _ = cancel.cancelled() => return cancelled(&trace, &c),
-        r = open_readers(&plan, &source.connector) => r,
+        r = open_readers(&plan, &source.connector, c.total_estimate) => r,
     };
     let (readers, split) = match opened {
         Ok(r) => r,
@@ -1013,8 +1032,9 @@ pub(crate) async fn execute(
 async fn open_readers(
     plan: &plan::ExecPlan,
     source: &std::sync::Arc<dyn fdi_connector::Connector>,
+    estimate: Option<u64>,
 ) -> fdi_connector::Result<(Vec<Box<dyn fdi_connector::SourceReader>>, Option<String>)> {
-    let (specs, split) = split::read_specs(plan, source).await?;
+    let (specs, split) = split::read_specs(plan, source, estimate).await?;
     if let Some(split) = &split {
         tracing::info!(split = %split, "split read");
     }

@@ -9,7 +9,6 @@
 //! reads, outside the bounds seen at its start, are still read.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fdi_connector::{
     BatchSender, Connector, ConnectorError, ReadSpec, Result, SourceQuery, SourceReader,
@@ -21,8 +20,6 @@ use crate::plan::ExecPlan;
 
 /// A table the task did not ask to split is split from this many rows (the source's estimate).
 pub(crate) const AUTO_SPLIT_ROWS: u64 = 1_000_000;
-/// How long the source may take to estimate the rows before the read starts unsplit.
-const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Readers of a split read when the task does not say: the cores, at least 2, at most 4.
 pub(crate) fn default_readers() -> usize {
@@ -33,21 +30,18 @@ pub(crate) fn default_readers() -> usize {
 
 /// The reads of a run: the plan's one read, or one per key range; with a description of the
 /// split for the run's log.
+/// `estimate` is the source's row estimate of the read (the one progress is measured against).
 pub(crate) async fn read_specs(
     plan: &ExecPlan,
     source: &Arc<dyn Connector>,
+    estimate: Option<u64>,
 ) -> Result<(Vec<ReadSpec>, Option<String>)> {
     let single = || Ok((vec![plan.read.clone()], None));
     let Some(key) = &plan.split else {
         return single();
     };
-    if !key.asked {
-        let estimate =
-            tokio::time::timeout(ESTIMATE_TIMEOUT, source.estimate_rows(&plan.read.query)).await;
-        match estimate {
-            Ok(Ok(Some(rows))) if rows >= AUTO_SPLIT_ROWS => {}
-            _ => return single(),
-        }
+    if !key.asked && estimate.is_none_or(|rows| rows < AUTO_SPLIT_ROWS) {
+        return single();
     }
     let Some((lo, hi)) = source.key_range(&plan.read.query, &key.column).await? else {
         return single();
