@@ -8,8 +8,9 @@
 #
 # Usage: benches/copy_bench.sh [rows]
 #   env RUNS=2                        runs per route and side; the best (fastest) one is reported
-#   env ROUTES="pg-pg pg-pg:stream mysql-pg mysql-mysql mysql-mysql:stream pg-pg:upsert pg-pg:upsert-stream"
-#                                     (:stream = same-server shortcut off; :upsert = into 1M rows, half changed)
+#   env ROUTES="pg-pg pg-pg:stream mysql-pg mysql-mysql mysql-mysql:stream pg-pg:upsert pg-pg:upsert-stream pg-pg:wide-stream mysql-pg:wide"
+#                                     (:stream = same-server shortcut off; :upsert = into 1M rows, half changed;
+#                                      :wide = WIDE_ROWS rows (default 1000) of a 1 MB text column, for peak RSS)
 #   env CARGO_TARGET_DIR=...          where the release example is built (default: target/)
 #   env SKIP_BUILD=1 / SKIP_PREPARE=1 reuse the built example / the existing bench_src tables
 #   env OVERHEAD=1                    instead: the metrics overhead (issue 11), see "OVERHEAD=1" below
@@ -22,7 +23,8 @@
 set -euo pipefail
 ROWS=${1:-1000000}
 RUNS=${RUNS:-2}
-ROUTES=${ROUTES:-"pg-pg pg-pg:stream mysql-pg mysql-mysql mysql-mysql:stream pg-pg:upsert pg-pg:upsert-stream"}
+ROUTES=${ROUTES:-"pg-pg pg-pg:stream mysql-pg mysql-mysql mysql-mysql:stream pg-pg:upsert pg-pg:upsert-stream pg-pg:wide-stream mysql-pg:wide"}
+WIDE_ROWS=${WIDE_ROWS:-1000}
 TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$(dirname "$0")/../target}")
 cd "$(dirname "$0")/.."
 export PGCONNECT_TIMEOUT=10
@@ -159,6 +161,33 @@ ANALYZE TABLE bench_src;
 SQL
 fi
 
+# The wide tables: WIDE_ROWS rows whose note is 1 MB of text (32,768 times the md5 of the id).
+if [ -z "${SKIP_PREPARE:-}" ] && [[ "$ROUTES" == *wide* ]]; then
+  log "preparing $WIDE_ROWS rows of 1 MB in PostgreSQL and MariaDB..."
+  PGOPTIONS="-c client_min_messages=warning" "${PSQL[@]}" <<SQL
+DROP TABLE IF EXISTS bench_wide_src, bench_wide_dst;
+CREATE TABLE bench_wide_src (id bigint PRIMARY KEY, note text);
+CREATE TABLE bench_wide_dst (LIKE bench_wide_src INCLUDING ALL);
+INSERT INTO bench_wide_src SELECT g, repeat(md5(g::text), 32768) FROM generate_series(1, $WIDE_ROWS) g;
+VACUUM ANALYZE bench_wide_src;
+SQL
+  "${MY[@]}" >/dev/null <<SQL
+DROP TABLE IF EXISTS bench_wide_src, bench_wide_dst;
+CREATE TABLE bench_wide_src (id bigint PRIMARY KEY, note longtext) DEFAULT CHARSET=utf8mb4;
+CREATE TABLE bench_wide_dst LIKE bench_wide_src;
+INSERT INTO bench_wide_src SELECT seq, REPEAT(MD5(seq), 32768) FROM seq_1_to_${WIDE_ROWS};
+ANALYZE TABLE bench_wide_src;
+SQL
+fi
+check_wide_pg() {
+  "${PSQL[@]}" -At -F' ' -c "SELECT count(*), sum(id), sum(length(note)),
+    sum(('x' || substr(md5(note), 1, 15))::bit(60)::bigint) FROM $1"
+}
+check_wide_mysql() {
+  "${MY[@]}" -N -e "SELECT count(*), sum(id), sum(length(note)),
+    sum(CAST(CONV(SUBSTR(MD5(note), 1, 15), 16, 10) AS UNSIGNED)) FROM $1" | tr '\t' ' '
+}
+
 # One line per table (check_pg is in bench_pg.sh; this is its MariaDB twin).
 check_mysql() {
   "${MY[@]}" -N -e "SELECT count(*), count(DISTINCT id), sum(amount), sum(qty),
@@ -172,8 +201,15 @@ log "source pg:    $SRC_PG"
 log "source mysql: $SRC_MY"
 [ "${SRC_PG%% *}" = "$ROWS" ] || die "PostgreSQL bench_src has ${SRC_PG%% *} rows, expected $ROWS"
 [ "$SRC_PG" = "$SRC_MY" ] || die "the PostgreSQL and MariaDB sources differ"
+if [[ "$ROUTES" == *wide* ]]; then
+  WIDE_PG=$(check_wide_pg bench_wide_src)
+  [ "${WIDE_PG%% *}" = "$WIDE_ROWS" ] || die "PostgreSQL bench_wide_src has ${WIDE_PG%% *} rows, expected $WIDE_ROWS"
+  [ "$(check_wide_mysql bench_wide_src)" = "$WIDE_PG" ] || die "the wide PostgreSQL and MariaDB sources differ"
+fi
+# What a route copies (the wide routes switch these).
+T_SRC=bench_src; T_DST=bench_dst; T_ROWS=$ROWS; T_CHECK=check; T_WANT=$SRC_PG; T_COLS="id, name, email, amount, qty, created_at, updated_at, note"
 
-clear_dst() { if [ "$1" = pg ]; then "${PSQL[@]}" -c "TRUNCATE bench_dst"; else "${MY[@]}" -e "TRUNCATE bench_dst"; fi; }
+clear_dst() { if [ "$1" = pg ]; then "${PSQL[@]}" -c "TRUNCATE $T_DST"; else "${MY[@]}" -e "TRUNCATE $T_DST"; fi; }
 # The upsert rows' starting point: bench_dst holds every source row, the odd ids with other values.
 half_changed_dst() {
   [ "$1" = pg ] || die "upsert routes are PostgreSQL only"
@@ -182,8 +218,8 @@ half_changed_dst() {
     -c "UPDATE bench_dst SET name = name || ' old', amount = amount + 1 WHERE id % 2 = 1" -c "VACUUM ANALYZE bench_dst"
 }
 verify_dst() { # who route dst
-  local got; got=$(check_"$3" bench_dst)
-  [ "$got" = "$SRC_PG" ] || die "$1 $2: bench_dst is [$got], expected [$SRC_PG]"
+  local got; got=$(${T_CHECK}_"$3" "$T_DST")
+  [ "$got" = "$T_WANT" ] || die "$1 $2: $T_DST is [$got], expected [$T_WANT]"
 }
 now() { date +%s.%N; }
 
@@ -191,13 +227,13 @@ now() { date +%s.%N; }
 engine() { # src dst
   local t0 t1 line
   t0=$(now)
-  line=$(FDI_IN_SERVER=${E_IN_SERVER:-1} FDI_UPSERT=${E_UPSERT:-0} "$BIN" "$1" bench_src "$2" bench_dst) \
+  line=$(FDI_IN_SERVER=${E_IN_SERVER:-1} FDI_UPSERT=${E_UPSERT:-0} "$BIN" "$1" "$T_SRC" "$2" "$T_DST") \
     || die "engine $1-$2 exited with $?: $line"
   t1=$(now)
   log "  engine   $1-$2: $line"
   [[ "$line" == *"status=SUCCESS"* ]] || die "engine $1-$2 did not succeed: $line"
   local rows; rows=$(sed -E 's/.*rows=([0-9]+).*/\1/' <<<"$line")
-  [ "$rows" = "$ROWS" ] || die "engine $1-$2 reported $rows rows, expected $ROWS"
+  [ "$rows" = "$T_ROWS" ] || die "engine $1-$2 reported $rows rows, expected $T_ROWS"
   E_SECS=$(echo "$t1 - $t0" | bc -l)
   E_BYTES=$(sed -E 's/.*bytes=([0-9]+).*/\1/' <<<"$line")
   E_RSS_KB=$(sed -E 's/.*peak_rss_kb=([0-9]+).*/\1/' <<<"$line")
@@ -208,12 +244,12 @@ baseline() { # route
   local t0 t1
   t0=$(now)
   case "$1" in
-    pg-pg) "${PSQL[@]}" -c "\\copy (SELECT $COLS FROM bench_src) TO STDOUT" \
-             | "${PSQL[@]}" -c "\\copy bench_dst ($COLS) FROM STDIN" ;;
-    mysql-pg) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $COLS FROM bench_src" \
-             | "${PSQL[@]}" -c "\\copy bench_dst ($COLS) FROM STDIN WITH (NULL 'NULL')" ;;
-    mysql-mysql) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $COLS FROM bench_src" \
-             | "${MY[@]}" --local-infile=1 -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst ($COLS)" ;;
+    pg-pg) "${PSQL[@]}" -c "\\copy (SELECT $T_COLS FROM $T_SRC) TO STDOUT" \
+             | "${PSQL[@]}" -c "\\copy $T_DST ($T_COLS) FROM STDIN" ;;
+    mysql-pg) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $T_COLS FROM $T_SRC" \
+             | "${PSQL[@]}" -c "\\copy $T_DST ($T_COLS) FROM STDIN WITH (NULL 'NULL')" ;;
+    mysql-mysql) "${MY[@]}" --batch --quick --skip-column-names -e "SELECT $T_COLS FROM $T_SRC" \
+             | "${MY[@]}" --local-infile=1 -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE $T_DST ($T_COLS)" ;;
     # The pipe's upsert: COPY into a session temporary table, then one INSERT ... ON CONFLICT.
     pg-pg-upsert) "${PSQL[@]}" -c "\\copy (SELECT $COLS FROM bench_src) TO STDOUT" \
              | "${PSQL[@]}" -c "CREATE TEMP TABLE s (LIKE bench_dst)" -c "\\copy s ($COLS) FROM STDIN" \
@@ -240,6 +276,11 @@ for route in $ROUTES; do
   E_IN_SERVER=1; E_UPSERT=0; prep=clear_dst; pipe=$base
   [[ "$variant" == *stream* ]] && E_IN_SERVER=0
   [[ "$variant" == *upsert* ]] && { E_UPSERT=1; prep=half_changed_dst; pipe=$base-upsert; }
+  if [[ "$variant" == *wide* ]]; then
+    T_SRC=bench_wide_src; T_DST=bench_wide_dst; T_ROWS=$WIDE_ROWS; T_CHECK=check_wide; T_WANT=$WIDE_PG; T_COLS="id, note"
+  else
+    T_SRC=bench_src; T_DST=bench_dst; T_ROWS=$ROWS; T_CHECK=check; T_WANT=$SRC_PG; T_COLS=$COLS
+  fi
   best_e=""; best_b=""; bytes=0; rss_kb=0; loads=()
   for run in $(seq 1 "$RUNS"); do
     loads+=("$(loadavg | cut -d' ' -f1)")
@@ -256,7 +297,7 @@ for route in $ROUTES; do
     best_b=$(min "$best_b" "$B_SECS")
   done
   clear_dst "$dst"
-  RESULTS+=("$route $best_e $bytes $rss_kb $best_b ${loads[*]}")
+  RESULTS+=("$route $T_ROWS $best_e $bytes $rss_kb $best_b ${loads[*]}")
 done
 LOAD_END=$(loadavg)
 
@@ -264,13 +305,14 @@ echo
 echo "copy benchmark: $ROWS rows, best of $RUNS runs per side; $(nproc) cores; load avg at start $LOAD_START, at end $LOAD_END"
 printf "%-22s %13s %8s %12s %15s %22s %9s %9s  %s\n" route "engine rows/s" "MB/s" "peak RSS MB" "baseline rows/s" "wall ratio (eng/base)" "engine s" "base s" "load(1m) per run"
 for r in "${RESULTS[@]}"; do
-  read -r route es bytes rss bs loads <<<"$r"
-  erate=$(echo "$ROWS / $es" | bc -l); brate=$(echo "$ROWS / $bs" | bc -l)
+  read -r route rows es bytes rss bs loads <<<"$r"
+  erate=$(echo "$rows / $es" | bc -l); brate=$(echo "$rows / $bs" | bc -l)
   printf "%-22s %13.0f %8.1f %12.1f %15.0f %22.2f %9.2f %9.2f  %s\n" "$route" "$erate" \
     "$(echo "$bytes / $es / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$brate" \
     "$(echo "$es / $bs" | bc -l)" "$es" "$bs" "$loads"
 done
 echo "wall ratio = engine wall / baseline pipe wall: lower is faster (0.5 = twice as fast as the pipe)"
 echo "routes without ':stream' take the same-server shortcut where source and target are one server (MB/s then 0: no rows leave the server)"
+echo "':wide' routes copy $WIDE_ROWS rows of a 1 MB text column (bench_wide_src), for peak RSS against row width"
 echo "verified: every engine and baseline run left bench_dst equal to bench_src (count, distinct ids, sum(amount), sum(qty), md5 sum, timestamp sum)"
 echo "MB/s = bytes the engine's writer sent (COPY payload for PostgreSQL, INSERT value tuples for MySQL) per wall second of the engine process"

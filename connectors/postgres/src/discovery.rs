@@ -145,7 +145,7 @@ pub async fn estimate_rows(c: &PgConnector, query: &SourceQuery) -> Result<Optio
                 Some(n) => Ok(Some(n)),
                 None => {
                     planned_rows(
-                        c,
+                        &c.pool,
                         &select::table_select(Dialect::Postgres, table, &[], &[], None),
                     )
                     .await
@@ -154,12 +154,12 @@ pub async fn estimate_rows(c: &PgConnector, query: &SourceQuery) -> Result<Optio
         }
         SourceQuery::Table { table, filters, .. } => {
             planned_rows(
-                c,
+                &c.pool,
                 &select::table_select(Dialect::Postgres, table, &[], filters, None),
             )
             .await
         }
-        SourceQuery::Sql(q) => planned_rows(c, select::trim_query(q)).await,
+        SourceQuery::Sql(q) => planned_rows(&c.pool, select::trim_query(q)).await,
         SourceQuery::Messages { .. } => Ok(None),
     }
 }
@@ -188,10 +188,13 @@ async fn table_rows(c: &PgConnector, table: &str) -> Result<Option<u64>> {
 }
 
 /// The planner's estimate of the rows `sql` returns: "Plan Rows" of its top plan node.
-async fn planned_rows(c: &PgConnector, sql: &str) -> Result<Option<u64>> {
+pub(crate) async fn planned_rows<'e>(
+    on: impl sqlx::PgExecutor<'e>,
+    sql: &str,
+) -> Result<Option<u64>> {
     let explain = format!("EXPLAIN (FORMAT JSON) {sql}");
     let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
-        .fetch_one(&c.pool)
+        .fetch_one(on)
         .await
         .map_err(|e| map_sqlx_error("row estimate", e))?;
     Ok(plan_rows(&plan))

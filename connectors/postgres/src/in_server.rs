@@ -1,15 +1,18 @@
 //! Same-server copies on PostgreSQL: one `INSERT … SELECT` (upsert form where asked) inside one
-//! transaction, the target table truncated first when the task clears it.
+//! transaction, the target table truncated first when the task clears it (a large copy into the
+//! emptied table then builds its indexes after the rows: [`crate::deferred_indexes`]).
 
 use async_trait::async_trait;
 use fdi_connector::in_server::{InServer, InServerCopy};
-use fdi_connector::{ConnectorError, Result, SourceQuery};
+use fdi_connector::{ConnectorError, Result, SourceQuery, WriteMode};
 use fdi_sql_core::Dialect;
 use fdi_sql_core::error::map_sqlx_error;
 use sqlx::{AssertSqlSafe, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::PgConnector;
+use crate::deferred_indexes::{self, DEFER_INDEX_ROWS};
+use crate::discovery::planned_rows;
 
 #[async_trait]
 impl InServer for PgConnector {
@@ -50,21 +53,33 @@ impl InServer for PgConnector {
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| map_sqlx_error("in-server copy", e))?;
-        let clear = copy.write.clear_table.then(|| {
-            format!(
-                "TRUNCATE TABLE {}",
-                Dialect::Postgres.quote_table(&copy.write.table)
-            )
-        });
+        let table_sql = Dialect::Postgres.quote_table(&copy.write.table);
+        // A large copy into the table it has just emptied builds the indexes after the rows.
+        let defer_indexes = copy.write.clear_table
+            && matches!(copy.write.mode, WriteMode::Insert)
+            && planned_rows(&mut *conn, &copy.select_sql)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|rows| rows >= DEFER_INDEX_ROWS);
         let work = async {
             let mut tx = conn.begin().await?;
-            if let Some(clear) = clear {
-                sqlx::query(AssertSqlSafe(clear)).execute(&mut *tx).await?;
+            let mut deferred = None;
+            if copy.write.clear_table {
+                sqlx::query(AssertSqlSafe(format!("TRUNCATE TABLE {table_sql}")))
+                    .execute(&mut *tx)
+                    .await?;
+                if defer_indexes {
+                    deferred = deferred_indexes::defer(&mut tx, &table_sql).await?;
+                }
             }
             let written = sqlx::query(AssertSqlSafe(sql))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if let Some(deferred) = deferred {
+                deferred.rebuild(&mut tx).await?;
+            }
             tx.commit().await?;
             Ok::<u64, sqlx::Error>(written)
         };

@@ -5,6 +5,7 @@
 
 mod binary;
 pub mod cdc;
+mod deferred_indexes;
 mod discovery;
 mod in_server;
 mod reader;
@@ -153,6 +154,17 @@ impl Connector for PgConnector {
 
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>> {
         Ok(Box::new(reader::PgReader::open(self, spec).await?))
+    }
+
+    /// The ranges read one snapshot, exported by a transaction held open while they read.
+    async fn split_readers(&self, specs: Vec<ReadSpec>) -> Result<Vec<Box<dyn SourceReader>>> {
+        let snapshot = std::sync::Arc::new(reader::SharedSnapshot::export(&self.pool).await?);
+        let mut readers: Vec<Box<dyn SourceReader>> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let reader = reader::PgReader::open(self, spec).await?;
+            readers.push(Box::new(reader.in_snapshot(snapshot.clone())?));
+        }
+        Ok(readers)
     }
 
     async fn key_range(

@@ -42,9 +42,7 @@ use crate::PgConnector;
 use crate::binary::Kind;
 use crate::binary::decode::{ColumnWire, CopyDecoder};
 
-/// A batch of the binary COPY path is cut once it holds this many bytes of field data, even
-/// with fewer than `batch_rows` rows.
-pub const BATCH_BYTES: usize = 8 << 20;
+pub use fdi_connector::BATCH_BYTES;
 
 /// How a read fetches its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +63,52 @@ impl ReadPath {
     }
 }
 
+/// A snapshot the reads of one split share: a `REPEATABLE READ` transaction that exported it
+/// ([`pg_export_snapshot`]) and stays open, on a connection of its own, until the last reader
+/// holding it is dropped; each read imports it (`SET TRANSACTION SNAPSHOT`) before its COPY, so
+/// the ranges together see the rows of one moment, as one read would.
+///
+/// [`pg_export_snapshot`]: https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION
+pub struct SharedSnapshot {
+    id: String,
+    /// Closed (not pooled) when dropped: its transaction ends with it.
+    _holder: PoolConnection<Postgres>,
+}
+
+impl SharedSnapshot {
+    pub async fn export(pool: &PgPool) -> Result<Self> {
+        let mut holder = pool
+            .acquire()
+            .await
+            .map_err(|e| map_sqlx_error("export snapshot", e))?;
+        holder.close_on_drop();
+        sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *holder)
+            .await
+            .map_err(|e| map_sqlx_error("export snapshot", e))?;
+        let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut *holder)
+            .await
+            .map_err(|e| map_sqlx_error("export snapshot", e))?;
+        Ok(Self {
+            id,
+            _holder: holder,
+        })
+    }
+
+    /// Starts a read's transaction in this snapshot.
+    fn begin_sql(&self) -> String {
+        format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            Dialect::Postgres.string_literal(&self.id)
+        )
+    }
+}
+
 pub struct PgReader {
     pool: PgPool,
+    /// The snapshot this read shares with the other ranges of a split read.
+    snapshot: Option<std::sync::Arc<SharedSnapshot>>,
     plan: ReadPlan,
     batch_rows: usize,
     /// The binary COPY path: how each column arrives. None: the row path.
@@ -124,6 +166,7 @@ impl PgReader {
                 Some(columns) if columns.len() == plan.kinds.len() => {
                     return Ok(Self {
                         pool: c.pool.clone(),
+                        snapshot: None,
                         plan,
                         batch_rows: spec.batch_rows,
                         copy: Some(columns),
@@ -139,11 +182,24 @@ impl PgReader {
         .await?;
         Ok(Self {
             pool: c.pool.clone(),
+            snapshot: None,
             plan,
             batch_rows: spec.batch_rows,
             copy: None,
             batch_bytes: BATCH_BYTES,
         })
+    }
+
+    /// This read as part of a split read sharing `snapshot`. Only the binary COPY path can
+    /// (the row path, `FDI_PG_READ=rows`, refuses: its reads would not share the snapshot).
+    pub fn in_snapshot(mut self, snapshot: std::sync::Arc<SharedSnapshot>) -> Result<Self> {
+        if self.copy.is_none() {
+            return Err(ConnectorError::user(
+                "a split read of PostgreSQL needs the binary COPY read path (FDI_PG_READ=rows reads without a shared snapshot): set splitCount to 1",
+            ));
+        }
+        self.snapshot = Some(snapshot);
+        Ok(self)
     }
 
     /// The path this reader takes.
@@ -196,6 +252,12 @@ impl PgReader {
                 p.map_err(|e| map_sqlx_error("read", e))?
             }
         };
+        if let Some(snapshot) = &self.snapshot {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(snapshot.begin_sql()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| map_sqlx_error("read (import snapshot)", e))?;
+        }
         let mut copying = CopyConn {
             conn: Some(conn),
             ended: false,
@@ -203,7 +265,16 @@ impl PgReader {
             pid,
         };
         let conn = copying.conn.as_mut().expect("just set");
-        copy_out(conn, &sql, decoder, &out, &cancel, &mut copying.ended).await
+        let read = copy_out(conn, &sql, decoder, &out, &cancel, &mut copying.ended).await;
+        if self.snapshot.is_some() && copying.ended {
+            // End the snapshot's transaction before the connection goes back to the pool.
+            let conn = copying.conn.as_mut().expect("still held");
+            if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut **conn).await {
+                copying.ended = false;
+                return Err(map_sqlx_error("read (end snapshot)", e));
+            }
+        }
+        read
     }
 }
 
@@ -239,9 +310,12 @@ pub(crate) fn cancel_backend(pool: &PgPool, pid: i32) {
     };
     let pool = pool.clone();
     runtime.spawn(async move {
-        let stop = sqlx::query("SELECT pg_cancel_backend($1)")
-            .bind(pid)
-            .execute(&pool);
+        // Only a backend still there: cancelling a pid that already ended makes the server
+        // send a WARNING notice, which sqlx logs.
+        let stop =
+            sqlx::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .execute(&pool);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stop).await;
     });
 }

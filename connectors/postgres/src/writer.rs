@@ -1,6 +1,9 @@
 //! Transactional PostgreSQL writer: `COPY ... FROM STDIN` for inserts, COPY into a temporary
 //! staging table + `INSERT ... ON CONFLICT` for upserts.
 //!
+//! A large insert into a table the transaction truncated builds the table's indexes after the
+//! rows ([`crate::deferred_indexes`]).
+//!
 //! Inserts stream into one COPY that stays open across batches, run by a task of its own: the
 //! writer encodes batch n+1 while the task sends batch n and the server parses and inserts it.
 //! The COPY is finished and restarted every [`COPY_ROLLOVER_BYTES`], so a server-side error
@@ -29,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::binary;
+use crate::deferred_indexes::{self, DEFER_INDEX_ROWS, DeferredIndexes};
 
 /// The staging table of an upsert (one per table of a [`TableSet`], which suffixes it).
 const STAGE: &str = "fdi_stage";
@@ -151,6 +155,16 @@ pub struct PgWriter {
     copy: Option<CopyTask>,
     /// A statement failed in this transaction: it can only be rolled back.
     failed: bool,
+    /// The table was truncated in this transaction: a large load into it may build the indexes
+    /// after the rows ([`crate::deferred_indexes`]). Off in a [`TableSet`], whose commit has no
+    /// per-table step to rebuild them in.
+    may_defer_indexes: bool,
+    cleared_in_tx: bool,
+    /// Rows inserted in this transaction.
+    rows_in_tx: u64,
+    /// Indexes dropped for this transaction's load, rebuilt before its commit.
+    deferred: Option<DeferredIndexes>,
+    deferral_decided: bool,
     text: String,
     /// Tests: COPY text only.
     #[cfg(test)]
@@ -181,6 +195,11 @@ impl PgWriter {
             conn: None,
             copy: None,
             failed: false,
+            may_defer_indexes: true,
+            cleared_in_tx: false,
+            rows_in_tx: 0,
+            deferred: None,
+            deferral_decided: false,
             text: String::new(),
             #[cfg(test)]
             force_text: false,
@@ -307,6 +326,14 @@ impl PgWriter {
 
     /// Insert: stream the batch into the long-lived COPY.
     async fn insert(&mut self, batch: &RecordBatch) -> Result<u64> {
+        self.rows_in_tx += batch.num_rows() as u64;
+        if self.may_defer_indexes
+            && self.cleared_in_tx
+            && !self.deferral_decided
+            && self.rows_in_tx >= DEFER_INDEX_ROWS
+        {
+            self.defer_indexes().await?;
+        }
         let binary = self.is_binary(batch);
         if let Some(task) = &self.copy
             && (task.binary != binary || task.sent >= self.rollover())
@@ -318,6 +345,43 @@ impl PgWriter {
             self.open_copy(&into, binary)?;
         }
         self.send(batch).await
+    }
+
+    /// The load has grown large: drop the indexes of the table this transaction emptied, to
+    /// build them once over all its rows before the commit.
+    async fn defer_indexes(&mut self) -> Result<()> {
+        self.deferral_decided = true;
+        self.finish_copy().await?;
+        let mut conn = self.take_conn()?;
+        let r = deferred_indexes::defer(conn.conn(), &self.table_sql)
+            .await
+            .map_err(|e| map_sqlx_error("defer indexes", e));
+        self.conn = Some(conn);
+        self.deferred = self.check(r)?;
+        Ok(())
+    }
+
+    /// Build the indexes dropped for this transaction's load.
+    async fn rebuild_indexes(&mut self) -> Result<()> {
+        let Some(deferred) = self.deferred.take() else {
+            return Ok(());
+        };
+        self.finish_copy().await?;
+        let mut conn = self.take_conn()?;
+        let r = deferred
+            .rebuild(conn.conn())
+            .await
+            .map_err(|e| map_sqlx_error("rebuild indexes", e));
+        self.conn = Some(conn);
+        self.check(r)
+    }
+
+    /// This writer's transaction ended (committed or rolled back).
+    fn tx_ended(&mut self) {
+        self.cleared_in_tx = false;
+        self.rows_in_tx = 0;
+        self.deferred = None;
+        self.deferral_decided = false;
     }
 
     /// Upsert: COPY the batch into the staging table, then merge it.
@@ -372,6 +436,7 @@ impl SinkWriter for PgWriter {
             return Err(ConnectorError::internal("commit without begin"));
         }
         self.finish_copy().await?;
+        self.rebuild_indexes().await?;
         let conn = self.take_conn()?;
         let r = Self::commit_tx(conn).await;
         if r.is_ok() {
@@ -406,6 +471,7 @@ impl SinkWriter for PgWriter {
             }
         }
         self.failed = false;
+        self.tx_ended();
         match self.conn.take() {
             Some(conn) => Self::rollback_tx(conn, reusable).await,
             None => Ok(()),
@@ -446,6 +512,7 @@ impl LendableWriter for PgWriter {
         if self.spec.clear_table {
             self.exec(&format!("TRUNCATE TABLE {}", self.table_sql))
                 .await?;
+            self.cleared_in_tx = true;
         }
         if matches!(self.spec.mode, WriteMode::Upsert { .. }) {
             self.exec(&format!(
@@ -482,6 +549,7 @@ impl LendableWriter for PgWriter {
     fn committed(&mut self) {
         // The table is emptied by the first transaction only (a streaming run commits again).
         self.spec.clear_table = false;
+        self.tx_ended();
     }
 }
 
@@ -496,6 +564,7 @@ pub fn table_set(
         .map(|(i, (table, spec))| {
             let mut w = PgWriter::new(pool.clone(), table, spec);
             w.stage = format!("{STAGE}_{i}");
+            w.may_defer_indexes = false;
             w
         })
         .collect();
@@ -874,5 +943,129 @@ mod tests {
         for t in [&a, &b] {
             create(format!("DROP TABLE {t}")).await;
         }
+    }
+
+    /// The names, definitions and OIDs of a table's indexes, and its constraints.
+    async fn index_state(t: &str) -> (String, String) {
+        let defs = scalar(&format!(
+            "SELECT string_agg(c.relname || ' ' || pg_get_indexdef(i.indexrelid), '; ' ORDER BY c.relname)
+               || ' / ' || (SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), '; ' ORDER BY conname)
+                            FROM pg_constraint WHERE conrelid = '{t}'::regclass)
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = '{t}'::regclass"
+        ))
+        .await;
+        let oids = scalar(&format!(
+            "SELECT string_agg(indexrelid::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index
+             WHERE indrelid = '{t}'::regclass"
+        ))
+        .await;
+        (defs, oids)
+    }
+
+    /// Load `rows` rows (ids 0..rows, note "n{id}", one duplicate id when `duplicate`) into `t`,
+    /// clearing it first, 10,000 rows per batch.
+    async fn cleared_load(
+        c: &Arc<dyn Connector>,
+        t: &str,
+        rows: i64,
+        duplicate: bool,
+    ) -> Result<()> {
+        let mut w = writer(c, t, WriteMode::Insert, false, &pool().await).await;
+        w.spec.clear_table = true;
+        w.rollover = COPY_ROLLOVER_BYTES;
+        w.begin().await?;
+        for start in (0..rows).step_by(10_000) {
+            w.write(batch(start..(start + 10_000).min(rows), |i| {
+                format!("n{i}")
+            }))
+            .await?;
+        }
+        if duplicate {
+            w.write(batch(7..8, |_| "again".into())).await?;
+        }
+        match w.commit().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                w.abort().await.unwrap();
+                Err(e)
+            }
+        }
+    }
+
+    /// A large load into a table the run clears builds the indexes after the rows: every index
+    /// and constraint comes back with its name and definition (new OIDs show they were built
+    /// again); a duplicate fails the run at the rebuild and leaves the table and its indexes as
+    /// they were; a small load, or a table with a replica identity index, keeps them in place.
+    #[tokio::test]
+    async fn large_load_into_cleared_table_builds_indexes_after_the_rows() {
+        let t = unique("c_pg_defer");
+        exec(&format!(
+            "CREATE TABLE {t} (id bigint PRIMARY KEY, note text CONSTRAINT {t}_note_key UNIQUE DEFERRABLE);
+             CREATE INDEX {t}_lower ON {t} (lower(note)) INCLUDE (id) WHERE id > 10;
+             INSERT INTO {t} VALUES (-1, 'old')"
+        ))
+        .await;
+        let c = connector();
+        let before = index_state(&t).await;
+        assert!(
+            before.0.contains("UNIQUE") && before.0.contains("WHERE"),
+            "{before:?}"
+        );
+
+        let rows = (DEFER_INDEX_ROWS + 20_000) as i64;
+        cleared_load(&c, &t, rows, true).await.unwrap_err();
+        assert_eq!(
+            index_state(&t).await,
+            before,
+            "rolled back with the failed load"
+        );
+        assert_eq!(
+            scalar(&format!("SELECT string_agg(note, ',') FROM {t}")).await,
+            "old"
+        );
+
+        cleared_load(&c, &t, rows, false).await.unwrap();
+        let after = index_state(&t).await;
+        assert_eq!(after.0, before.0, "same names and definitions");
+        assert_ne!(after.1, before.1, "built again");
+        assert_eq!(
+            scalar(&format!(
+                "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(id) || ' ' || min(note) FROM {t}"
+            ))
+            .await,
+            format!("{rows} {rows} {} n0", rows * (rows - 1) / 2)
+        );
+        // The rebuilt indexes serve queries.
+        assert_eq!(
+            scalar(&format!(
+                "SELECT note FROM {t} WHERE lower(note) = 'n99999' AND id > 10"
+            ))
+            .await,
+            "n99999"
+        );
+
+        cleared_load(&c, &t, 5_000, false).await.unwrap();
+        assert_eq!(
+            index_state(&t).await,
+            after,
+            "a small load keeps the indexes"
+        );
+
+        exec(&format!(
+            "CREATE UNIQUE INDEX {t}_rid ON {t} (id); ALTER TABLE {t} REPLICA IDENTITY USING INDEX {t}_rid"
+        ))
+        .await;
+        let identity = index_state(&t).await;
+        cleared_load(&c, &t, rows, false).await.unwrap();
+        assert_eq!(
+            index_state(&t).await,
+            identity,
+            "replica identity index: kept"
+        );
+        assert_eq!(
+            scalar(&format!("SELECT count(*)::text FROM {t}")).await,
+            rows.to_string()
+        );
+        exec(&format!("DROP TABLE {t}")).await;
     }
 }

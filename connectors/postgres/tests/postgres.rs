@@ -202,3 +202,74 @@ async fn every_type_round_trips_through_reader_and_writer() {
     assert_abort_and_upsert_keep(&c, &dst, &copied).await;
     exec(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
 }
+
+/// The ranges of a split read share one snapshot: a transaction committed after the readers were
+/// opened, moving a row from one range into the other, is seen by neither range (without the
+/// shared snapshot the first range would miss the row and the second would see it).
+#[tokio::test]
+async fn split_readers_read_one_snapshot() {
+    use fdi_connector::ReadSpec;
+    use fdi_types::{WhereCondition, WhereOp};
+    let t = unique_name("pg_split_snap");
+    exec(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, v int);
+         INSERT INTO {t} SELECT g, g FROM generate_series(1, 1000) g"
+    ))
+    .await;
+    let c = connector();
+    let range = |op, v: i64| ReadSpec {
+        query: SourceQuery::Table {
+            table: t.clone(),
+            columns: vec![],
+            filters: vec![WhereCondition {
+                andor: None,
+                field_name: "id".into(),
+                field_type: None,
+                op,
+                value: Some(v.to_string()),
+                min_value: None,
+                max_value: None,
+            }],
+            order_by: None,
+        },
+        batch_rows: 100,
+    };
+    let readers = c
+        .split_readers(vec![
+            range(WhereOp::Less, 500),
+            range(WhereOp::MoreEqual, 500),
+        ])
+        .await
+        .unwrap();
+    // Committed after the snapshot: id 5 moves from the first range to the second.
+    exec(&format!("UPDATE {t} SET id = 5005, v = -5 WHERE id = 5")).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+    let mut total = 0;
+    let mut tasks = Vec::new();
+    for mut r in readers {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            r.read(tx, tokio_util::sync::CancellationToken::new()).await
+        }));
+    }
+    drop(tx);
+    let mut seen = Vec::new();
+    while let Some(b) = rx.recv().await {
+        seen.extend(ids(&b.rows));
+    }
+    for task in tasks {
+        total += task.await.unwrap().unwrap();
+    }
+    seen.sort();
+    assert_eq!(total, 1000);
+    assert_eq!(
+        seen,
+        (1..=1000).collect::<Vec<i64>>(),
+        "the rows as of the snapshot"
+    );
+    // A read opened now sees the move.
+    let now = ids(&read_rows(&c, range(WhereOp::MoreEqual, 500).query, 100).await);
+    assert!(now.contains(&5005) && now.len() == 502, "{}", now.len());
+    // The snapshot's connections went back clean: a later transaction on the pool works.
+    exec(&format!("DROP TABLE {t}")).await;
+}

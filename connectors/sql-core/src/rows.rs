@@ -123,6 +123,8 @@ pub struct BatchAssembler {
     builders: Vec<ColumnBuilder>,
     rows: usize,
     batch_rows: usize,
+    /// Bytes of text and binary values appended since the last flush.
+    bytes: usize,
 }
 
 fn days_from_ce_to_epoch() -> i32 {
@@ -146,6 +148,7 @@ impl BatchAssembler {
             builders,
             rows: 0,
             batch_rows,
+            bytes: 0,
         }
     }
 
@@ -153,8 +156,9 @@ impl BatchAssembler {
         self.rows
     }
 
+    /// `batch_rows` rows, or [`fdi_connector::BATCH_BYTES`] of text and binary values.
     pub fn is_full(&self) -> bool {
-        self.rows >= self.batch_rows
+        self.rows >= self.batch_rows || self.bytes >= fdi_connector::BATCH_BYTES
     }
 
     /// Decode one row into the builders.
@@ -205,14 +209,20 @@ impl BatchAssembler {
                     row.try_get::<Option<f64>, _>(i)
                         .map_err(|e| decode_err(i, e))?,
                 ),
-                ColumnBuilder::Utf8(b) | ColumnBuilder::TextAs(b, _) => b.append_option(
-                    row.try_get::<Option<&str>, _>(i)
-                        .map_err(|e| decode_err(i, e))?,
-                ),
-                ColumnBuilder::Binary(b) => b.append_option(
-                    row.try_get::<Option<&[u8]>, _>(i)
-                        .map_err(|e| decode_err(i, e))?,
-                ),
+                ColumnBuilder::Utf8(b) | ColumnBuilder::TextAs(b, _) => {
+                    let v = row
+                        .try_get::<Option<&str>, _>(i)
+                        .map_err(|e| decode_err(i, e))?;
+                    self.bytes += v.map_or(0, str::len);
+                    b.append_option(v)
+                }
+                ColumnBuilder::Binary(b) => {
+                    let v = row
+                        .try_get::<Option<&[u8]>, _>(i)
+                        .map_err(|e| decode_err(i, e))?;
+                    self.bytes += v.map_or(0, <[u8]>::len);
+                    b.append_option(v)
+                }
                 ColumnBuilder::Date32(b) => b.append_option(
                     row.try_get::<Option<NaiveDate>, _>(i)
                         .map_err(|e| decode_err(i, e))?
@@ -245,6 +255,7 @@ impl BatchAssembler {
             .map(ColumnBuilder::finish)
             .collect::<Result<Vec<_>>>()?;
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
             .map(Some)
             .map_err(|e| ConnectorError::internal(format!("build batch: {e}")))

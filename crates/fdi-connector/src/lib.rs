@@ -162,9 +162,14 @@ pub struct OrderBy {
 #[derive(Debug, Clone)]
 pub struct ReadSpec {
     pub query: SourceQuery,
-    /// Rows per RecordBatch.
+    /// Rows per RecordBatch (at most: see [`BATCH_BYTES`]).
     pub batch_rows: usize,
 }
+
+/// A reader cuts a batch once its values hold this many bytes, even with fewer than
+/// `batch_rows` rows, so memory stays flat however wide the rows are (8,192 rows of a 1 MB
+/// column would be 8 GB; the run holds a handful of batches at once).
+pub const BATCH_BYTES: usize = 4 << 20;
 
 /// How rows land in the target.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +278,16 @@ pub trait Connector: Send + Sync {
     /// Prepare/describe a query without fetching all of it; returns its result columns.
     async fn test_sql(&self, sql: &str) -> Result<Vec<ColumnInfo>>;
     async fn reader(&self, spec: ReadSpec) -> Result<Box<dyn SourceReader>>;
+    /// The readers of the key ranges of one split read. Where the source can, they read one
+    /// snapshot (the rows as of one moment, as a single read would); the default opens each with
+    /// [`Connector::reader`], every one reading as of its own start.
+    async fn split_readers(&self, specs: Vec<ReadSpec>) -> Result<Vec<Box<dyn SourceReader>>> {
+        let mut readers = Vec::with_capacity(specs.len());
+        for spec in specs {
+            readers.push(self.reader(spec).await?);
+        }
+        Ok(readers)
+    }
     /// How many rows reading `query` would return, as the source's statistics or query planner
     /// estimate it cheaply (never by reading the rows): the total that a run's progress is
     /// measured against. None (the default) when the source has no such estimate.

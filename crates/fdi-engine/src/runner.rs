@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use fdi_connector::{ConnectorError, ErrorKind, SinkWriter, SourceBatch, SourcePosition};
+use fdi_types::run_event::SubStep;
 use fdi_types::{ExecuteStatus, Position, PositionStatus, StepCode, now_millis};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -54,6 +55,21 @@ impl Trace {
         begin_ms: i64,
         remarks: impl Into<String>,
     ) {
+        self.step_with_parts(code, status, stage, counts, begin_ms, remarks, Vec::new());
+    }
+
+    /// A step of a run that has parts (the ranges of a split read), with where each part is.
+    #[allow(clippy::too_many_arguments)]
+    fn step_with_parts(
+        &self,
+        code: StepCode,
+        status: PositionStatus,
+        stage: &str,
+        counts: (u64, u64, u64),
+        begin_ms: i64,
+        remarks: impl Into<String>,
+        sub_steps: Vec<SubStep>,
+    ) {
         let position = code.position();
         let _ = self.events.send(RunEvent::Step(StepRecord {
             code,
@@ -66,7 +82,7 @@ impl Trace {
             begin_ms,
             end_ms: now_millis(),
             remarks: remarks.into(),
-            sub_steps: Vec::new(),
+            sub_steps,
         }));
     }
 
@@ -704,7 +720,7 @@ pub(crate) async fn execute(
     let reader_cancel = cancel.child_token();
     let reader_token = reader_cancel.clone();
     let span = tracing::Span::current();
-    let mut reader_task: JoinHandle<fdi_connector::Result<u64>> =
+    let mut reader_task: JoinHandle<fdi_connector::Result<Vec<u64>>> =
         tokio::spawn(tracing::Instrument::instrument(
             async move { split::read_all(readers, tx, reader_token).await },
             span.clone(),
@@ -890,13 +906,28 @@ pub(crate) async fn execute(
             };
             match joined {
                 Err(s) => Some(s),
-                Ok(Ok(Ok(n))) => 'read_ok: {
+                Ok(Ok(Ok(per_reader))) => 'read_ok: {
+                    let n = per_reader.iter().sum();
                     c.rows_read = n;
                     c.read_ms = read_started.elapsed().as_millis() as i64;
                     let mut reader_end = match &split {
-                        Some(split) => format!("Reader end: {split}"),
+                        Some(split) => format!("Reader end: {}", split.described),
                         None => "Reader end".to_string(),
                     };
+                    // A split read: the rows of each range.
+                    let parts = split.as_ref().map_or_else(Vec::new, |split| {
+                        split
+                            .ranges
+                            .iter()
+                            .zip(&per_reader)
+                            .map(|(range, &rows)| SubStep {
+                                code: StepCode::READ_DONE,
+                                stage: trace.reader_stage.clone(),
+                                data_count: rows,
+                                remarks: range.clone(),
+                            })
+                            .collect()
+                    });
                     if let Some((column, task)) = null_count.as_mut() {
                         let counted = tokio::select! {
                             biased;
@@ -935,13 +966,14 @@ pub(crate) async fn execute(
                     } else {
                         (StepCode::READ_DONE, "Read done")
                     };
-                    trace.step(
+                    trace.step_with_parts(
                         code,
                         PositionStatus::Normal,
                         &trace.reader_stage,
                         (n, 0, 0),
                         read_begin,
                         remarks,
+                        parts,
                     );
                     trace.step(
                         StepCode::READER_END,
@@ -1033,15 +1065,18 @@ async fn open_readers(
     plan: &plan::ExecPlan,
     source: &std::sync::Arc<dyn fdi_connector::Connector>,
     estimate: Option<u64>,
-) -> fdi_connector::Result<(Vec<Box<dyn fdi_connector::SourceReader>>, Option<String>)> {
+) -> fdi_connector::Result<(
+    Vec<Box<dyn fdi_connector::SourceReader>>,
+    Option<split::SplitRead>,
+)> {
     let (specs, split) = split::read_specs(plan, source, estimate).await?;
     if let Some(split) = &split {
-        tracing::info!(split = %split, "split read");
+        tracing::info!(split = %split.described, "split read");
     }
-    let mut readers = Vec::with_capacity(specs.len());
-    for spec in specs {
-        readers.push(source.reader(spec).await?);
-    }
+    let readers = match <[_; 1]>::try_from(specs) {
+        Ok([one]) => vec![source.reader(one).await?],
+        Err(ranges) => source.split_readers(ranges).await?,
+    };
     Ok((readers, split))
 }
 

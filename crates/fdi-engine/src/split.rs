@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::ExecPlan;
 
 /// A table the task did not ask to split is split from this many rows (the source's estimate).
-pub(crate) const AUTO_SPLIT_ROWS: u64 = 1_000_000;
+pub(crate) const AUTO_SPLIT_ROWS: u64 = 500_000;
 
 /// Readers of a split read when the task does not say: the cores, at least 2, at most 4.
 pub(crate) fn default_readers() -> usize {
@@ -28,14 +28,22 @@ pub(crate) fn default_readers() -> usize {
         .clamp(2, 4)
 }
 
-/// The reads of a run: the plan's one read, or one per key range; with a description of the
-/// split for the run's log.
+/// How a read was split, for the run's log.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitRead {
+    /// The whole split ("4 readers over ranges of \"id\" (1 to 1000000)").
+    pub described: String,
+    /// Each range's condition, in the order of the reads ("250000 <= id < 500000").
+    pub ranges: Vec<String>,
+}
+
+/// The reads of a run: the plan's one read, or one per key range with how it was split.
 /// `estimate` is the source's row estimate of the read (the one progress is measured against).
 pub(crate) async fn read_specs(
     plan: &ExecPlan,
     source: &Arc<dyn Connector>,
     estimate: Option<u64>,
-) -> Result<(Vec<ReadSpec>, Option<String>)> {
+) -> Result<(Vec<ReadSpec>, Option<SplitRead>)> {
     let single = || Ok((vec![plan.read.clone()], None));
     let Some(key) = &plan.split else {
         return single();
@@ -59,7 +67,21 @@ pub(crate) async fn read_specs(
         ranges.len(),
         key.column
     );
-    Ok((specs, Some(described)))
+    let ranges = ranges
+        .iter()
+        .map(|&(from, to)| range_label(&key.column, from, to))
+        .collect();
+    Ok((specs, Some(SplitRead { described, ranges })))
+}
+
+/// `from <= key < to` as the run's log shows a range (an open side left out).
+fn range_label(key: &str, from: Option<i64>, to: Option<i64>) -> String {
+    match (from, to) {
+        (Some(f), Some(t)) => format!("{f} <= {key} < {t}"),
+        (Some(f), None) => format!("{key} >= {f}"),
+        (None, Some(t)) => format!("{key} < {t}"),
+        (None, None) => format!("every {key}"),
+    }
 }
 
 /// `n` ranges of about equal width over `lo..=hi`, as (from inclusive, to exclusive) bounds; the
@@ -105,33 +127,34 @@ fn range_spec(read: &ReadSpec, key: &str, from: Option<i64>, to: Option<i64>) ->
 }
 
 /// Run every reader into `out` at once, one task each; the first failure cancels the others and
-/// is returned. Returns the rows read by all of them.
+/// is returned. Returns the rows each reader read, in the readers' order.
 pub(crate) async fn read_all(
     readers: Vec<Box<dyn SourceReader>>,
     out: BatchSender,
     cancel: CancellationToken,
-) -> Result<u64> {
+) -> Result<Vec<u64>> {
     let mut readers = readers;
     if readers.len() == 1 {
-        return readers.pop().expect("one reader").read(out, cancel).await;
+        let n = readers.pop().expect("one reader").read(out, cancel).await?;
+        return Ok(vec![n]);
     }
+    let mut rows = vec![0; readers.len()];
     let mut tasks = tokio::task::JoinSet::new();
-    for mut reader in readers {
+    for (i, mut reader) in readers.into_iter().enumerate() {
         let (out, cancel) = (out.clone(), cancel.clone());
         tasks.spawn(tracing::Instrument::instrument(
-            async move { reader.read(out, cancel).await },
+            async move { (i, reader.read(out, cancel).await) },
             tracing::Span::current(),
         ));
     }
     drop(out);
-    let mut rows = 0;
     while let Some(done) = tasks.join_next().await {
         let failed = match done {
-            Ok(Ok(n)) => {
-                rows += n;
+            Ok((i, Ok(n))) => {
+                rows[i] = n;
                 continue;
             }
-            Ok(Err(e)) => e,
+            Ok((_, Err(e))) => e,
             Err(join) => ConnectorError::internal(format!("a split reader failed: {join}")),
         };
         cancel.cancel();

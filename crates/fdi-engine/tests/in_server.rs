@@ -99,6 +99,54 @@ async fn pg_same_server_copy_lands_what_the_stream_lands() {
     exec_pg(&format!("DROP TABLE {src}, {fast}, {slow}")).await;
 }
 
+/// Index names with definitions, and the indexes' OIDs (they change when an index is built again).
+async fn pg_indexes(table: &str) -> (String, String) {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT string_agg(c.relname || ' ' || pg_get_indexdef(i.indexrelid), '; ' ORDER BY c.relname),
+                string_agg(i.indexrelid::text, ',' ORDER BY c.relname)
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = '{table}'::regclass"
+    )))
+    .fetch_one(&pg_pool().await)
+    .await
+    .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// A large same-server copy into a table the task clears builds the table's indexes after the
+/// rows: the same content, the same index names and definitions, new index OIDs.
+#[tokio::test]
+async fn pg_large_same_server_copy_into_a_cleared_table_builds_indexes_after_the_rows() {
+    let src = unique("is_pg_big_src");
+    let dst = unique("is_pg_big_dst");
+    make_pg_source(&src, 150_000).await;
+    exec_pg(&format!(
+        "ANALYZE {src}; CREATE TABLE {dst} ({PG_DDL});
+         CREATE INDEX {dst}_name ON {dst} (name, at) WHERE flag;
+         INSERT INTO {dst} (id) VALUES (-999999999)"
+    ))
+    .await;
+    let before = pg_indexes(&dst).await;
+    let ran = run(
+        copy_detail(&src, &dst, json!({"isSupportClearTab": true})),
+        pg(),
+        pg(),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(in_server(&ran), "{:?}", ran.codes());
+    assert_eq!(ran.outcome.rows_written, 150_001);
+    assert_eq!(pg_checksum(&dst).await, pg_checksum(&src).await);
+    let after = pg_indexes(&dst).await;
+    assert_eq!(after.0, before.0, "the same indexes");
+    assert_ne!(after.1, before.1, "built after the rows");
+    exec_pg(&format!("DROP TABLE {src}, {dst}")).await;
+}
+
 #[tokio::test]
 async fn pg_same_server_upsert_renames_filters_clears_and_numbers_the_batch() {
     let src = unique("is_up_src");

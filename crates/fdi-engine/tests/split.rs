@@ -65,6 +65,25 @@ async fn pg_split_read_lands_every_row_once() {
     assert!(want.ends_with(":102860"), "{want}");
     assert_eq!(pg_checksum(&dst).await, want);
     assert_eq!(ran.outcome.rows_read, 102_860);
+    // The read step has one part per range, in key order: its condition and the rows it read,
+    // checked against the table.
+    let parts = &ran.step(StepCode::READ_DONE).expect("read done").sub_steps;
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    assert!(
+        parts[0].remarks.starts_with("id < ") && parts[3].remarks.starts_with("id >= "),
+        "{parts:?}"
+    );
+    assert_eq!(parts.iter().map(|p| p.data_count).sum::<u64>(), 102_860);
+    for p in parts {
+        let cond = p.remarks.replace(" <= id < ", " <= id AND id < ");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {src} WHERE {cond}"
+        )))
+        .fetch_one(&pg_pool().await)
+        .await
+        .unwrap();
+        assert_eq!(p.data_count, n as u64, "{}", p.remarks);
+    }
     // Filters still apply, each range within them.
     exec_pg(&format!("TRUNCATE {dst}")).await;
     let d = detail(
@@ -234,4 +253,61 @@ async fn a_split_key_must_be_an_integer_column_without_nulls() {
     );
     assert_eq!(ran.outcome.rows_written, 1);
     exec_pg(&format!("DROP TABLE {src}, {dst}")).await;
+}
+
+/// Without `splitPk`, a table the source estimates at 500,000 rows or more is split on its
+/// integer primary key; a smaller one, or one with `splitCount: 1`, is read by one reader.
+#[tokio::test]
+async fn a_large_table_is_split_on_its_key_without_asking() {
+    let big = unique("sp_pg_auto_big");
+    let dst = unique("sp_pg_auto_dst");
+    exec_pg(&format!(
+        "CREATE TABLE {big} (id bigint PRIMARY KEY, v int);
+         INSERT INTO {big} SELECT g, g % 1000 FROM generate_series(1, 600000) g;
+         ANALYZE {big};
+         CREATE TABLE {dst} (id bigint PRIMARY KEY, v int)"
+    ))
+    .await;
+    let copy = |source: serde_json::Value| {
+        detail(json!({"sourceSelectedDatasource": source,
+            "targetSelectedDatasource": {"targetTable": dst, "isSupportClearTab": true}}))
+    };
+    let ran = run(copy(json!({"sourceTable": big})), pg(), pg()).await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(
+        reader_end(&ran).contains("readers over ranges of \"id\" (1 to 600000)"),
+        "{}",
+        reader_end(&ran)
+    );
+    let sums: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(DISTINCT id), sum(v)::bigint FROM {dst}"
+    )))
+    .fetch_one(&pg_pool().await)
+    .await
+    .unwrap();
+    assert_eq!(sums, (600_000, 600 * (999 * 1000 / 2)));
+    let ran = run(
+        copy(json!({"sourceTable": big, "splitCount": 1})),
+        pg(),
+        pg(),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+    assert_eq!(reader_end(&ran), "Reader end", "splitCount 1: one reader");
+    assert_eq!(ran.outcome.rows_written, 600_000);
+    exec_pg(&format!("DELETE FROM {big} WHERE id > 1000; ANALYZE {big}")).await;
+    let ran = run(copy(json!({"sourceTable": big})), pg(), pg()).await;
+    assert_eq!(reader_end(&ran), "Reader end", "a small table: one reader");
+    assert_eq!(ran.outcome.rows_written, 1000);
+    exec_pg(&format!("DROP TABLE {big}, {dst}")).await;
 }
