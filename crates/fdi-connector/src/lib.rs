@@ -168,8 +168,11 @@ pub struct ReadSpec {
 
 /// A reader cuts a batch once its values hold this many bytes, even with fewer than
 /// `batch_rows` rows, so memory stays flat however wide the rows are (8,192 rows of a 1 MB
-/// column would be 8 GB; the run holds a handful of batches at once).
-pub const BATCH_BYTES: usize = 4 << 20;
+/// column would be 8 GB; a run holds about ten batches at once between its reader, channel and
+/// writer). Measured on 1,000 rows of 1 MB text, PostgreSQL -> PostgreSQL: peak RSS 100 MB with
+/// 4 MB batches, 59–63 MB with 2 MB, 44–48 MB with 1 MB, no slower; narrow rows (~150 bytes)
+/// still fill 8,192-row batches' worth of about 7,000 rows.
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// How rows land in the target.
 #[derive(Debug, Clone, PartialEq)]
