@@ -64,12 +64,7 @@ async fn pg_same_server_copy_lands_what_the_stream_lands() {
     ))
     .await;
     let ran = run(copy_detail(&src, &fast, json!({})), pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(in_server(&ran), "{:?}", ran.codes());
     assert_eq!(ran.outcome.rows_read, 3001);
     assert_eq!(ran.outcome.rows_written, 3001);
@@ -132,12 +127,7 @@ async fn pg_large_same_server_copy_into_a_cleared_table_builds_indexes_after_the
         pg(),
     )
     .await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(in_server(&ran), "{:?}", ran.codes());
     assert_eq!(ran.outcome.rows_written, 150_001);
     assert_eq!(pg_checksum(&dst).await, pg_checksum(&src).await);
@@ -167,12 +157,7 @@ async fn pg_same_server_upsert_renames_filters_clears_and_numbers_the_batch() {
         "targetSelectedDatasource": {"targetTable": dst, "supportPartUpdate": true, "isSupportInServerCopy": true},
         "mappingTable": mapping}));
     let ran = run(d, pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(in_server(&ran), "{:?}", ran.events);
     // 400 new rows + 250 changed rows; the 250 unchanged ones are not rewritten.
     assert_eq!(ran.outcome.rows_written, 650);
@@ -219,22 +204,12 @@ async fn the_shortcut_is_not_taken_across_servers_types_or_dirty_row_handling() 
     .await;
     // A column that changes type: the engine casts (and would count dirty rows), not the server.
     let ran = run(copy_detail(&src, &dst, json!({})), pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(!in_server(&ran));
     // PostgreSQL -> MariaDB: two servers.
     exec_mysql(&format!("CREATE TABLE {dst} (id int PRIMARY KEY, n text)")).await;
     let ran = run(copy_detail(&src, &dst, json!({})), pg(), mysql()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(!in_server(&ran));
     // The same server named another way: not provably one scope.
     exec_pg(&format!(
@@ -250,12 +225,7 @@ async fn the_shortcut_is_not_taken_across_servers_types_or_dirty_row_handling() 
         .unwrap(),
     };
     let ran = run(copy_detail(&src, &dst, json!({})), pg(), other_login).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(
         !in_server(&ran),
         "localhost is not 127.0.0.1 for the scope check"
@@ -347,12 +317,7 @@ async fn mariadb_same_server_copy_upserts_and_fails_rather_than_truncating() {
     ))
     .await;
     let ran = run(copy_detail(&src, &dst, json!({})), mysql(), mysql()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(in_server(&ran), "{:?}", ran.events);
     let sum = |t: &str| {
         format!(

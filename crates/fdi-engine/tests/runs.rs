@@ -48,12 +48,7 @@ async fn pg_to_pg_every_type_round_trips() {
     make_pg_types_source(&src, 1000).await;
     exec_pg(&format!("CREATE TABLE {dst} ({PG_TYPES_DDL})")).await;
     let ran = run(detail(json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": dst}})), pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(ran.outcome.rows_read, 1001);
     assert_eq!(ran.outcome.rows_written, 1001);
     assert!(ran.outcome.bytes_written > 100_000, "{:?}", ran.outcome);
@@ -112,12 +107,7 @@ async fn pg_to_mysql_with_mapping_filters_order_and_conversion() {
         {"sourceColumn": "doc", "targetColumn": "doc"}, {"sourceColumn": "r", "targetColumn": "r"}, {"sourceColumn": "d", "targetColumn": "d"}
     ]}));
     let ran = run(d, pg(), mysql()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(ran.outcome.rows_written, 399);
     assert_eq!(
         ran.step(StepCode::WRITER_START).map(|s| s.stage.as_str()),
@@ -248,12 +238,7 @@ async fn mysql_to_mysql_clear_table_and_batch_number() {
     let d = detail(json!({"sourceSelectedDatasource": {"sourceTable": src},
         "targetSelectedDatasource": {"targetTable": dst, "isSupportClearTab": true, "batchNumber": "batch_no"}}));
     let ran = run(d, mysql(), mysql()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(ran.outcome.rows_written, 700);
     assert_eq!(mysql_checksum(&src).await, mysql_checksum(&dst).await);
     let (n, ids): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -288,12 +273,7 @@ async fn mysql_to_pg_and_back() {
     ))
     .await;
     let ran = run(detail(json!({"sourceSelectedDatasource": {"sourceTable": src}, "targetSelectedDatasource": {"targetTable": mid}})), mysql(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     let (sum, big): (String, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT sum(price)::text, sum(big)::text FROM {mid}"
     )))
@@ -303,12 +283,7 @@ async fn mysql_to_pg_and_back() {
     let theirs = mysql_checksum(&src).await;
     assert_eq!((sum, big), (theirs.1.clone(), theirs.2.clone()));
     let ran = run(detail(json!({"sourceSelectedDatasource": {"sourceTable": mid}, "targetSelectedDatasource": {"targetTable": back}})), pg(), mysql()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(
         mysql_checksum(&back).await,
         theirs,
@@ -362,23 +337,13 @@ async fn sqlite_to_pg_and_mysql_and_back() {
         )
     };
     let ran = run(to(&pg_t), sqlite(&path), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(
         ran.step(StepCode::READER_START).map(|s| s.stage.as_str()),
         Some("sqlitereader")
     );
     let ran = run(to(&my_t), sqlite(&path), mysql()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     let expected_sum: f64 = (1..=250).map(|i| i as f64 / 4.0).sum();
     let expected_amount: String = format!(
         "{:.2}",
@@ -441,19 +406,9 @@ async fn sqlite_to_pg_and_mysql_and_back() {
         )
     };
     let ran = run(back(&pg_t, "from_pg"), pg(), sqlite(&path)).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     let ran = run(back(&my_t, "from_my"), mysql(), sqlite(&path)).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     for t in ["people", "from_pg", "from_my"] {
         let (n, names, score, at, ok, raw): (i64, i64, f64, String, i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT count(*), count(name), sum(score), max(at), sum(ok), (SELECT hex(raw) FROM {t} WHERE id = 1) FROM {t}"
@@ -534,12 +489,7 @@ async fn upsert_with_part_update_on_pg_mysql_and_sqlite() {
     ];
     for _ in 0..2 {
         let ran = run(d(&pg_t), pg(), pg()).await;
-        assert_eq!(
-            ran.outcome.status,
-            ExecuteStatus::Success,
-            "{:?}",
-            ran.outcome
-        );
+        assert_succeeded(&ran);
         let rows: Vec<(i32, String, Option<String>, Option<String>)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT id, label, price::text, batch_no FROM {pg_t} ORDER BY id"
@@ -549,12 +499,7 @@ async fn upsert_with_part_update_on_pg_mysql_and_sqlite() {
             .unwrap();
         assert_eq!(rows, expect);
         let ran = run(d(&my_t), pg(), mysql()).await;
-        assert_eq!(
-            ran.outcome.status,
-            ExecuteStatus::Success,
-            "{:?}",
-            ran.outcome
-        );
+        assert_succeeded(&ran);
         let rows: Vec<(i32, String, Option<String>, Option<String>)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT id, label, CAST(price AS CHAR), batch_no FROM {my_t} ORDER BY id"
@@ -564,12 +509,7 @@ async fn upsert_with_part_update_on_pg_mysql_and_sqlite() {
             .unwrap();
         assert_eq!(rows, expect);
         let ran = run(d("t"), pg(), sqlite(&path)).await;
-        assert_eq!(
-            ran.outcome.status,
-            ExecuteStatus::Success,
-            "{:?}",
-            ran.outcome
-        );
+        assert_succeeded(&ran);
         let rows: Vec<(i64, String, Option<f64>, Option<String>)> =
             sqlx::query_as("SELECT id, label, CAST(price AS REAL), batch_no FROM t ORDER BY id")
                 .fetch_all(&pool)
@@ -667,12 +607,7 @@ async fn dirty_rows_go_to_the_error_handler_file_with_their_reasons() {
     let (src, dst) = dirty_source("file").await;
     let (dir, policy) = dirty_dir("file");
     let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(
         (
             ran.outcome.rows_read,
@@ -734,12 +669,7 @@ async fn a_run_past_its_dirty_row_limits_fails_and_commits_nothing() {
     assert_eq!(count_and_sum(&dst).await, (0, None));
     policy.max_ratio = Some(0.3);
     let ran = run_with_dirty_policy(dirty_detail(&src, &dst), pg(), pg(), policy).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(count_and_sum(&dst).await, (3, Some(50)));
     exec_pg(&format!("DROP TABLE {src}; DROP TABLE {dst}")).await;
     let _ = std::fs::remove_dir_all(dir);
@@ -766,12 +696,7 @@ async fn custom_sql_source() {
         "targetSelectedDatasource": {"targetTable": dst}}),
     );
     let ran = run(d, mysql(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     let rows: Vec<(i32, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, label, price::text FROM {dst} ORDER BY id"
     )))
@@ -970,12 +895,7 @@ async fn a_connection_lost_mid_read_is_retried_and_the_run_lands_every_row_once(
         None,
     )
     .await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(
         (ran.outcome.rows_read, ran.outcome.rows_written),
         (50_000, 50_000)

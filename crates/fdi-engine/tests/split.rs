@@ -50,12 +50,7 @@ async fn pg_split_read_lands_every_row_once() {
         "targetSelectedDatasource": {"targetTable": dst}}),
     );
     let ran = run(d, pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(
         reader_end(&ran).contains("4 readers over ranges of \"id\""),
         "{}",
@@ -92,12 +87,7 @@ async fn pg_split_read_lands_every_row_once() {
         "targetSelectedDatasource": {"targetTable": dst}}),
     );
     let ran = run(d, pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(
         reader_end(&ran).contains("3 readers"),
         "{}",
@@ -134,12 +124,7 @@ async fn mariadb_split_read_into_postgres() {
         "targetSelectedDatasource": {"targetTable": dst}}),
     );
     let ran = run(d, mysql(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(
         reader_end(&ran).contains("3 readers"),
         "{}",
@@ -245,12 +230,7 @@ async fn a_split_key_must_be_an_integer_column_without_nulls() {
         "targetSelectedDatasource": {"targetTable": dst}}),
     );
     let ran = run(d, pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(ran.outcome.rows_written, 1);
     exec_pg(&format!("DROP TABLE {src}, {dst}")).await;
 }
@@ -273,12 +253,7 @@ async fn a_large_table_is_split_on_its_key_without_asking() {
             "targetSelectedDatasource": {"targetTable": dst, "isSupportClearTab": true}}))
     };
     let ran = run(copy(json!({"sourceTable": big})), pg(), pg()).await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert!(
         reader_end(&ran).contains("readers over ranges of \"id\" (1 to 600000)"),
         "{}",
@@ -297,12 +272,7 @@ async fn a_large_table_is_split_on_its_key_without_asking() {
         pg(),
     )
     .await;
-    assert_eq!(
-        ran.outcome.status,
-        ExecuteStatus::Success,
-        "{:?}",
-        ran.outcome
-    );
+    assert_succeeded(&ran);
     assert_eq!(reader_end(&ran), "Reader end", "splitCount 1: one reader");
     assert_eq!(ran.outcome.rows_written, 600_000);
     exec_pg(&format!("DELETE FROM {big} WHERE id > 1000; ANALYZE {big}")).await;

@@ -437,7 +437,7 @@ async fn query_sql_windows(
             include_nulls: b == T0,
         };
         let r = run_window(detail.clone(), source.endpoint(), target.endpoint(), w).await;
-        assert_eq!(r.outcome.status, ExecuteStatus::Success, "{:?}", r.outcome);
+        assert_succeeded(&r);
         assert_eq!(
             r.step(StepCode::READER_END).unwrap().remarks,
             "Reader end",

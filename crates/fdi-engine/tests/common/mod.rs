@@ -234,6 +234,15 @@ pub fn connector(e: &Endpoint) -> Arc<dyn Connector> {
 
 /// The run failed, and its remarks say `needle`.
 #[track_caller]
+pub fn assert_succeeded(ran: &Ran) {
+    assert_eq!(
+        ran.outcome.status,
+        fdi_types::ExecuteStatus::Success,
+        "{:?}",
+        ran.outcome
+    );
+}
+
 pub fn assert_failed_saying(ran: &Ran, needle: &str) {
     assert_eq!(
         ran.outcome.status,
