@@ -26,9 +26,6 @@ pub(crate) fn shortcut(
     if options.follow || matches!(plan.read.query, SourceQuery::Messages { .. }) {
         return Err("not a table source");
     }
-    if plan.window.is_some() {
-        return Err("an incremental window");
-    }
     if dirty.dir.is_some() {
         // Dirty rows are counted and kept row by row: the server would fail the whole statement.
         return Err("the task keeps dirty rows");

@@ -587,13 +587,17 @@ pub(crate) async fn execute(
             let begin = now_millis();
             let started = Instant::now();
             let remarks = "(in-server copy: one INSERT ... SELECT inside the database server)";
+            let reader_start = match &plan.window {
+                Some(w) => format!("Reader start: {} {remarks}", w.description),
+                None => format!("Reader start {remarks}"),
+            };
             trace.step(
                 StepCode::READER_START,
                 PositionStatus::Normal,
                 &trace.reader_stage,
                 (0, 0, 0),
                 begin,
-                format!("Reader start {remarks}"),
+                reader_start,
             );
             trace.step(
                 StepCode::WRITER_START,
@@ -617,9 +621,23 @@ pub(crate) async fn execute(
             let ms = started.elapsed().as_millis() as i64;
             (c.rows_read, c.rows_written, c.rows_committed) = (n, n, n);
             (c.read_ms, c.write_ms) = (ms, ms);
+            // A window that leaves out rows with a NULL cursor says how many, as a streamed one.
+            let mut reader_end = "Reader end".to_string();
+            if let Some(nc) = plan.window.as_ref().and_then(|w| w.null_count.clone()) {
+                let counted = count_rows(source.connector.clone(), nc.read, cancel.child_token())
+                    .await
+                    .map_err(|e| e.message);
+                if let Some(remark) = null_cursor_remark(&nc.column, counted) {
+                    reader_end = remark;
+                }
+            }
             for (code, ps, what) in [
-                (StepCode::READ_DONE, PositionStatus::Normal, "Read done"),
-                (StepCode::READER_END, PositionStatus::NodeEnd, "Reader end"),
+                (
+                    StepCode::READ_DONE,
+                    PositionStatus::Normal,
+                    "Read done".to_string(),
+                ),
+                (StepCode::READER_END, PositionStatus::NodeEnd, reader_end),
             ] {
                 trace.step(code, ps, &trace.reader_stage, (n, 0, 0), begin, what);
             }
@@ -934,31 +952,13 @@ pub(crate) async fn execute(
                             _ = cancel.cancelled() => break 'read_ok Some(Stop::Cancelled),
                             j = &mut task.0 => j,
                         };
-                        match counted {
-                            Ok(Ok(0)) => {}
-                            Ok(Ok(nulls)) => {
-                                tracing::warn!(
-                                    column = %column,
-                                    rows = nulls,
-                                    "rows with a NULL cursor are outside every window but the first"
-                                );
-                                reader_end = format!(
-                                    "Reader end: {nulls} rows have NULL in {column} and are only loaded by the first run"
-                                );
-                            }
-                            Ok(Err(e)) => {
-                                tracing::warn!(column = %column, error = %e, "cannot count rows with a NULL cursor");
-                                reader_end = format!(
-                                    "Reader end (rows with NULL in {column} not counted: {})",
-                                    e.message
-                                );
-                            }
-                            Err(e) => {
-                                tracing::warn!(column = %column, error = %e, "cannot count rows with a NULL cursor");
-                                reader_end = format!(
-                                    "Reader end (rows with NULL in {column} not counted: {e})"
-                                );
-                            }
+                        let counted = match counted {
+                            Ok(Ok(n)) => Ok(n),
+                            Ok(Err(e)) => Err(e.message),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Some(remark) = null_cursor_remark(column, counted) {
+                            reader_end = remark;
                         }
                     }
                     let (code, remarks) = if n == 0 {
@@ -1056,6 +1056,30 @@ pub(crate) async fn execute(
                 None => "Write done".to_string(),
             };
             succeeded(&trace, &c, write_begin, run_begin, write_done)
+        }
+    }
+}
+
+/// The reader-end remark of a window that leaves out the rows whose cursor is NULL: how many
+/// there are, or why they could not be counted. None when there are none.
+fn null_cursor_remark(column: &str, counted: Result<u64, String>) -> Option<String> {
+    match counted {
+        Ok(0) => None,
+        Ok(nulls) => {
+            tracing::warn!(
+                column = %column,
+                rows = nulls,
+                "rows with a NULL cursor are outside every window but the first"
+            );
+            Some(format!(
+                "Reader end: {nulls} rows have NULL in {column} and are only loaded by the first run"
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(column = %column, error = %e, "cannot count rows with a NULL cursor");
+            Some(format!(
+                "Reader end (rows with NULL in {column} not counted: {e})"
+            ))
         }
     }
 }

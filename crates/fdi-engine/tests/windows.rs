@@ -103,6 +103,8 @@ struct Scenario {
     cursor_type: &'static str,
     /// DDL type of the targets' copy of it.
     target_cursor_type: &'static str,
+    /// Take the same-server shortcut (one INSERT ... SELECT per window) where it applies.
+    in_server: bool,
     /// The task's `timeZone` (None: the default, UTC).
     task_zone: Option<&'static str>,
     /// The offset at which the test writes cursor literals into the source (the task's zone for
@@ -132,7 +134,8 @@ impl Scenario {
         if let Some(z) = self.task_zone {
             source["timeZone"] = json!(z);
         }
-        let mut target = json!({"targetTable": dst, "supportPartUpdate": upsert});
+        let mut target = json!({"targetTable": dst, "supportPartUpdate": upsert,
+            "isSupportInServerCopy": self.in_server});
         if batch_number {
             target["batchNumber"] = json!("run");
         }
@@ -215,11 +218,14 @@ impl Scenario {
                     );
                 }
                 assert_eq!(a.outcome.rows_read, b.outcome.rows_read);
-                let start = &a.step(StepCode::READER_START).unwrap().remarks;
-                assert!(
-                    start.starts_with("Reader start: window [") && start.contains("updated_at"),
-                    "{start}"
-                );
+                for r in [&a, &b] {
+                    let start = &r.step(StepCode::READER_START).unwrap().remarks;
+                    assert!(
+                        start.starts_with("Reader start: window [") && start.contains("updated_at"),
+                        "{start}"
+                    );
+                    assert_eq!(start.contains("in-server copy"), self.in_server, "{start}");
+                }
                 (a, b)
             }
         };
@@ -321,10 +327,29 @@ async fn pg_to_pg_three_windows_timestamp_cursor() {
         target: Db::Pg,
         cursor_type: "timestamp(6)",
         target_cursor_type: "timestamp(6)",
+        in_server: false,
         task_zone: Some("GMT+08:00"),
         write_offset_secs: 8 * 3600,
     }
     .run("w_pg")
+    .await;
+}
+
+/// The same three windows, each one INSERT ... SELECT inside the server (upsert with changed
+/// columns only, and the append-only log with its batch number): the same rows land, the same
+/// NULL-cursor counts are reported.
+#[tokio::test]
+async fn pg_to_pg_three_windows_inside_the_server() {
+    Scenario {
+        source: Db::Pg,
+        target: Db::Pg,
+        cursor_type: "timestamp(6)",
+        target_cursor_type: "timestamp(6)",
+        in_server: true,
+        task_zone: Some("GMT+08:00"),
+        write_offset_secs: 8 * 3600,
+    }
+    .run("w_pg_in")
     .await;
 }
 
@@ -336,6 +361,7 @@ async fn mysql_to_pg_three_windows_timestamp_with_zone_cursor() {
         source: Db::My,
         target: Db::Pg,
         cursor_type: "TIMESTAMP(6) NULL DEFAULT NULL",
+        in_server: false,
         target_cursor_type: "timestamptz",
         task_zone: Some("Asia/Shanghai"),
         write_offset_secs: 0,
@@ -350,6 +376,7 @@ async fn mysql_to_pg_three_windows_datetime_cursor() {
         source: Db::My,
         target: Db::Pg,
         cursor_type: "DATETIME(6) NULL",
+        in_server: false,
         target_cursor_type: "timestamp(6)",
         task_zone: Some("GMT-05:30"),
         write_offset_secs: -(5 * 3600 + 1800),
@@ -366,6 +393,7 @@ async fn sqlite_to_sqlite_three_windows_text_timestamps() {
         source: db.clone(),
         target: db,
         cursor_type: "DATETIME",
+        in_server: false,
         target_cursor_type: "DATETIME",
         task_zone: None,
         write_offset_secs: 0,
