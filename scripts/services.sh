@@ -71,12 +71,15 @@ up_kafka() {
   bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
   if ! port_open "$KAFKA_PORT"; then
     log "starting tansu on 127.0.0.1:$KAFKA_PORT"
-    # tansu resolves a sqlite:// path against its working directory.
-    (cd "$STATE" && nohup "$bin" broker \
+    # tansu resolves a sqlite:// path against its working directory. The subshell execs it, so
+    # the pid recorded is tansu's (a `cd && nohup … &` list used to leave a bash waiting on
+    # tansu, holding the service lock of fd 9 and recorded in place of tansu).
+    (cd "$STATE" && exec nohup "$bin" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --storage-engine "sqlite://tansu.db" \
-      >"$STATE/tansu.log" 2>&1 9>&- & echo $! >"$STATE/tansu.pid")
+      >"$STATE/tansu.log" 2>&1) 9>&- &
+    echo $! >"$STATE/tansu.pid"
   fi
   wait_port Kafka "$KAFKA_PORT" 30
 }

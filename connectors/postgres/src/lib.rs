@@ -156,13 +156,23 @@ impl Connector for PgConnector {
         Ok(Box::new(reader::PgReader::open(self, spec).await?))
     }
 
-    /// The ranges read one snapshot, exported by a transaction held open while they read.
+    /// The ranges read one snapshot, exported by a transaction held open while they read. A
+    /// server that cannot export one (an old standby, say) gets ranges read independently.
     async fn split_readers(&self, specs: Vec<ReadSpec>) -> Result<Vec<Box<dyn SourceReader>>> {
-        let snapshot = std::sync::Arc::new(reader::SharedSnapshot::export(&self.pool).await?);
+        let snapshot = match reader::SharedSnapshot::export(&self.pool).await {
+            Ok(s) => Some(std::sync::Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "split ranges read without a shared snapshot");
+                None
+            }
+        };
         let mut readers: Vec<Box<dyn SourceReader>> = Vec::with_capacity(specs.len());
         for spec in specs {
             let reader = reader::PgReader::open(self, spec).await?;
-            readers.push(Box::new(reader.in_snapshot(snapshot.clone())?));
+            readers.push(Box::new(match &snapshot {
+                Some(s) => reader.in_snapshot(s.clone()),
+                None => reader,
+            }));
         }
         Ok(readers)
     }

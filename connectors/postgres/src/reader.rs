@@ -190,16 +190,15 @@ impl PgReader {
         })
     }
 
-    /// This read as part of a split read sharing `snapshot`. Only the binary COPY path can
-    /// (the row path, `FDI_PG_READ=rows`, refuses: its reads would not share the snapshot).
-    pub fn in_snapshot(mut self, snapshot: std::sync::Arc<SharedSnapshot>) -> Result<Self> {
-        if self.copy.is_none() {
-            return Err(ConnectorError::user(
-                "a split read of PostgreSQL needs the binary COPY read path (FDI_PG_READ=rows reads without a shared snapshot): set splitCount to 1",
-            ));
+    /// This read as part of a split read sharing `snapshot`. Only the binary COPY path takes
+    /// it: a read on the row path (`FDI_PG_READ=rows`) reads as of its own start.
+    pub fn in_snapshot(mut self, snapshot: std::sync::Arc<SharedSnapshot>) -> Self {
+        if self.copy.is_some() {
+            self.snapshot = Some(snapshot);
+        } else {
+            tracing::warn!("a split range on the row path reads without the shared snapshot");
         }
-        self.snapshot = Some(snapshot);
-        Ok(self)
+        self
     }
 
     /// The path this reader takes.
