@@ -1,4 +1,5 @@
-# Sourced by the Python-driven suites (tests/sdk/run.sh, tests/openapi/run.sh), from the repo root.
+# Sourced from the repo root by the suites that drive the fdi binary (tests/sdk/run.sh,
+# tests/openapi/run.sh; tests/console/run.sh for fdi_bin only).
 # python_venv VENV REQUIREMENTS TAG: a venv at VENV with REQUIREMENTS installed, rebuilt only when
 # the requirements or the Python version changed. fdi_bin TAG: FDI_BIN (default target/debug/fdi)
 # as an absolute path, or exit 2 when it is not built.

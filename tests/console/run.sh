@@ -38,13 +38,9 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
   log "npm ci took $(( $(date +%s) - t0 )) s"
 fi
 
-FDI_BIN=${FDI_BIN:-target/debug/fdi}
-[[ "$FDI_BIN" = /* ]] || FDI_BIN="$PWD/$FDI_BIN"
-if [[ ! -x "$FDI_BIN" ]]; then
-  echo "[console] $FDI_BIN not found: build it first (cargo build --bin fdi)" >&2
-  exit 2
-fi
-export FDI_BIN
+# shellcheck source=tests/python_venv.sh
+source tests/python_venv.sh
+fdi_bin console
 export CONSOLE_ARTIFACTS=${CONSOLE_ARTIFACTS:-$PWD/target/console-artifacts}
 mkdir -p "$CONSOLE_ARTIFACTS"
 rm -f "$CONSOLE_ARTIFACTS"/*.png "$CONSOLE_ARTIFACTS"/fdi.log   # only this run's screenshots

@@ -42,7 +42,7 @@ use crate::PgConnector;
 use crate::binary::Kind;
 use crate::binary::decode::{ColumnWire, CopyDecoder};
 
-pub use fdi_connector::BATCH_BYTES;
+use fdi_connector::BATCH_BYTES;
 
 /// How a read fetches its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

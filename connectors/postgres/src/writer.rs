@@ -164,7 +164,6 @@ pub struct PgWriter {
     rows_in_tx: u64,
     /// Indexes dropped for this transaction's load, rebuilt before its commit.
     deferred: Option<DeferredIndexes>,
-    deferral_decided: bool,
     text: String,
     /// Tests: COPY text only.
     #[cfg(test)]
@@ -199,7 +198,6 @@ impl PgWriter {
             cleared_in_tx: false,
             rows_in_tx: 0,
             deferred: None,
-            deferral_decided: false,
             text: String::new(),
             #[cfg(test)]
             force_text: false,
@@ -326,10 +324,12 @@ impl PgWriter {
 
     /// Insert: stream the batch into the long-lived COPY.
     async fn insert(&mut self, batch: &RecordBatch) -> Result<u64> {
+        let before = self.rows_in_tx;
         self.rows_in_tx += batch.num_rows() as u64;
+        // Decided once, by the batch that takes the load past the threshold.
         if self.may_defer_indexes
             && self.cleared_in_tx
-            && !self.deferral_decided
+            && before < DEFER_INDEX_ROWS
             && self.rows_in_tx >= DEFER_INDEX_ROWS
         {
             self.defer_indexes().await?;
@@ -350,7 +350,6 @@ impl PgWriter {
     /// The load has grown large: drop the indexes of the table this transaction emptied, to
     /// build them once over all its rows before the commit.
     async fn defer_indexes(&mut self) -> Result<()> {
-        self.deferral_decided = true;
         self.finish_copy().await?;
         let mut conn = self.take_conn()?;
         let r = deferred_indexes::defer(conn.conn(), &self.table_sql)
@@ -381,7 +380,6 @@ impl PgWriter {
         self.cleared_in_tx = false;
         self.rows_in_tx = 0;
         self.deferred = None;
-        self.deferral_decided = false;
     }
 
     /// Upsert: COPY the batch into the staging table, then merge it.

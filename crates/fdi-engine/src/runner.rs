@@ -607,12 +607,25 @@ pub(crate) async fn execute(
                 begin,
                 format!("Writer start {remarks}"),
             );
-            let copied = match target.connector.in_server() {
-                Some(server) => server.copy_in_server(&copy, cancel.clone()).await,
-                None => Err(ConnectorError::internal(
-                    "the target lost its in-server copy",
-                )),
+            let copying = async {
+                match target.connector.in_server() {
+                    Some(server) => server.copy_in_server(&copy, cancel.clone()).await,
+                    None => Err(ConnectorError::internal(
+                        "the target lost its in-server copy",
+                    )),
+                }
             };
+            // Alongside the copy, as on a streamed window: the rows a window leaves out because
+            // their cursor is NULL.
+            let null_count = plan.window.as_ref().and_then(|w| w.null_count.clone());
+            let counting = async {
+                let nc = null_count?;
+                let counted = count_rows(source.connector.clone(), nc.read, cancel.child_token())
+                    .await
+                    .map_err(|e| e.message);
+                null_cursor_remark(&nc.column, counted)
+            };
+            let (copied, null_remark) = tokio::join!(copying, counting);
             let n = match copied {
                 Ok(n) => n,
                 Err(e) if e.kind == ErrorKind::Cancelled => return cancelled(&trace, &c),
@@ -621,16 +634,7 @@ pub(crate) async fn execute(
             let ms = started.elapsed().as_millis() as i64;
             (c.rows_read, c.rows_written, c.rows_committed) = (n, n, n);
             (c.read_ms, c.write_ms) = (ms, ms);
-            // A window that leaves out rows with a NULL cursor says how many, as a streamed one.
-            let mut reader_end = "Reader end".to_string();
-            if let Some(nc) = plan.window.as_ref().and_then(|w| w.null_count.clone()) {
-                let counted = count_rows(source.connector.clone(), nc.read, cancel.child_token())
-                    .await
-                    .map_err(|e| e.message);
-                if let Some(remark) = null_cursor_remark(&nc.column, counted) {
-                    reader_end = remark;
-                }
-            }
+            let reader_end = null_remark.unwrap_or_else(|| "Reader end".to_string());
             for (code, ps, what) in [
                 (
                     StepCode::READ_DONE,
