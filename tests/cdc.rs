@@ -381,13 +381,21 @@ async fn a_mariadb_table_follows_into_postgres_without_deletes() {
     // The DELETE is not applied: the task's operation_types have none.
     wait_for("1|a|11.00,2|b|22.00,3|c|3.30,5|e|5.55,4294967295|max|0.00").await;
     // The run's progress entries name the tables and counts.
+    // (The rows can land before the run's next progress entry is stored: wait up to 10 s.)
     let run = s.wait_running(&task, Duration::from_secs(10)).await;
-    let (_, detail) = s
-        .get(&format!(
-            "/tasks/{task}/monitor-logs/{}",
-            run["id"].as_str().unwrap()
-        ))
-        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let detail = loop {
+        let (_, detail) = s
+            .get(&format!(
+                "/tasks/{task}/monitor-logs/{}",
+                run["id"].as_str().unwrap()
+            ))
+            .await;
+        if detail.to_string().contains("Snapshot done") || std::time::Instant::now() > deadline {
+            break detail;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let text = detail.to_string();
     assert!(text.contains("Snapshot done"), "{detail}");
     src.execute(sqlx::AssertSqlSafe(format!("DROP TABLE {t}")))
