@@ -20,6 +20,9 @@
 #   mysql-cdc a second MariaDB (not the machine's 3306 one) for     FDI_MYSQL_CDC=mysql://root@127.0.0.1:3307/test
 #             change-data-capture: binlog on (ROW, full row image), server-id 1, local-infile,
 #             root without password; data in $STATE/mysql-cdc, socket/pid/log $STATE/mysql-cdc.*
+#             TLS offered (not required) with a test CA     FDI_MYSQL_CDC_TLS=$STATE/mysql-cdc-tls
+#             (ca.pem; server cert for 127.0.0.1 / localhost; client.pem + client-key.pem for
+#             the user x509 REQUIRE X509)
 #   Both are created on the first `up` (a few seconds), started again when their data dir is
 #   there but the server is not (after a reboot), and recreated when the data dir is gone.
 set -euo pipefail
@@ -202,8 +205,36 @@ MYSQL_CDC_SOCK="$STATE/mysql-cdc.sock"
 MYSQL_CDC_PID="$STATE/mysql-cdc.pid"
 MYSQL_CDC_LOG="$STATE/mysql-cdc.log"
 
+MYSQL_CDC_TLS="$STATE/mysql-cdc-tls"
+
 mysql_cdc_ready() {
   mariadb --no-defaults -h 127.0.0.1 -P "$MYSQL_CDC_PORT" -uroot -e 'select 1' >/dev/null 2>&1
+}
+
+# A test CA, a server certificate for 127.0.0.1 / localhost and a client certificate, made once.
+mysql_cdc_certs() {
+  [[ -s "$MYSQL_CDC_TLS/client-key.pem" ]] && return 0
+  log "mysql-cdc: making a test CA and certificates in $MYSQL_CDC_TLS"
+  local d="$MYSQL_CDC_TLS.tmp"
+  rm -rf "$d" && mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=fdi test CA" \
+      -keyout ca-key.pem -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server-key.pem -out server.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=x509" -keyout client-key.pem -out client.csr
+    printf 'basicConstraints=CA:FALSE\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.pem
+  ) >"$STATE/mysql-cdc-certs.log" 2>&1 || { log "mysql-cdc: openssl failed, see $STATE/mysql-cdc-certs.log"; return 1; }
+  rm -rf "$MYSQL_CDC_TLS" && mv "$d" "$MYSQL_CDC_TLS"
+}
+
+mysql_cdc_has_tls() {
+  [[ "$(mariadb --no-defaults -h 127.0.0.1 -P "$MYSQL_CDC_PORT" -uroot -N -e 'select @@have_ssl' 2>/dev/null)" == YES ]]
 }
 
 up_mysql_cdc() {
@@ -211,6 +242,13 @@ up_mysql_cdc() {
   # --no-defaults everywhere: /etc/mysql/my.cnf is the machine's 3306 server's (datadir, pid, log).
   if [[ ! -d "$MYSQL_CDC_DATA/mysql" ]] && port_open "$MYSQL_CDC_PORT"; then
     stop_orphan mysql-cdc "$MYSQL_CDC_PORT" mariadbd
+  fi
+  mysql_cdc_certs
+  if mysql_cdc_ready && ! mysql_cdc_has_tls; then
+    # Started by an earlier version of this script: start it again with TLS.
+    log "mysql-cdc: restarting it with TLS"
+    mariadb-admin --no-defaults -h 127.0.0.1 -P "$MYSQL_CDC_PORT" -uroot shutdown >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do port_open "$MYSQL_CDC_PORT" || break; sleep 1; done
   fi
   if mysql_cdc_ready; then
     log "mysql-cdc is already running on 127.0.0.1:$MYSQL_CDC_PORT"
@@ -234,6 +272,8 @@ up_mysql_cdc() {
       --log-error="$MYSQL_CDC_LOG" --user=root \
       --server-id=1 --log-bin=mysql-bin --binlog-format=ROW --binlog-row-image=FULL \
       --local-infile=1 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+      --ssl-ca="$MYSQL_CDC_TLS/ca.pem" --ssl-cert="$MYSQL_CDC_TLS/server.pem" \
+      --ssl-key="$MYSQL_CDC_TLS/server-key.pem" \
       </dev/null >>"$MYSQL_CDC_LOG" 2>&1 9>&- &
     local ok=
     for _ in $(seq 1 60); do
@@ -248,7 +288,9 @@ up_mysql_cdc() {
     create user if not exists 'root'@'127.0.0.1' identified by '';
     grant all privileges on *.* to 'root'@'127.0.0.1' with grant option;
     alter user 'root'@'localhost' identified by '';
-    grant all privileges on *.* to 'root'@'localhost' with grant option;"
+    grant all privileges on *.* to 'root'@'localhost' with grant option;
+    create user if not exists 'x509'@'127.0.0.1' require x509;
+    grant all privileges on *.* to 'x509'@'127.0.0.1';"
 }
 
 down_mysql_cdc() {
@@ -274,6 +316,7 @@ case "${1:-}" in
     echo "FDI_KAFKA=127.0.0.1:$KAFKA_PORT"
     echo "FDI_PG_CDC=postgres://postgres@127.0.0.1:$PG_CDC_PORT/test"
     echo "FDI_MYSQL_CDC=mysql://root@127.0.0.1:$MYSQL_CDC_PORT/test"
+    echo "FDI_MYSQL_CDC_TLS=$MYSQL_CDC_TLS"
     ;;
   *)
     echo "usage: $0 up|down NAME... | env   (names: rabbitmq redis kafka pg-cdc mysql-cdc)" >&2

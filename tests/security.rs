@@ -274,6 +274,21 @@ async fn url_passwords_are_masked_sealed_and_never_logged_and_the_mask_keeps_the
         .await;
     assert_fdi_error(&got, 400, "FDI.3447", "content.password");
 
+    // TLS options every MySQL connection of a run could not follow are refused up front.
+    for url in [
+        "mysql://u@127.0.0.1:3306/test?ssl-mode=VERIFY_IDENTITY&ssl-cert=/tmp/c.pem",
+        "mysql://u@127.0.0.1:3306/test?ssl-mode=ALWAYS",
+    ] {
+        let got = s
+            .post(
+                "/datasources",
+                json!({"datasource_name": unique("my4"), "datasource_type": "MYSQL", "app_id": app,
+                       "content": {"url": url}}),
+            )
+            .await;
+        assert_fdi_error(&got, 400, "FDI.3447", "content.url");
+    }
+
     // A type change does not carry the secret: the mask is refused, the stored one kept.
     let mut to_pg = ds2.clone();
     to_pg["datasource_type"] = json!("POSTGRESQL");

@@ -9,6 +9,7 @@ mod discovery;
 mod in_server;
 mod load;
 mod reader;
+mod tls;
 mod writer;
 
 use std::sync::Arc;
@@ -49,7 +50,10 @@ impl ConnectorFactory for Factory {
 
     fn validate(&self, content: &serde_json::Value) -> Result<()> {
         let c = ServerContent::parse(content, &["mysql", "mariadb"])?;
-        connect_options(&c).map(|_| ())
+        connect_options(&c)?;
+        tls::UrlTls::of_url(c.url.as_deref())
+            .map(|_| ())
+            .map_err(ConnectorError::user)
     }
 
     fn create(&self, content: &serde_json::Value) -> Result<Arc<dyn Connector>> {
@@ -202,11 +206,14 @@ impl Connector for MySqlConnector {
     }
 }
 
-/// `mysql_async` options for the server, login and database of `c` (the URL's address part or
-/// host / port; the URL's query options are sqlx's and not carried over), never switching to the
-/// server's Unix socket behind the configured address. Used by the LOAD DATA writer and the
-/// binlog reader; each adds its own pool and session settings.
-fn mysql_async_opts(c: &ServerContent) -> std::result::Result<mysql_async::OptsBuilder, String> {
+/// `mysql_async` options for the server, login, database and TLS of `c` (the URL's address part
+/// or host / port, and its TLS options as [`tls`] reads them; the URL's other query options are
+/// sqlx's and not carried over), never switching to the server's Unix socket behind the
+/// configured address, with the TLS mode they were built for. Used by the LOAD DATA writer and
+/// the binlog reader; each adds its own pool and session settings.
+fn mysql_async_opts(
+    c: &ServerContent,
+) -> std::result::Result<(mysql_async::OptsBuilder, tls::TlsMode), String> {
     use mysql_async::{Opts, OptsBuilder};
     let mut b = match &c.url {
         Some(url) => {
@@ -227,5 +234,6 @@ fn mysql_async_opts(c: &ServerContent) -> std::result::Result<mysql_async::OptsB
     if let Some(d) = &c.database {
         b = b.db_name(Some(d));
     }
-    Ok(b.prefer_socket(false))
+    let tls = tls::UrlTls::of_url(c.url.as_deref())?;
+    Ok((b.prefer_socket(false).ssl_opts(tls.ssl_opts()), tls.mode))
 }

@@ -24,8 +24,8 @@
 //!   transaction. Where the server refuses it (`local_infile` off: 1148, 3948, 4166) or the
 //!   driver cannot (no local-file capability), the transaction is rolled back and the writer
 //!   becomes the multi-row INSERT writer ([`crate::writer::MySqlWriter`], sqlx) for good, logging
-//!   the reason at info level. A datasource URL asking for TLS (`ssl-mode`) takes that path too:
-//!   this connection does not carry the sqlx TLS settings over.
+//!   the reason at info level. The connection takes the datasource URL's TLS options
+//!   (`ssl-mode`, `ssl-ca`, ...) as the sqlx pool does ([`crate::tls`]).
 //! - **Transaction**: `begin` takes a pooled connection, `START TRANSACTION`, clears the table
 //!   with `DELETE` (not `TRUNCATE`, which would commit); any failure poisons the writer so
 //!   `commit` refuses; `abort` rolls back. A connection goes back to the pool only after a clean
@@ -37,8 +37,8 @@
 //! there and their micro-batches are small.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow::datatypes::DataType;
@@ -58,6 +58,7 @@ use sqlx::MySqlPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::tls::{self, TlsMode};
 use crate::writer::MySqlWriter;
 
 /// Bytes of LOAD DATA text per chunk handed to the connection.
@@ -74,23 +75,46 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const REFUSED: [u16; 3] = [1148, 3948, 4166];
 
 /// The `mysql_async` pool of one datasource for LOAD DATA writers, created on first use (it
-/// needs a runtime), or why there is none.
+/// needs a runtime, and under `ssl-mode=PREFERRED` a first connection to learn whether the
+/// server offers TLS), or why there is none.
 pub struct LoadPool {
-    opts: std::result::Result<Opts, String>,
-    pool: OnceLock<Pool>,
+    opts: std::result::Result<(Opts, TlsMode), String>,
+    pool: tokio::sync::OnceCell<Pool>,
 }
 
 impl LoadPool {
     pub fn new(content: &ServerContent) -> Self {
         Self {
             opts: opts(content),
-            pool: OnceLock::new(),
+            pool: tokio::sync::OnceCell::new(),
         }
     }
 
-    fn pool(&self) -> std::result::Result<&Pool, String> {
-        let opts = self.opts.as_ref().map_err(Clone::clone)?;
-        Ok(self.pool.get_or_init(|| Pool::new(opts.clone())))
+    /// Why LOAD DATA is not used for this datasource, if it is not.
+    fn refused(&self) -> Option<&str> {
+        self.opts.as_ref().err().map(String::as_str)
+    }
+
+    async fn pool(&self) -> Result<&Pool> {
+        let (opts, mode) = self
+            .opts
+            .as_ref()
+            .map_err(|e| ConnectorError::user(e.clone()))?;
+        self.pool
+            .get_or_try_init(|| async {
+                let settled =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tls::settle(opts.clone(), *mode))
+                        .await
+                        .map_err(|_| {
+                            ConnectorError::external(format!(
+                                "begin: no connection within {}s",
+                                CONNECT_TIMEOUT.as_secs()
+                            ))
+                        })?
+                        .map_err(|e| map_err("begin", e))?;
+                Ok(Pool::new(settled))
+            })
+            .await
     }
 
     pub async fn close(&self) {
@@ -100,39 +124,23 @@ impl LoadPool {
     }
 }
 
-/// `mysql_async` options with the same server, user, password and database as the sqlx pool,
-/// the session set up as the sqlx pool's (UTC, backslash escapes), at most 8 connections.
+/// `mysql_async` options with the same server, user, password, database and TLS as the sqlx
+/// pool, the session set up as the sqlx pool's (UTC, backslash escapes), at most 8 connections.
 /// `Err` says why LOAD DATA is not used for this datasource.
-fn opts(c: &ServerContent) -> std::result::Result<Opts, String> {
-    if let Some(mode) = c.url.as_deref().and_then(tls_mode) {
-        return Err(format!(
-            "the datasource URL asks for TLS ({mode}), which the LOAD DATA connection does not carry over"
-        ));
-    }
-    let b = crate::mysql_async_opts(c)?;
+fn opts(c: &ServerContent) -> std::result::Result<(Opts, TlsMode), String> {
+    let (b, mode) = crate::mysql_async_opts(c)?;
     let pool = PoolOpts::default()
         .with_constraints(PoolConstraints::new(0, 8).expect("0 <= 8"))
         .with_inactive_connection_ttl(Duration::from_secs(60))
         .with_reset_connection(true);
-    Ok(b.pool_opts(pool)
+    let opts = b
+        .pool_opts(pool)
         .setup(vec![
             "SET SESSION time_zone = '+00:00', \
              SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
         ])
-        .into())
-}
-
-/// The TLS mode a datasource URL asks for (`ssl-mode`, `sslmode`, `ssl-ca`), unless disabled.
-fn tls_mode(url: &str) -> Option<String> {
-    let (_, query) = url.split_once('?')?;
-    query
-        .split('&')
-        .find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            let k = k.to_ascii_lowercase().replace('_', "-");
-            (k == "ssl-mode" || k == "sslmode" || k == "ssl-ca").then(|| v.to_ascii_lowercase())
-        })
-        .filter(|mode| mode != "disabled")
+        .into();
+    Ok((opts, mode))
 }
 
 /// Driver errors: bad SQL and refused rows are the user's, I/O and the like external.
@@ -475,10 +483,10 @@ impl LoadWriter {
     /// Take a connection, open the transaction and run its setup (and, the first time, the
     /// probe). On a failure the connection is kept for abort.
     async fn open(&mut self, statements: &Statements, setup: &[String]) -> Result<Opened> {
-        let pool = match self.load.pool() {
-            Ok(p) => p.clone(),
-            Err(reason) => return Ok(Opened::Refused(reason)),
-        };
+        if let Some(reason) = self.load.refused() {
+            return Ok(Opened::Refused(reason.to_string()));
+        }
+        let pool = self.load.pool().await?.clone();
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
             Ok(r) => r.map_err(|e| map_err("begin", e))?,
             Err(_) => {
@@ -939,6 +947,80 @@ mod tests {
         for t in [&src, &dst, &more] {
             exec(&format!("DROP TABLE {t}")).await;
         }
+    }
+
+    /// LOAD DATA over TLS with the datasource URL's options: the server's certificate checked
+    /// against the test CA and a client certificate presented. The 3307 server's user `x509` is
+    /// `REQUIRE X509`, so neither a connection in the clear nor one without the certificate
+    /// would be let in; the server's LOAD counter shows the rows took LOAD DATA.
+    #[tokio::test]
+    async fn load_over_tls_with_a_client_certificate() {
+        let d = crate::tls::tests::tls_dir();
+        let url = format!(
+            "mysql://x509@127.0.0.1:3307/test?ssl-mode=VERIFY_IDENTITY&ssl-ca={d}/ca.pem\
+             &ssl-cert={d}/client.pem&ssl-key={d}/client-key.pem"
+        );
+        let (src, dst) = (unique("c_tls_src"), unique("c_tls_dst"));
+        fill_source(&src, 500).await;
+        let remote = MySqlPool::connect(&url).await.unwrap();
+        let on_remote = |sql: String| {
+            let remote = remote.clone();
+            async move {
+                let v: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST(({sql}) AS CHAR)"
+                )))
+                .fetch_one(&remote)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                v.unwrap_or_default()
+            }
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {dst} ({DDL}) DEFAULT CHARSET=utf8mb4"
+        )))
+        .execute(&remote)
+        .await
+        .unwrap();
+        let loads = "SELECT variable_value FROM information_schema.global_status \
+                     WHERE variable_name = 'COM_LOAD'";
+        let before: u64 = on_remote(loads.into()).await.parse().unwrap();
+        let target = crate::Factory
+            .create(&serde_json::json!({ "url": url }))
+            .unwrap();
+        let content = ServerContent::parse(&serde_json::json!({ "url": url }), &["mysql"]).unwrap();
+        let mut w = LoadWriter::new(
+            Arc::new(LoadPool::new(&content)),
+            remote.clone(),
+            WriteSpec {
+                table: dst.clone(),
+                columns: target.columns(&dst).await.unwrap(),
+                mode: WriteMode::Insert,
+                clear_table: false,
+            },
+        );
+        load(&connector(), &src, &mut w, 200).await;
+        let after: u64 = on_remote(loads.into()).await.parse().unwrap();
+        assert!(after >= before + 3, "LOAD statements: {before} -> {after}");
+        // The same rows on both servers, by a checksum over every column's bytes.
+        let sum = |t: &str| {
+            format!(
+                "SELECT CONCAT(count(*), ' ', SUM(CRC32(CONCAT_WS('|', {})))) FROM {t}",
+                [
+                    "id", "t", "v", "e", "d", "n", "f", "i", "flag", "on_off", "day", "tm", "dt",
+                    "ts", "b", "vb", "j"
+                ]
+                .map(|c| format!("COALESCE(HEX(CAST({c} AS BINARY)), '~')"))
+                .join(", ")
+            )
+        };
+        let here = scalar(&sum(&src)).await;
+        assert!(here.starts_with("500 "), "{here}");
+        assert_eq!(on_remote(sum(&dst)).await, here);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {dst}")))
+            .execute(&remote)
+            .await
+            .unwrap();
+        exec(&format!("DROP TABLE {src}")).await;
     }
 
     fn hex(s: &str) -> String {

@@ -32,6 +32,13 @@ fn connector() -> Arc<dyn Connector> {
     connector_at(&url())
 }
 
+/// The test CA and client certificate `scripts/services.sh up mysql-cdc` made
+/// (`FDI_MYSQL_CDC_TLS`).
+fn tls_dir() -> String {
+    std::env::var("FDI_MYSQL_CDC_TLS")
+        .unwrap_or_else(|_| "/var/tmp/fdi-services/mysql-cdc-tls".into())
+}
+
 async fn conn() -> mysql_async::Conn {
     let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url()).unwrap())
         .prefer_socket(false);
@@ -90,7 +97,10 @@ struct Running {
 
 impl Running {
     async fn start(spec: ChangeSpec, capacity: usize) -> Running {
-        let c = connector();
+        Self::start_on(connector(), spec, capacity).await
+    }
+
+    async fn start_on(c: Arc<dyn Connector>, spec: ChangeSpec, capacity: usize) -> Running {
         let log = c.change_log().expect("MySQL has a change log");
         let mut source = log.open(spec).await.unwrap();
         source
@@ -804,4 +814,47 @@ async fn cancel_ends_the_run_within_two_seconds_while_streaming_or_copying() {
     assert!(matches!(run.next().await, ChangeEvent::SnapshotRows { .. }));
     tokio::time::sleep(Duration::from_millis(200)).await;
     run.stop().await;
+}
+
+/// The binlog over TLS, the server's certificate checked against the test CA and a client
+/// certificate presented: the user `x509` is `REQUIRE X509`, so a connection without TLS and
+/// the certificate would be refused. The copy and a streamed transaction arrive.
+#[tokio::test]
+async fn binlog_read_over_tls_with_a_client_certificate() {
+    let tb = unique_name("cdc_tls");
+    exec(&format!(
+        "CREATE TABLE {tb} (id int PRIMARY KEY, v varchar(20));
+         INSERT INTO {tb} VALUES (1, 'copied')"
+    ))
+    .await;
+    let d = tls_dir();
+    let url = format!(
+        "mysql://x509@127.0.0.1:3307/test?ssl-mode=VERIFY_IDENTITY&ssl-ca={d}/ca.pem\
+         &ssl-cert={d}/client.pem&ssl-key={d}/client-key.pem"
+    );
+    let mut run = Running::start_on(connector_at(&url), spec(&[&tb], None, 100), 10).await;
+    let (rows, _, _) = run.snapshot().await;
+    assert_eq!(rows.get(&tb), Some(&vec![row(&["1", "copied"])]));
+    exec(&format!("INSERT INTO {tb} VALUES (2, 'streamed')")).await;
+    let tx = run.transaction().await;
+    assert_eq!(
+        changes(&tx),
+        vec![(
+            tb.clone(),
+            (ChangeOp::Insert, None, Some(row(&["2", "streamed"])))
+        )]
+    );
+    run.stop().await;
+    // Without the client certificate the same user is refused: the certificate was what let it in.
+    let bare =
+        format!("mysql://x509@127.0.0.1:3307/test?ssl-mode=VERIFY_IDENTITY&ssl-ca={d}/ca.pem");
+    let log = connector_at(&bare);
+    let err = log
+        .change_log()
+        .unwrap()
+        .open(spec(&[&tb], None, 100))
+        .await
+        .err()
+        .expect("refused without the certificate");
+    assert!(err.message.contains("Access denied"), "{}", err.message);
 }

@@ -62,7 +62,7 @@ impl ConnectorFactory for Factory {
                 .clone()
                 .or_else(|| url.and_then(cdc::url_password))
                 .as_deref(),
-            url.and_then(|u| cdc::url_param(u, "sslrootcert"))
+            url.and_then(|u| fdi_connector::content::url_param(u, "sslrootcert"))
                 .as_deref(),
         );
         let schema = c.schema.unwrap_or_else(|| "public".to_string());
@@ -166,9 +166,14 @@ impl Connector for PgConnector {
                 None
             }
         };
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(reader::reads_at_once(
+            &self.pool,
+        )));
         let mut readers: Vec<Box<dyn SourceReader>> = Vec::with_capacity(specs.len());
         for spec in specs {
-            let reader = reader::PgReader::open(self, spec).await?;
+            let reader = reader::PgReader::open(self, spec)
+                .await?
+                .taking_turns(turns.clone());
             readers.push(Box::new(match &snapshot {
                 Some(s) => reader.in_snapshot(s.clone()),
                 None => reader,

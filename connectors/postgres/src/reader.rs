@@ -23,6 +23,13 @@
 //! its connection in the middle of the COPY: that connection is dropped, not pooled again, and
 //! its query is cancelled on the server (`pg_cancel_backend` with the pid the read asked for
 //! before starting the COPY; one round trip per read).
+//!
+//! The ranges of a split read hold a pooled connection each while they read, and the pool is
+//! shared with the split's snapshot holder, the run's writer (when the target is this
+//! datasource) and other runs. So that a split with more ranges than free connections does not
+//! time out waiting for one (the pool gives up after 15 s), its readers take turns: at most
+//! [`reads_at_once`] of them read at a time, the others waiting (cancellably, without a time
+//! limit) for one of them to finish.
 
 use std::sync::Mutex;
 
@@ -105,10 +112,20 @@ impl SharedSnapshot {
     }
 }
 
+/// The ranges of one split read that may read at once on `pool`: its connections less one for
+/// the snapshot holder and one for a writer on the same datasource, at least one.
+pub fn reads_at_once(pool: &PgPool) -> usize {
+    (pool.options().get_max_connections() as usize)
+        .saturating_sub(2)
+        .max(1)
+}
+
 pub struct PgReader {
     pool: PgPool,
     /// The snapshot this read shares with the other ranges of a split read.
     snapshot: Option<std::sync::Arc<SharedSnapshot>>,
+    /// The turns of a split read's ranges ([`reads_at_once`]): a read holds one while it reads.
+    turns: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     plan: ReadPlan,
     batch_rows: usize,
     /// The binary COPY path: how each column arrives. None: the row path.
@@ -167,6 +184,7 @@ impl PgReader {
                     return Ok(Self {
                         pool: c.pool.clone(),
                         snapshot: None,
+                        turns: None,
                         plan,
                         batch_rows: spec.batch_rows,
                         copy: Some(columns),
@@ -183,6 +201,7 @@ impl PgReader {
         Ok(Self {
             pool: c.pool.clone(),
             snapshot: None,
+            turns: None,
             plan,
             batch_rows: spec.batch_rows,
             copy: None,
@@ -198,6 +217,12 @@ impl PgReader {
         } else {
             tracing::warn!("a split range on the row path reads without the shared snapshot");
         }
+        self
+    }
+
+    /// This read as one range of a split read taking `turns` with the others.
+    pub fn taking_turns(mut self, turns: std::sync::Arc<tokio::sync::Semaphore>) -> Self {
+        self.turns = Some(turns);
         self
     }
 
@@ -373,6 +398,16 @@ impl SourceReader for PgReader {
     }
 
     async fn read(&mut self, out: BatchSender, cancel: CancellationToken) -> Result<u64> {
+        let _turn = match &self.turns {
+            Some(turns) => Some(tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+                t = turns.clone().acquire_owned() => {
+                    t.map_err(|e| ConnectorError::internal(format!("read turn: {e}")))?
+                }
+            }),
+            None => None,
+        };
         match &self.copy {
             Some(columns) => self.read_copy(columns, out, cancel).await,
             None => self.read_rows(out, cancel).await,
@@ -397,13 +432,15 @@ mod tests {
     use super::*;
 
     fn connector() -> PgConnector {
+        connector_on(PgPoolOptions::new().max_connections(4))
+    }
+
+    fn connector_on(pool: PgPoolOptions) -> PgConnector {
         let content = serde_json::json!({"host": "127.0.0.1", "port": 5432, "user": "postgres",
                                          "database": "test"});
         let c = ServerContent::parse(&content, &["postgres"]).unwrap();
         let options = crate::connect_options(&c).unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_lazy_with(options.clone());
+        let pool = pool.connect_lazy_with(options.clone());
         PgConnector {
             cdc: crate::cdc::PgChangeLog::new(
                 pool.clone(),
@@ -811,5 +848,69 @@ mod tests {
                 .unwrap();
             assert_eq!((b.len(), n), (4, 10));
         }
+    }
+
+    /// More split ranges than the pool has connections: the ranges take turns instead of
+    /// waiting on the pool, which gives up after its acquire timeout (here 300 ms, while the
+    /// batches wait 1.5 s for a consumer). Every range reads all its rows.
+    #[tokio::test]
+    async fn split_ranges_take_turns_on_a_small_pool() {
+        use fdi_connector::Connector;
+        let c = connector_on(
+            PgPoolOptions::new()
+                .max_connections(3)
+                .acquire_timeout(Duration::from_millis(300)),
+        );
+        assert_eq!(reads_at_once(&c.pool), 1);
+        let t = unique("c_pgread_turns");
+        exec(
+            &c,
+            &format!(
+                "CREATE TABLE {t} (id bigint PRIMARY KEY, v int);
+             INSERT INTO {t} SELECT g, g FROM generate_series(1, 4000) g"
+            ),
+        )
+        .await;
+        let range = |from: i64| ReadSpec {
+            query: SourceQuery::Table {
+                table: t.clone(),
+                columns: vec![],
+                filters: vec![
+                    cond(None, "id", WhereOp::MoreEqual, Some(&from.to_string())),
+                    cond(
+                        Some("and"),
+                        "id",
+                        WhereOp::Less,
+                        Some(&(from + 1000).to_string()),
+                    ),
+                ],
+                order_by: None,
+            },
+            batch_rows: 100,
+        };
+        let readers = c
+            .split_readers((0..4).map(|i| range(1 + i * 1000)).collect())
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let tasks: Vec<_> = readers
+            .into_iter()
+            .map(|mut r| {
+                let tx = tx.clone();
+                tokio::spawn(async move { r.read(tx, CancellationToken::new()).await })
+            })
+            .collect();
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut seen = Vec::new();
+        while let Some(b) = rx.recv().await {
+            seen.extend(ids(&b.rows));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), 1000);
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=4000).collect::<Vec<i64>>());
+        exec(&c, &format!("DROP TABLE {t}")).await;
     }
 }

@@ -234,6 +234,37 @@ fn replace_url_password(url: &str, with: &str) -> String {
     out
 }
 
+/// A query parameter of a URL (`sslrootcert`, `ssl-mode`), percent-decoded: the first with
+/// exactly this name.
+pub fn url_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// `%xx` escapes decoded (invalid UTF-8 replaced); a `%` not followed by two hex digits is kept.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(hex) = b.get(i + 1..i + 3)
+            && let Ok(hex) = std::str::from_utf8(hex)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `mysql://user:secret@host/db` → `mysql://user:******@host/db` (query passwords too).
 pub fn mask_url_password(url: &str) -> String {
     replace_url_password(url, MASK)

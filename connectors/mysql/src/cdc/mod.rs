@@ -85,45 +85,59 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::{self, TlsMode};
+
 pub use position::{BinlogPosition, GtidState};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The binlog of one MySQL / MariaDB datasource.
 pub struct MySqlChangeLog {
-    /// Connection options, or why the datasource's content does not give any.
-    opts: std::result::Result<Opts, String>,
+    /// Connection options and their TLS mode, or why the datasource's content does not give any.
+    opts: std::result::Result<(Opts, TlsMode), String>,
+    /// The options every connection takes, settled on first use (under `ssl-mode=PREFERRED`, in
+    /// the clear when the server offers no TLS).
+    settled: tokio::sync::OnceCell<Opts>,
 }
 
 impl MySqlChangeLog {
     pub fn new(content: &ServerContent) -> Self {
         Self {
-            opts: opts(content),
+            opts: crate::mysql_async_opts(content).map(|(b, mode)| (b.into(), mode)),
+            settled: tokio::sync::OnceCell::new(),
         }
     }
 
-    fn opts(&self) -> Result<&Opts> {
-        self.opts
+    async fn opts(&self) -> Result<&Opts> {
+        let (opts, mode) = self
+            .opts
             .as_ref()
-            .map_err(|e| ConnectorError::user(format!("content.url: {e}")))
+            .map_err(|e| ConnectorError::user(e.clone()))?;
+        self.settled
+            .get_or_try_init(|| async {
+                match tokio::time::timeout(CONNECT_TIMEOUT, tls::settle(opts.clone(), *mode)).await
+                {
+                    Ok(r) => r.map_err(|e| map_err("connecting", e)),
+                    Err(_) => Err(no_answer(opts)),
+                }
+            })
+            .await
     }
 }
 
-/// `mysql_async` options with the same server, user, password and database as the connector's
-/// pool.
-fn opts(c: &ServerContent) -> std::result::Result<Opts, String> {
-    Ok(crate::mysql_async_opts(c)?.into())
+fn no_answer(opts: &Opts) -> ConnectorError {
+    ConnectorError::external(format!(
+        "connecting to {}:{}: no answer within {}s",
+        opts.ip_or_hostname(),
+        opts.tcp_port(),
+        CONNECT_TIMEOUT.as_secs()
+    ))
 }
 
 async fn connect(opts: &Opts) -> Result<Conn> {
     match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts.clone())).await {
         Ok(r) => r.map_err(|e| map_err("connecting", e)),
-        Err(_) => Err(ConnectorError::external(format!(
-            "connecting to {}:{}: no answer within {}s",
-            opts.ip_or_hostname(),
-            opts.tcp_port(),
-            CONNECT_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(no_answer(opts)),
     }
 }
 
@@ -185,7 +199,7 @@ fn iso(ms: i64) -> String {
 #[async_trait]
 impl ChangeLog for MySqlChangeLog {
     async fn check(&self) -> Result<()> {
-        let mut conn = connect(self.opts()?).await?;
+        let mut conn = connect(self.opts().await?).await?;
         let vars: Vec<(String, String)> = conn
             .query(
                 "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', \
@@ -233,7 +247,7 @@ impl ChangeLog for MySqlChangeLog {
     }
 
     async fn open(&self, spec: ChangeSpec) -> Result<Box<dyn ChangeSource>> {
-        let opts = self.opts()?.clone();
+        let opts = self.opts().await?.clone();
         let default_db = opts.db_name().map(str::to_string);
         let mut tables = Vec::with_capacity(spec.tables.len());
         for t in &spec.tables {
@@ -296,7 +310,7 @@ impl ChangeLog for MySqlChangeLog {
     /// The start of the latest binlog file that began at or before `at_ms` (file granularity:
     /// changes between the file's start and `at_ms` come again, none after it is missed).
     async fn position_at(&self, at_ms: i64) -> Result<SourcePosition> {
-        let opts = self.opts()?;
+        let opts = self.opts().await?;
         let mut conn = connect(opts).await?;
         let logs: Vec<mysql_async::Row> = conn
             .query("SHOW BINARY LOGS")

@@ -92,36 +92,7 @@ pub fn url_password(url: &str) -> Option<String> {
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
     let (userinfo, _) = authority.rsplit_once('@')?;
     let (_, pw) = userinfo.split_once(':')?;
-    Some(percent_decode(pw))
-}
-
-/// A query parameter of a URL (`sslrootcert`), percent-decoded.
-pub fn url_param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(hex) = b.get(i + 1..i + 3)
-            && let Ok(hex) = std::str::from_utf8(hex)
-            && let Ok(v) = u8::from_str_radix(hex, 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(fdi_connector::content::percent_decode(pw))
 }
 
 /// An open replication connection. The `Option` lets a blocking command take it to the blocking
@@ -270,7 +241,7 @@ mod tests {
             Some("a/b")
         );
         assert_eq!(
-            url_param(
+            fdi_connector::content::url_param(
                 "postgres://h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
                 "sslrootcert"
             )

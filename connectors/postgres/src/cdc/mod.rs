@@ -94,7 +94,7 @@ use fdi_connector::{Acknowledger, ConnectorError, Result, SourcePosition};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-pub use conn::{ReplicationTarget, url_param, url_password};
+pub use conn::{ReplicationTarget, url_password};
 
 /// The change log of one PostgreSQL datasource.
 pub struct PgChangeLog {
