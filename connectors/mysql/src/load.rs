@@ -102,16 +102,7 @@ impl LoadPool {
             .map_err(|e| ConnectorError::user(e.clone()))?;
         self.pool
             .get_or_try_init(|| async {
-                let settled =
-                    tokio::time::timeout(CONNECT_TIMEOUT, tls::settle(opts.clone(), *mode))
-                        .await
-                        .map_err(|_| {
-                            ConnectorError::external(format!(
-                                "begin: no connection within {}s",
-                                CONNECT_TIMEOUT.as_secs()
-                            ))
-                        })?
-                        .map_err(|e| map_err("begin", e))?;
+                let settled = within_connect_timeout(tls::settle(opts.clone(), *mode)).await?;
                 Ok(Pool::new(settled))
             })
             .await
@@ -121,6 +112,19 @@ impl LoadPool {
         if let Some(p) = self.pool.get() {
             let _ = p.clone().disconnect().await;
         }
+    }
+}
+
+/// A connection step of `begin`, given up after [`CONNECT_TIMEOUT`].
+async fn within_connect_timeout<T>(
+    step: impl std::future::Future<Output = mysql_async::Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, step).await {
+        Ok(r) => r.map_err(|e| map_err("begin", e)),
+        Err(_) => Err(ConnectorError::external(format!(
+            "begin: no connection within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -487,15 +491,7 @@ impl LoadWriter {
             return Ok(Opened::Refused(reason.to_string()));
         }
         let pool = self.load.pool().await?.clone();
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
-            Ok(r) => r.map_err(|e| map_err("begin", e))?,
-            Err(_) => {
-                return Err(ConnectorError::external(format!(
-                    "begin: no connection within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                )));
-            }
-        };
+        let mut conn = within_connect_timeout(pool.get_conn()).await?;
         let r = async {
             conn.query_drop("START TRANSACTION")
                 .await
