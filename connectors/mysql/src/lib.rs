@@ -4,6 +4,7 @@
 //! refuses local files; see `load.rs`), table sets of CDC tasks writing multi-row INSERTs
 //! (`writer.rs`), and the binlog change log for combination (CDC) tasks ([`cdc`]).
 
+mod async_conn;
 pub mod cdc;
 mod discovery;
 mod in_server;
@@ -204,36 +205,4 @@ impl Connector for MySqlConnector {
         self.pool.close().await;
         self.load.close().await;
     }
-}
-
-/// `mysql_async` options for the server, login, database and TLS of `c` (the URL's address part
-/// or host / port, and its TLS options as [`tls`] reads them; the URL's other query options are
-/// sqlx's and not carried over), never switching to the server's Unix socket behind the
-/// configured address, with the TLS mode they were built for. Used by the LOAD DATA writer and
-/// the binlog reader; each adds its own pool and session settings.
-fn mysql_async_opts(
-    c: &ServerContent,
-) -> std::result::Result<(mysql_async::OptsBuilder, tls::TlsMode), String> {
-    use mysql_async::{Opts, OptsBuilder};
-    let mut b = match &c.url {
-        Some(url) => {
-            let url = url.replacen("mariadb://", "mysql://", 1);
-            let base = url.split('?').next().unwrap_or(&url);
-            OptsBuilder::from_opts(Opts::from_url(base).map_err(|e| format!("content.url: {e}"))?)
-        }
-        None => OptsBuilder::default()
-            .ip_or_hostname(c.host.clone())
-            .tcp_port(c.port.unwrap_or(3306)),
-    };
-    if let Some(u) = &c.user {
-        b = b.user(Some(u));
-    }
-    if let Some(p) = &c.password {
-        b = b.pass(Some(p));
-    }
-    if let Some(d) = &c.database {
-        b = b.db_name(Some(d));
-    }
-    let tls = tls::UrlTls::of_url(c.url.as_deref())?;
-    Ok((b.prefer_socket(false).ssl_opts(tls.ssl_opts()), tls.mode))
 }

@@ -37,8 +37,8 @@
 //! there and their micro-batches are small.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow::datatypes::DataType;
@@ -53,12 +53,12 @@ use fdi_sql_core::insert::{formatters, push_copy_line, upsert_suffix};
 use fdi_sql_core::literal::Output;
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts};
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::tls::{self, TlsMode};
+use crate::async_conn::{AsyncOpts, map_err, within_connect_timeout};
 use crate::writer::MySqlWriter;
 
 /// Bytes of LOAD DATA text per chunk handed to the connection.
@@ -67,7 +67,6 @@ pub(crate) const CHUNK: usize = 256 << 10;
 const CHUNKS: usize = 8;
 /// Statements queued for the executing task.
 const QUEUE: usize = 2;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The server's answers to a LOAD DATA LOCAL it will not run: the command is not allowed
 /// (`local_infile` off, MariaDB / old MySQL), local data is disabled (MySQL 8), the client did
@@ -75,90 +74,47 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const REFUSED: [u16; 3] = [1148, 3948, 4166];
 
 /// The `mysql_async` pool of one datasource for LOAD DATA writers, created on first use (it
-/// needs a runtime, and under `ssl-mode=PREFERRED` a first connection to learn whether the
-/// server offers TLS), or why there is none.
+/// needs a runtime, and its options' TLS settled), or why there is none.
 pub struct LoadPool {
-    opts: std::result::Result<(Opts, TlsMode), String>,
-    pool: tokio::sync::OnceCell<Pool>,
+    opts: AsyncOpts,
+    pool: OnceLock<Pool>,
 }
 
 impl LoadPool {
+    /// The options of `content` (see [`AsyncOpts`]), the session set up as the sqlx pool's
+    /// (UTC, backslash escapes), at most 8 connections.
     pub fn new(content: &ServerContent) -> Self {
+        let pool = PoolOpts::default()
+            .with_constraints(PoolConstraints::new(0, 8).expect("0 <= 8"))
+            .with_inactive_connection_ttl(Duration::from_secs(60))
+            .with_reset_connection(true);
         Self {
-            opts: opts(content),
-            pool: tokio::sync::OnceCell::new(),
+            opts: AsyncOpts::new(content, |b| {
+                b.pool_opts(pool).setup(vec![
+                    "SET SESSION time_zone = '+00:00', \
+                     SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+                ])
+            }),
+            pool: OnceLock::new(),
         }
     }
 
     /// Why LOAD DATA is not used for this datasource, if it is not.
     fn refused(&self) -> Option<&str> {
-        self.opts.as_ref().err().map(String::as_str)
+        self.opts.unusable()
     }
 
-    async fn pool(&self) -> Result<&Pool> {
-        let (opts, mode) = self
-            .opts
-            .as_ref()
-            .map_err(|e| ConnectorError::user(e.clone()))?;
-        self.pool
-            .get_or_try_init(|| async {
-                let settled = within_connect_timeout(tls::settle(opts.clone(), *mode)).await?;
-                Ok(Pool::new(settled))
-            })
-            .await
+    /// A pooled connection (the pool made on first use).
+    async fn get_conn(&self) -> Result<Conn> {
+        let opts = self.opts.settled("begin").await?;
+        let pool = self.pool.get_or_init(|| Pool::new(opts.clone()));
+        within_connect_timeout("begin", opts, pool.get_conn()).await
     }
 
     pub async fn close(&self) {
         if let Some(p) = self.pool.get() {
             let _ = p.clone().disconnect().await;
         }
-    }
-}
-
-/// A connection step of `begin`, given up after [`CONNECT_TIMEOUT`].
-async fn within_connect_timeout<T>(
-    step: impl std::future::Future<Output = mysql_async::Result<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, step).await {
-        Ok(r) => r.map_err(|e| map_err("begin", e)),
-        Err(_) => Err(ConnectorError::external(format!(
-            "begin: no connection within {}s",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
-/// `mysql_async` options with the same server, user, password, database and TLS as the sqlx
-/// pool, the session set up as the sqlx pool's (UTC, backslash escapes), at most 8 connections.
-/// `Err` says why LOAD DATA is not used for this datasource.
-fn opts(c: &ServerContent) -> std::result::Result<(Opts, TlsMode), String> {
-    let (b, mode) = crate::mysql_async_opts(c)?;
-    let pool = PoolOpts::default()
-        .with_constraints(PoolConstraints::new(0, 8).expect("0 <= 8"))
-        .with_inactive_connection_ttl(Duration::from_secs(60))
-        .with_reset_connection(true);
-    let opts = b
-        .pool_opts(pool)
-        .setup(vec![
-            "SET SESSION time_zone = '+00:00', \
-             SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
-        ])
-        .into();
-    Ok((opts, mode))
-}
-
-/// Driver errors: bad SQL and refused rows are the user's, I/O and the like external.
-fn map_err(context: &str, e: mysql_async::Error) -> ConnectorError {
-    let message = format!("{context}: {e}");
-    match &e {
-        mysql_async::Error::Server(s) => match s.code {
-            1044 | 1045 | 1049 | 1698 => ConnectorError::refused(message),
-            1040 | 1053 | 1205 | 1213 | 1317 | 1927 => ConnectorError::external(message),
-            _ if s.code < 2000 => ConnectorError::user(message),
-            _ => ConnectorError::external(message),
-        },
-        mysql_async::Error::Url(_) => ConnectorError::user(message),
-        _ => ConnectorError::external(message),
     }
 }
 
@@ -490,8 +446,7 @@ impl LoadWriter {
         if let Some(reason) = self.load.refused() {
             return Ok(Opened::Refused(reason.to_string()));
         }
-        let pool = self.load.pool().await?.clone();
-        let mut conn = within_connect_timeout(pool.get_conn()).await?;
+        let mut conn = self.load.get_conn().await?;
         let r = async {
             conn.query_drop("START TRANSACTION")
                 .await

@@ -138,16 +138,21 @@ pub(crate) mod tests {
 
     /// Settled options and a connection for `url`, as the LOAD DATA pool and the binlog reader
     /// make them; the connection's TLS version ("" in the clear).
-    async fn tls_version(url: &str) -> mysql_async::Result<String> {
+    async fn tls_version(url: &str) -> fdi_connector::Result<String> {
         let c = ServerContent::parse(&serde_json::json!({ "url": url }), &["mysql"]).unwrap();
-        let (b, mode) = crate::mysql_async_opts(&c).unwrap();
-        let opts = settle(b.into(), mode).await?;
-        let mut conn = Conn::new(opts).await?;
-        let v: Option<(String, String)> = conn
-            .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
-            .await?;
-        let _ = conn.disconnect().await;
-        Ok(v.map(|(_, v)| v).unwrap_or_default())
+        let opts = crate::async_conn::AsyncOpts::new(&c, |b| b);
+        let opts = opts.settled("connecting").await?;
+        let query = async {
+            let mut conn = Conn::new(opts.clone()).await?;
+            let v: Option<(String, String)> = conn
+                .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+                .await?;
+            let _ = conn.disconnect().await;
+            Ok(v.map(|(_, v)| v).unwrap_or_default())
+        };
+        query
+            .await
+            .map_err(|e| crate::async_conn::map_err("connecting", e))
     }
 
     /// Against the machine's MariaDB (3306, no TLS) and the 3307 one (TLS with the test CA).

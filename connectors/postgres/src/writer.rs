@@ -155,11 +155,11 @@ pub struct PgWriter {
     copy: Option<CopyTask>,
     /// A statement failed in this transaction: it can only be rolled back.
     failed: bool,
-    /// The table was truncated in this transaction: a large load into it may build the indexes
-    /// after the rows ([`crate::deferred_indexes`]). Off in a [`TableSet`], whose commit has no
-    /// per-table step to rebuild them in.
+    /// A large load into the table this transaction truncated (`spec.clear_table`, which holds
+    /// until the first commit) may build the indexes after the rows
+    /// ([`crate::deferred_indexes`]). Off in a [`TableSet`], whose commit has no per-table step
+    /// to rebuild them in.
     may_defer_indexes: bool,
-    cleared_in_tx: bool,
     /// Rows inserted in this transaction.
     rows_in_tx: u64,
     /// Indexes dropped for this transaction's load, rebuilt before its commit.
@@ -195,7 +195,6 @@ impl PgWriter {
             copy: None,
             failed: false,
             may_defer_indexes: true,
-            cleared_in_tx: false,
             rows_in_tx: 0,
             deferred: None,
             text: String::new(),
@@ -328,7 +327,7 @@ impl PgWriter {
         self.rows_in_tx += batch.num_rows() as u64;
         // Decided once, by the batch that takes the load past the threshold.
         if self.may_defer_indexes
-            && self.cleared_in_tx
+            && self.spec.clear_table
             && before < DEFER_INDEX_ROWS
             && self.rows_in_tx >= DEFER_INDEX_ROWS
         {
@@ -377,7 +376,6 @@ impl PgWriter {
 
     /// This writer's transaction ended (committed or rolled back).
     fn tx_ended(&mut self) {
-        self.cleared_in_tx = false;
         self.rows_in_tx = 0;
         self.deferred = None;
     }
@@ -510,7 +508,6 @@ impl LendableWriter for PgWriter {
         if self.spec.clear_table {
             self.exec(&format!("TRUNCATE TABLE {}", self.table_sql))
                 .await?;
-            self.cleared_in_tx = true;
         }
         if matches!(self.spec.mode, WriteMode::Upsert { .. }) {
             self.exec(&format!(

@@ -73,7 +73,6 @@ mod stream;
 mod value;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use fdi_connector::change::{ChangeEvent, ChangeLog, ChangeSource, ChangeSpec, TableId};
@@ -85,80 +84,31 @@ use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{self, TlsMode};
+pub(crate) use crate::async_conn::map_err;
+use crate::async_conn::{AsyncOpts, CONNECT_TIMEOUT, within_connect_timeout};
 
 pub use position::{BinlogPosition, GtidState};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// The binlog of one MySQL / MariaDB datasource.
 pub struct MySqlChangeLog {
-    /// Connection options and their TLS mode, or why the datasource's content does not give any.
-    opts: std::result::Result<(Opts, TlsMode), String>,
-    /// The options every connection takes, settled on first use (under `ssl-mode=PREFERRED`, in
-    /// the clear when the server offers no TLS).
-    settled: tokio::sync::OnceCell<Opts>,
+    /// Connection options (see [`AsyncOpts`]).
+    opts: AsyncOpts,
 }
 
 impl MySqlChangeLog {
     pub fn new(content: &ServerContent) -> Self {
         Self {
-            opts: crate::mysql_async_opts(content).map(|(b, mode)| (b.into(), mode)),
-            settled: tokio::sync::OnceCell::new(),
+            opts: AsyncOpts::new(content, |b| b),
         }
     }
 
     async fn opts(&self) -> Result<&Opts> {
-        let (opts, mode) = self
-            .opts
-            .as_ref()
-            .map_err(|e| ConnectorError::user(e.clone()))?;
-        self.settled
-            .get_or_try_init(|| async {
-                match tokio::time::timeout(CONNECT_TIMEOUT, tls::settle(opts.clone(), *mode)).await
-                {
-                    Ok(r) => r.map_err(|e| map_err("connecting", e)),
-                    Err(_) => Err(no_answer(opts)),
-                }
-            })
-            .await
+        self.opts.settled("connecting").await
     }
-}
-
-fn no_answer(opts: &Opts) -> ConnectorError {
-    ConnectorError::external(format!(
-        "connecting to {}:{}: no answer within {}s",
-        opts.ip_or_hostname(),
-        opts.tcp_port(),
-        CONNECT_TIMEOUT.as_secs()
-    ))
 }
 
 async fn connect(opts: &Opts) -> Result<Conn> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts.clone())).await {
-        Ok(r) => r.map_err(|e| map_err("connecting", e)),
-        Err(_) => Err(no_answer(opts)),
-    }
-}
-
-/// Driver errors: refused logins, missing privileges or binlog files and bad SQL are the user's;
-/// I/O and the like external (worth a retry).
-fn map_err(context: &str, e: mysql_async::Error) -> ConnectorError {
-    let message = format!("{context}: {e}");
-    match &e {
-        mysql_async::Error::Server(s) => match s.code {
-            // Access denied / unknown database.
-            1044 | 1045 | 1049 | 1698 => ConnectorError::refused(message),
-            // Too many connections, shutdown, lock wait / deadlock, interrupted, killed.
-            1040 | 1053 | 1205 | 1213 | 1317 | 1927 => ConnectorError::external(message),
-            // 1236: the binlog position / GTID is gone (purged) or invalid; 1227 / 1142 /
-            // 1143: privileges; other statement errors.
-            _ if s.code < 2000 => ConnectorError::user(message),
-            _ => ConnectorError::external(message),
-        },
-        mysql_async::Error::Url(_) => ConnectorError::user(message),
-        _ => ConnectorError::external(message),
-    }
+    within_connect_timeout("connecting", opts, Conn::new(opts.clone())).await
 }
 
 async fn send(out: &mpsc::Sender<ChangeEvent>, ev: ChangeEvent) -> Result<()> {
